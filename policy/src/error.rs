@@ -1,0 +1,170 @@
+//! Policy errors: every one names the file, the line and column, what is wrong, and what would be
+//! valid.
+
+use std::fmt;
+
+use crate::headers::HeaderError;
+use crate::name::{NameError, PatternError};
+use crate::ports::PortsError;
+
+/// One problem in a policy file, with its position.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}:{line}:{column}: {kind}")]
+pub struct PolicyError {
+    /// The file name (or `<built-in>`) as given to the parser.
+    pub origin: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong.
+    pub kind: ErrorKind,
+}
+
+/// What is wrong, without the position.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorKind {
+    /// TOML syntax, an unknown key or a value of the wrong type, as the TOML reader words it.
+    #[error("{0}")]
+    Toml(String),
+    /// `version` is not one this build reads.
+    #[error("unsupported policy version {0}; this egressd reads version 1")]
+    Version(i64),
+    /// A rule with both or neither of `host` and `cidr`.
+    #[error("a rule needs exactly one of `host = \"NAME\"` or `cidr = \"NET/LEN\"`")]
+    RuleShape,
+    /// A carve-out written with `host`.
+    #[error(
+        "a carve-out opens addresses, not names: write `cidr = \"NET/LEN\"` and `ports = [...]`"
+    )]
+    CarveOutHost,
+    /// A bad host pattern.
+    #[error("invalid host pattern {pattern:?}: {error}")]
+    Host {
+        /// As written.
+        pattern: String,
+        /// Why.
+        error: PatternError,
+    },
+    /// A bad CIDR.
+    #[error(
+        "invalid CIDR {text:?}: write an IPv4 or IPv6 network such as \"192.0.2.0/24\" or \"2001:db8::/32\""
+    )]
+    Cidr {
+        /// As written.
+        text: String,
+    },
+    /// A CIDR with host bits set (`10.0.0.1/8`): almost always a typo.
+    #[error("CIDR {text:?} has host bits set; did you mean \"{network}\"?")]
+    CidrHostBits {
+        /// As written.
+        text: String,
+        /// The network it truncates to.
+        network: String,
+    },
+    /// A bad `ports` value.
+    #[error("invalid ports: {0}")]
+    Ports(#[from] PortsError),
+    /// A carve-out without an explicit port list.
+    #[error(
+        "a carve-out must list its ports explicitly (not \"any\"): carve-outs are narrow by design"
+    )]
+    CarveOutPorts,
+    /// A carve-out wider than allowed.
+    #[error(
+        "carve-out {net} is too broad; the widest allowed is /{max} for {family}: name the hosts or subnet you need"
+    )]
+    CarveOutTooBroad {
+        /// As written.
+        net: String,
+        /// The smallest prefix length accepted.
+        max: u8,
+        /// IPv4 or IPv6.
+        family: &'static str,
+    },
+    /// A carve-out that opens nothing special.
+    #[error(
+        "carve-out {0} covers no special range; reach public addresses with an [[allow]] rule instead"
+    )]
+    CarveOutUseless(String),
+    /// A bad attribution header.
+    #[error("invalid header: {0}")]
+    Header(#[from] HeaderError),
+    /// A bad upstream resolver address.
+    #[error(
+        "invalid DNS upstream {0:?}: write an IP address with an optional port, such as \"127.0.0.1:53\" or \"[::1]:53\""
+    )]
+    Upstream(String),
+    /// A bad static record name.
+    #[error("invalid static record name {name:?}: {error}")]
+    StaticName {
+        /// As written.
+        name: String,
+        /// Why.
+        error: NameError,
+    },
+    /// A bad static record address.
+    #[error("invalid static record address {0:?}: write IPv4 or IPv6 addresses")]
+    StaticAddr(String),
+    /// A static record with no addresses.
+    #[error("static record {0:?} lists no addresses")]
+    StaticEmpty(String),
+}
+
+/// Every problem found in one policy file, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+/// Turns byte offsets into 1-based line and column numbers.
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+}
+
+impl<'a> LineIndex<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self { text }
+    }
+
+    /// Line and column of byte `offset`; offsets past the end or inside a character are clamped.
+    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions() {
+        let index = LineIndex::new("ab\ncdé\nf");
+        assert_eq!(index.position(0), (1, 1));
+        assert_eq!(index.position(3), (2, 1));
+        assert_eq!(index.position(7), (2, 4));
+        assert_eq!(index.position(8), (3, 1));
+        assert_eq!(index.position(99), (3, 2));
+        assert_eq!(index.position(6), (2, 3));
+    }
+}

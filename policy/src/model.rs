@@ -1,0 +1,250 @@
+//! The validated policy: what [`crate::Policy::parse`] builds and every other crate reads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::headers::HeaderTemplate;
+use crate::name::{DomainName, HostPattern};
+use crate::ports::PortSet;
+
+/// What happens to a destination no rule names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Let it through (the special ranges stay shut).
+    Allow,
+    /// Refuse it: a strict allowlist.
+    Deny,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        })
+    }
+}
+
+/// Which list a rule belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RuleKind {
+    /// `[[allow]]`
+    Allow,
+    /// `[[deny]]`
+    Deny,
+    /// `[[danger_carve_out]]`
+    CarveOut,
+}
+
+impl RuleKind {
+    /// The TOML table name.
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::CarveOut => "danger_carve_out",
+        }
+    }
+}
+
+/// What a rule matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Matcher {
+    /// Host names.
+    Host(HostPattern),
+    /// Addresses: IP literals and, for deny rules and carve-outs, resolved addresses.
+    Cidr(IpNet),
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Host(pattern) => write!(f, "host \"{pattern}\""),
+            Self::Cidr(net) => write!(f, "cidr \"{net}\""),
+        }
+    }
+}
+
+/// One rule of a policy file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Which list.
+    pub kind: RuleKind,
+    /// 0-based position within that list.
+    pub index: usize,
+    /// 1-based line of the rule's `host` or `cidr` key in the file.
+    pub line: usize,
+    /// What it matches.
+    pub matcher: Matcher,
+    /// Which ports.
+    pub ports: PortSet,
+}
+
+impl Rule {
+    /// True when `addr` is in this rule's network, directly or as the IPv4 address it carries.
+    pub(crate) fn contains_addr(&self, addr: IpAddr) -> bool {
+        match &self.matcher {
+            Matcher::Cidr(net) => {
+                net.contains(&addr)
+                    || match addr {
+                        IpAddr::V6(v6) => crate::addr::embedded_ipv4(v6)
+                            .is_some_and(|(v4, _)| net.contains(&IpAddr::V4(v4))),
+                        IpAddr::V4(_) => false,
+                    }
+            }
+            Matcher::Host(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}[{}] at line {}: {}, ports {}",
+            self.kind.table(),
+            self.index,
+            self.line,
+            self.matcher,
+            self.ports
+        )
+    }
+}
+
+/// Settings for the DNS stub and the proxy's resolver.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Resolvers to ask for allowed names. Empty: the host's resolver configuration.
+    pub upstreams: Vec<SocketAddr>,
+    /// Names answered locally, never sent upstream.
+    pub static_records: BTreeMap<DomainName, Vec<IpAddr>>,
+}
+
+/// Host rules of one list, indexed so a lookup costs a few hash probes, not a scan.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HostIndex {
+    exact: HashMap<String, Vec<usize>>,
+    below: HashMap<String, Vec<usize>>,
+    cidr: Vec<usize>,
+}
+
+impl HostIndex {
+    pub(crate) fn build(rules: &[Arc<Rule>]) -> Self {
+        let mut index = Self::default();
+        for (i, rule) in rules.iter().enumerate() {
+            match &rule.matcher {
+                Matcher::Host(HostPattern::Exact(name)) => {
+                    index
+                        .exact
+                        .entry(name.as_str().to_owned())
+                        .or_default()
+                        .push(i);
+                }
+                Matcher::Host(HostPattern::Below(suffix)) => {
+                    index
+                        .below
+                        .entry(suffix.as_str().to_owned())
+                        .or_default()
+                        .push(i);
+                }
+                Matcher::Cidr(_) => index.cidr.push(i),
+            }
+        }
+        index
+    }
+
+    /// Positions of the host rules whose pattern matches `name`, in no particular order.
+    pub(crate) fn name_candidates<'a>(
+        &'a self,
+        name: &'a DomainName,
+    ) -> impl Iterator<Item = usize> + 'a {
+        let exact = self.exact.get(name.as_str()).into_iter().flatten();
+        let below = name
+            .parents()
+            .filter_map(|parent| self.below.get(parent))
+            .flatten();
+        exact.chain(below).copied()
+    }
+
+    /// Positions of the CIDR rules, in file order.
+    pub(crate) fn cidr_rules(&self) -> &[usize] {
+        &self.cidr
+    }
+}
+
+/// A validated policy. Build one with [`crate::Policy::parse`] or [`crate::Policy::builtin`].
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub(crate) origin: String,
+    pub(crate) digest: String,
+    pub(crate) default_action: Action,
+    pub(crate) default_ports: PortSet,
+    pub(crate) allow: Vec<Arc<Rule>>,
+    pub(crate) deny: Vec<Arc<Rule>>,
+    pub(crate) carve_outs: Vec<Arc<Rule>>,
+    pub(crate) allow_index: HostIndex,
+    pub(crate) deny_index: HostIndex,
+    pub(crate) headers: Vec<HeaderTemplate>,
+    pub(crate) dns: DnsSettings,
+}
+
+impl Policy {
+    /// Where the policy came from, as given to the parser.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// SHA-256 of the policy text, in hex: the same as `sha256sum` prints for the file.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The default action.
+    pub fn default_action(&self) -> Action {
+        self.default_action
+    }
+
+    /// Ports that rules without `ports` and the default action apply to.
+    pub fn default_ports(&self) -> &PortSet {
+        &self.default_ports
+    }
+
+    /// `[[allow]]` rules in file order.
+    pub fn allow_rules(&self) -> &[Arc<Rule>] {
+        &self.allow
+    }
+
+    /// `[[deny]]` rules in file order.
+    pub fn deny_rules(&self) -> &[Arc<Rule>] {
+        &self.deny
+    }
+
+    /// `[[danger_carve_out]]` rules in file order.
+    pub fn carve_outs(&self) -> &[Arc<Rule>] {
+        &self.carve_outs
+    }
+
+    /// Attribution headers, sorted by name.
+    pub fn headers(&self) -> &[HeaderTemplate] {
+        &self.headers
+    }
+
+    /// DNS settings.
+    pub fn dns(&self) -> &DnsSettings {
+        &self.dns
+    }
+}
+
+/// SHA-256 of `text`, as lower-case hex.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

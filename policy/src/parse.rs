@@ -1,0 +1,352 @@
+//! Reading a policy file: TOML into raw structs that keep every value's position, then validation
+//! into a [`Policy`], collecting every error rather than stopping at the first.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{ErrorKind, LineIndex, PolicyError, PolicyErrors};
+use crate::headers::HeaderTemplate;
+use crate::model::{Action, DnsSettings, HostIndex, Matcher, Policy, Rule, RuleKind, sha256_hex};
+use crate::name::{DomainName, HostPattern};
+use crate::ports::{PortItem, PortSet, PortsError};
+
+/// Narrowest carve-outs allowed: a carve-out names hosts or a subnet, not a whole private range.
+const CARVE_OUT_MIN_PREFIX_V4: u8 = 16;
+const CARVE_OUT_MIN_PREFIX_V6: u8 = 48;
+/// DNS port used when an upstream is written without one.
+const DNS_PORT: u16 = 53;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    version: Spanned<i64>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    allow: Vec<RawRule>,
+    #[serde(default)]
+    deny: Vec<RawRule>,
+    #[serde(default)]
+    danger_carve_out: Vec<RawRule>,
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    dns: RawDns,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    action: Option<Action>,
+    ports: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    host: Option<Spanned<String>>,
+    cidr: Option<Spanned<String>>,
+    ports: Option<Spanned<toml::Value>>,
+    /// Free text for the humans who read the policy; egressd ignores it.
+    #[serde(default, rename = "comment")]
+    _comment: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    #[serde(default)]
+    upstreams: Vec<Spanned<String>>,
+    #[serde(default, rename = "static")]
+    static_records: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+}
+
+/// Collects errors with positions.
+struct Errors<'a> {
+    origin: &'a str,
+    index: LineIndex<'a>,
+    list: Vec<PolicyError>,
+}
+
+impl<'a> Errors<'a> {
+    fn push(&mut self, span: Range<usize>, kind: ErrorKind) {
+        let (line, column) = self.index.position(span.start);
+        self.list.push(PolicyError {
+            origin: self.origin.to_owned(),
+            line,
+            column,
+            kind,
+        });
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        self.index.position(span.start).0
+    }
+}
+
+pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
+    let mut errors = Errors {
+        origin,
+        index: LineIndex::new(text),
+        list: Vec::new(),
+    };
+    let raw: RawPolicy = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let mut message = e.message().trim().to_owned();
+            if message == "missing field `version`" {
+                message.push_str("; a policy starts with `version = 1`");
+            }
+            errors.push(e.span().unwrap_or(0..0), ErrorKind::Toml(message));
+            return Err(PolicyErrors(errors.list));
+        }
+    };
+    if *raw.version.get_ref() != 1 {
+        errors.push(
+            raw.version.span(),
+            ErrorKind::Version(*raw.version.get_ref()),
+        );
+    }
+    let default_ports = match &raw.defaults.ports {
+        Some(ports) => ports_value(ports, &mut errors).unwrap_or(PortSet::Any),
+        None => PortSet::web(),
+    };
+    let allow = rules(&raw.allow, RuleKind::Allow, &default_ports, &mut errors);
+    let deny = rules(&raw.deny, RuleKind::Deny, &PortSet::Any, &mut errors);
+    let carve_outs = rules(
+        &raw.danger_carve_out,
+        RuleKind::CarveOut,
+        &PortSet::Any,
+        &mut errors,
+    );
+    let headers = raw
+        .headers
+        .iter()
+        .filter_map(
+            |(name, value)| match HeaderTemplate::parse(name, value.get_ref()) {
+                Ok(header) => Some(header),
+                Err(e) => {
+                    errors.push(value.span(), ErrorKind::Header(e));
+                    None
+                }
+            },
+        )
+        .collect();
+    let dns = dns(&raw.dns, &mut errors);
+    if !errors.list.is_empty() {
+        errors.list.sort_by_key(|e| (e.line, e.column));
+        return Err(PolicyErrors(errors.list));
+    }
+    Ok(Policy {
+        origin: origin.to_owned(),
+        digest: sha256_hex(text),
+        default_action: raw.defaults.action.unwrap_or(Action::Deny),
+        default_ports,
+        allow_index: HostIndex::build(&allow),
+        deny_index: HostIndex::build(&deny),
+        allow,
+        deny,
+        carve_outs,
+        headers,
+        dns,
+    })
+}
+
+fn rules(
+    raw: &[RawRule],
+    kind: RuleKind,
+    default_ports: &PortSet,
+    errors: &mut Errors<'_>,
+) -> Vec<Arc<Rule>> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (index, rule) in raw.iter().enumerate() {
+        let (matcher, span) = match (&rule.host, &rule.cidr, kind) {
+            (Some(host), None, RuleKind::CarveOut) => {
+                errors.push(host.span(), ErrorKind::CarveOutHost);
+                continue;
+            }
+            (Some(host), None, _) => match HostPattern::parse(host.get_ref()) {
+                Ok(pattern) => (Matcher::Host(pattern), host.span()),
+                Err(error) => {
+                    errors.push(
+                        host.span(),
+                        ErrorKind::Host {
+                            pattern: host.get_ref().clone(),
+                            error,
+                        },
+                    );
+                    continue;
+                }
+            },
+            (None, Some(cidr), _) => match cidr_value(cidr, errors) {
+                Some(net) => (Matcher::Cidr(net), cidr.span()),
+                None => continue,
+            },
+            (host, cidr, _) => {
+                // Point at whichever key is present, or at the rule's ports if neither is.
+                let span = host
+                    .as_ref()
+                    .map(Spanned::span)
+                    .or_else(|| cidr.as_ref().map(Spanned::span))
+                    .or_else(|| rule.ports.as_ref().map(Spanned::span))
+                    .unwrap_or(0..0);
+                errors.push(span, ErrorKind::RuleShape);
+                continue;
+            }
+        };
+        let ports = match (&rule.ports, kind) {
+            (Some(ports), _) => match ports_value(ports, errors) {
+                Some(PortSet::Any) if kind == RuleKind::CarveOut => {
+                    errors.push(ports.span(), ErrorKind::CarveOutPorts);
+                    continue;
+                }
+                Some(set) => set,
+                None => continue,
+            },
+            (None, RuleKind::CarveOut) => {
+                errors.push(span, ErrorKind::CarveOutPorts);
+                continue;
+            }
+            (None, _) => default_ports.clone(),
+        };
+        if let (RuleKind::CarveOut, Matcher::Cidr(net)) = (kind, &matcher) {
+            if !carve_out_is_valid(*net, &span, errors) {
+                continue;
+            }
+        }
+        out.push(Arc::new(Rule {
+            kind,
+            index,
+            line: errors.line(&span),
+            matcher,
+            ports,
+        }));
+    }
+    out
+}
+
+fn cidr_value(cidr: &Spanned<String>, errors: &mut Errors<'_>) -> Option<IpNet> {
+    let text = cidr.get_ref().trim();
+    // A bare address is a /32 or /128.
+    let net = text
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from));
+    match net {
+        Some(net) if net.trunc() != net => {
+            errors.push(
+                cidr.span(),
+                ErrorKind::CidrHostBits {
+                    text: text.to_owned(),
+                    network: net.trunc().to_string(),
+                },
+            );
+            None
+        }
+        Some(net) => Some(net),
+        None => {
+            errors.push(
+                cidr.span(),
+                ErrorKind::Cidr {
+                    text: text.to_owned(),
+                },
+            );
+            None
+        }
+    }
+}
+
+fn carve_out_is_valid(net: IpNet, span: &Range<usize>, errors: &mut Errors<'_>) -> bool {
+    let (min, family) = match net {
+        IpNet::V4(_) => (CARVE_OUT_MIN_PREFIX_V4, "IPv4"),
+        IpNet::V6(_) => (CARVE_OUT_MIN_PREFIX_V6, "IPv6"),
+    };
+    if net.prefix_len() < min {
+        errors.push(
+            span.clone(),
+            ErrorKind::CarveOutTooBroad {
+                net: net.to_string(),
+                max: min,
+                family,
+            },
+        );
+        return false;
+    }
+    // Two networks overlap exactly when one contains the other's first address.
+    let overlaps = crate::ranges::SPECIAL_RANGES
+        .iter()
+        .any(|r| r.net.contains(&net.network()) || net.contains(&r.net.network()));
+    if !overlaps {
+        errors.push(span.clone(), ErrorKind::CarveOutUseless(net.to_string()));
+    }
+    overlaps
+}
+
+fn ports_value(value: &Spanned<toml::Value>, errors: &mut Errors<'_>) -> Option<PortSet> {
+    let result = match value.get_ref() {
+        toml::Value::String(s) if s == "any" => Ok(PortSet::Any),
+        toml::Value::Integer(n) => PortSet::from_items([PortItem::Number(*n)]),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                toml::Value::Integer(n) => Ok(PortItem::Number(*n)),
+                toml::Value::String(s) => Ok(PortItem::Text(s)),
+                _ => Err(PortsError::Shape),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(PortSet::from_items),
+        toml::Value::String(s) => PortSet::from_items([PortItem::Text(s)]),
+        _ => Err(PortsError::Shape),
+    };
+    result
+        .map_err(|e| errors.push(value.span(), ErrorKind::Ports(e)))
+        .ok()
+}
+
+fn dns(raw: &RawDns, errors: &mut Errors<'_>) -> DnsSettings {
+    let mut settings = DnsSettings::default();
+    for upstream in &raw.upstreams {
+        let text = upstream.get_ref().trim();
+        let addr = text.parse::<SocketAddr>().ok().or_else(|| {
+            text.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, DNS_PORT))
+        });
+        match addr {
+            Some(addr) if addr.port() != 0 => settings.upstreams.push(addr),
+            _ => errors.push(upstream.span(), ErrorKind::Upstream(text.to_owned())),
+        }
+    }
+    for (name, addrs) in &raw.static_records {
+        let parsed = DomainName::parse(name);
+        if addrs.get_ref().is_empty() {
+            errors.push(addrs.span(), ErrorKind::StaticEmpty(name.clone()));
+        }
+        let mut ips = Vec::new();
+        for addr in addrs.get_ref() {
+            match addr.get_ref().trim().parse::<IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => errors.push(addr.span(), ErrorKind::StaticAddr(addr.get_ref().clone())),
+            }
+        }
+        match parsed {
+            Ok(domain) => {
+                settings.static_records.insert(domain, ips);
+            }
+            Err(error) => errors.push(
+                addrs.span(),
+                ErrorKind::StaticName {
+                    name: name.clone(),
+                    error,
+                },
+            ),
+        }
+    }
+    settings
+}

@@ -1,0 +1,212 @@
+//! Decision tables over the fixtures in `testdata/`, and the invalid-policy corpus.
+
+use std::path::Path;
+
+use crate::{Action, Policy, Target, Verdict};
+
+const RULES: &str = include_str!("../testdata/rules.toml");
+const OPEN: &str = include_str!("../testdata/open.toml");
+
+/// (target, verdict, reason code, line of the deciding rule)
+type Case = (&'static str, Verdict, &'static str, Option<usize>);
+
+fn check_table(policy: &Policy, cases: &[Case]) {
+    for &(target, verdict, code, line) in cases {
+        let target_parsed = Target::parse_loose(target, 443).unwrap();
+        let decision = policy.decide(&target_parsed);
+        assert_eq!(
+            (
+                decision.verdict(),
+                decision.reason.code(),
+                decision.rule.as_ref().map(|r| r.line)
+            ),
+            (verdict, code, line),
+            "target {target}: {decision}"
+        );
+    }
+}
+
+#[test]
+fn strict_allowlist_decisions() {
+    use Verdict::{Allow, Deny};
+    let policy = Policy::parse(RULES, "rules.toml").unwrap();
+    check_table(
+        &policy,
+        &[
+            // exact names, case and trailing dot
+            ("github.com:443", Allow, "allow-rule", Some(9)),
+            ("GitHub.COM.:22", Allow, "allow-rule", Some(9)),
+            ("github.com:80", Deny, "port-not-allowed", Some(9)),
+            ("api.github.com:443", Deny, "default-deny", None),
+            // wildcards: below the suffix only, default ports apply
+            ("raw.githubusercontent.com", Allow, "allow-rule", Some(13)),
+            (
+                "a.b.githubusercontent.com:443",
+                Allow,
+                "allow-rule",
+                Some(13),
+            ),
+            ("githubusercontent.com:443", Deny, "default-deny", None),
+            (
+                "raw.githubusercontent.com:80",
+                Deny,
+                "port-not-allowed",
+                Some(13),
+            ),
+            ("evilgithubusercontent.com:443", Deny, "default-deny", None),
+            // deny wins over allow
+            ("www.example.com:443", Allow, "allow-rule", Some(16)),
+            ("secret.example.com:443", Deny, "deny-rule", Some(19)),
+            ("SECRET.example.com.:443", Deny, "deny-rule", Some(19)),
+            // CIDR rules on IP literals, deny CIDR with ports
+            ("140.82.112.3:22", Allow, "allow-rule", Some(22)),
+            ("140.82.113.3:443", Allow, "allow-rule", Some(22)),
+            ("140.82.113.3:22", Deny, "deny-rule", Some(26)),
+            ("[::ffff:140.82.113.3]:22", Deny, "deny-rule", Some(26)),
+            ("8.8.8.8:443", Deny, "default-deny", None),
+            // special ranges, in every spelling of the address
+            ("10.0.0.1:443", Deny, "special-range", None),
+            ("2130706433:443", Deny, "special-range", None),
+            ("0x7f.1:443", Deny, "special-range", None),
+            ("127.1:443", Deny, "special-range", None),
+            ("[::ffff:10.0.0.1]:443", Deny, "special-range", None),
+            ("[64:ff9b::a9fe:a9fe]:80", Deny, "special-range", None),
+            ("169.254.169.254:80", Deny, "special-range", None),
+            ("[fd00::1]:443", Deny, "special-range", None),
+            // carve-out: opens the special range, the allow rule still decides
+            ("10.20.0.5:5432", Allow, "allow-rule", Some(38)),
+            ("10.20.0.6:5432", Deny, "default-deny", None),
+            ("10.20.0.5:22", Deny, "special-range", None),
+            // IDN: either form matches
+            ("bücher.example:443", Allow, "allow-rule", Some(42)),
+            ("xn--bcher-kva.example:443", Allow, "allow-rule", Some(42)),
+            // malformed hosts never match
+            ("exa_mple..com:443", Deny, "malformed-target", None),
+            ("1.2.3.256:443", Deny, "malformed-target", None),
+            ("github.com.123:443", Deny, "malformed-target", None),
+        ],
+    );
+}
+
+#[test]
+fn default_allow_decisions() {
+    use Verdict::{Allow, Deny};
+    let policy = Policy::parse(OPEN, "open.toml").unwrap();
+    assert_eq!(policy.default_action(), Action::Allow);
+    check_table(
+        &policy,
+        &[
+            ("example.org:443", Allow, "default-allow", None),
+            ("example.org:80", Allow, "default-allow", None),
+            ("example.org:22", Deny, "port-not-allowed", None),
+            ("x.tracker.test:443", Deny, "deny-rule", Some(8)),
+            ("93.184.215.14:443", Allow, "default-allow", None),
+            ("192.168.1.1:443", Deny, "special-range", None),
+        ],
+    );
+}
+
+#[test]
+fn resolved_addresses_are_rechecked() {
+    let policy = Policy::parse(RULES, "rules.toml").unwrap();
+    let name = policy.decide(&Target::parse_authority("github.com:443").unwrap());
+    assert!(name.is_allowed());
+    let cases = [
+        ("140.82.114.4", "allow-rule"),
+        ("10.0.0.5", "special-range"),
+        ("::ffff:192.168.0.1", "special-range"),
+        ("169.254.169.254", "special-range"),
+        ("2606:50c0:8000::154", "allow-rule"),
+    ];
+    for (addr, code) in cases {
+        let d = policy.check_resolved(&name, addr.parse().unwrap(), 443);
+        assert_eq!(d.reason.code(), code, "{addr}: {d}");
+    }
+    // CIDR deny rules apply to resolved addresses too.
+    let ssh = policy.decide(&Target::parse_authority("github.com:22").unwrap());
+    let d = policy.check_resolved(&ssh, "140.82.113.9".parse().unwrap(), 22);
+    assert_eq!(
+        (d.reason.code(), d.rule.map(|r| r.line)),
+        ("deny-rule", Some(26))
+    );
+    // A carve-out is reported when it lets a resolved address through.
+    let db = policy.decide(&Target::parse_authority("db.internal.test:5432").unwrap());
+    let d = policy.check_resolved(&db, "10.20.1.1".parse().unwrap(), 5432);
+    assert!(d.is_allowed());
+    assert_eq!(d.carve_out.map(|c| c.rule.line), Some(34));
+    // A denied name stays denied whatever it resolves to.
+    let denied = policy.decide(&Target::parse_authority("example.org:443").unwrap());
+    assert!(
+        !policy
+            .check_resolved(&denied, "8.8.8.8".parse().unwrap(), 443)
+            .is_allowed()
+    );
+}
+
+#[test]
+fn builtin_policy_allows_public_and_denies_special() {
+    let policy = Policy::builtin();
+    let public = policy.decide(&Target::parse_authority("example.org:22").unwrap());
+    assert_eq!(public.reason.code(), "default-allow");
+    for lan in [
+        "10.0.0.1:80",
+        "[::1]:80",
+        "169.254.169.254:80",
+        "100.64.1.1:443",
+    ] {
+        let d = policy.decide(&Target::parse_authority(lan).unwrap());
+        assert_eq!(d.reason.code(), "special-range", "{lan}");
+    }
+}
+
+#[test]
+fn all_errors_are_reported_with_positions() {
+    let text = "version = 1\n[[allow]]\nhost = \"a b\"\n[[allow]]\ncidr = \"10.0.0.1/8\"\n[headers]\nHost = \"x\"\n";
+    let errors = Policy::parse(text, "multi.toml").unwrap_err();
+    let positions: Vec<_> = errors.0.iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(positions, [(3, 8), (5, 8), (7, 8)], "{errors}");
+    assert!(
+        errors
+            .to_string()
+            .starts_with("multi.toml:3:8: invalid host pattern"),
+        "{errors}"
+    );
+}
+
+/// Every file in testdata/invalid starts with `# expect: LINE:COL TEXT`: the first error must be at
+/// that position and its message must contain TEXT.
+#[test]
+fn invalid_policies_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/invalid");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap();
+        let (position, message) = expect.split_once(' ').unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let errors = Policy::parse(&text, &name).expect_err(&name);
+        let first = &errors.0[0];
+        assert_eq!(
+            format!("{}:{}", first.line, first.column),
+            position,
+            "{name}: {first}"
+        );
+        assert!(
+            first.to_string().contains(message),
+            "{name}: {first} lacks {message:?}"
+        );
+        assert!(
+            first
+                .to_string()
+                .starts_with(&format!("{name}:{position}: ")),
+            "{first}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 20, "only {seen} invalid fixtures found");
+}
