@@ -1,1 +1,23 @@
-fn main() {}
+//! `egressd`: the egress-control sidecar's command line. Thin wiring only: parse flags, load the
+//! policy, hand off to the crate that does the work, and map the outcome to an exit code.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod exit;
+mod load;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code.into(),
+        Err(failure) => {
+            eprintln!("egressd: {:#}", failure.error);
+            failure.code.into()
+        }
+    }
+}

@@ -105,7 +105,7 @@ impl fmt::Display for Reason {
                 let range = special.range;
                 match special.via {
                     Some((embedding, v4)) => {
-                        write!(f, "{addr} carries {v4} ({})", embedding.name())?
+                        write!(f, "{addr} ({}) carries {v4}, which", embedding.name())?
                     }
                     None => write!(f, "{addr}")?,
                 }

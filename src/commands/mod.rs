@@ -1,0 +1,14 @@
+//! One module per subcommand; each returns the exit status it wants.
+
+mod check;
+mod explain;
+
+use crate::cli::{Cli, Command};
+use crate::exit::{Exit, Failure};
+
+pub fn run(cli: Cli) -> Result<Exit, Failure> {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Explain(args) => explain::run(&args),
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: each module runs the real `egressd` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+mod check;
+mod docs;
+mod explain;
