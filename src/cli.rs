@@ -1,7 +1,8 @@
 //! Command-line flags. Every flag's help text is what `--help` shows; keep it accurate.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -24,6 +25,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the sidecar: the forward proxy for one sandbox.
+    ///
+    /// Once the policy is loaded and every listener is bound, egressd prints exactly one JSON line
+    /// on stdout (the readiness line: bound addresses, pid, and the environment to export into the
+    /// sandbox); logs go to stderr. SIGTERM or SIGINT: stop accepting, drain, exit 0. SIGHUP: reload
+    /// the policy file (a bad one is logged and the current policy stays). Every flag can also be
+    /// set through the EGRESSD_* variable shown with it. See docs/launcher.md.
+    ///
+    /// Exit status: 0 after a clean shutdown, 2 for bad input (invalid policy or flag), 3 when
+    /// start-up fails (address in use, unusable socket path), 4 when a listener fails while
+    /// running.
+    Run(Box<RunArgs>),
     /// Validate a policy file.
     ///
     /// Exit status: 0 if the policy is valid, 2 if not (every error is printed on stderr as
@@ -67,4 +80,124 @@ pub struct ExplainArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Policy file; without it, the built-in default policy (public destinations allowed, special
+    /// ranges denied).
+    #[arg(long, env = "EGRESSD_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Identity of the sandbox: logged in every audit event and filled into {sandbox_id} header
+    /// templates.
+    #[arg(long, env = "EGRESSD_SANDBOX_ID", default_value = "")]
+    pub sandbox_id: String,
+    /// Address for the proxy to listen on; port 0 picks a free port (reported on the readiness
+    /// line). Must be loopback unless --danger-listen-non-loopback.
+    #[arg(long, env = "EGRESSD_PROXY_LISTEN", default_value = "127.0.0.1:0")]
+    pub proxy_listen: SocketAddr,
+    /// Also serve the proxy on this Unix socket path (created; removed at exit), for launchers
+    /// that bridge a sandbox without a network.
+    #[arg(long, env = "EGRESSD_PROXY_UNIX", value_name = "PATH")]
+    pub proxy_unix: Option<PathBuf>,
+    /// Allow --proxy-listen on a non-loopback address. Anyone who can reach that address can then
+    /// use the proxy under this sandbox's identity.
+    #[arg(long, env = "EGRESSD_DANGER_LISTEN_NON_LOOPBACK")]
+    pub danger_listen_non_loopback: bool,
+    /// Attribution header 'Name: value' set on every forwarded request, replacing the client's
+    /// copy and the policy's header of the same name; {sandbox_id} is filled in (repeatable; in
+    /// the variable, one per line).
+    #[arg(
+        long = "header",
+        env = "EGRESSD_HEADERS",
+        value_name = "NAME: VALUE",
+        value_delimiter = '\n'
+    )]
+    pub headers: Vec<String>,
+    /// Log format on stderr.
+    #[arg(long, env = "EGRESSD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Least severe log level shown on stderr.
+    #[arg(long, env = "EGRESSD_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+    /// Write audit events (one JSON object per request or tunnel) to this file, appending, or to
+    /// stdout after the readiness line with '-'. Without it they go to the normal log.
+    #[arg(long, env = "EGRESSD_AUDIT_LOG", value_name = "PATH|-")]
+    pub audit_log: Option<PathBuf>,
+    /// Also write the readiness JSON to this file, atomically (written aside, then renamed).
+    #[arg(long, env = "EGRESSD_READY_FILE", value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Exit (draining as for SIGTERM) when stdin reaches end of file: start egressd with a pipe
+    /// from the launcher, and it cannot outlive the launcher.
+    #[arg(long, env = "EGRESSD_EXIT_ON_STDIN_EOF")]
+    pub exit_on_stdin_eof: bool,
+    /// On SIGTERM/SIGINT, how long open connections and tunnels may take to finish.
+    #[arg(long, env = "EGRESSD_DRAIN_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub drain_timeout: Duration,
+    /// Forward everything through this parent HTTP proxy (IP:PORT), after enforcing the policy.
+    #[arg(long, env = "EGRESSD_PARENT_PROXY", value_name = "IP:PORT")]
+    pub parent_proxy: Option<SocketAddr>,
+    /// Proxy-Authorization value sent to the parent proxy, e.g. 'Basic dXNlcjpwYXNz'.
+    #[arg(
+        long,
+        env = "EGRESSD_PARENT_PROXY_AUTH",
+        value_name = "VALUE",
+        requires = "parent_proxy"
+    )]
+    pub parent_proxy_auth: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits and timeouts; durations are written like 10s, 500ms, 5m.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Time allowed to connect to one destination address.
+    #[arg(long, env = "EGRESSD_CONNECT_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// Time allowed for a name lookup.
+    #[arg(long, env = "EGRESSD_DNS_TIMEOUT", value_parser = duration, default_value = "5s")]
+    pub dns_timeout: Duration,
+    /// A tunnel with no traffic either way for this long is closed.
+    #[arg(long, env = "EGRESSD_TUNNEL_IDLE_TIMEOUT", value_parser = duration, default_value = "5m")]
+    pub tunnel_idle_timeout: Duration,
+    /// Time allowed for a client to send a request head (and for an idle keep-alive connection
+    /// to send its next one).
+    #[arg(long, env = "EGRESSD_HEADER_READ_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
+    /// Time allowed for an origin to start its response.
+    #[arg(long, env = "EGRESSD_RESPONSE_TIMEOUT", value_parser = duration, default_value = "60s")]
+    pub response_timeout: Duration,
+    /// Largest request head, in bytes (at least 8192); larger gets 431.
+    #[arg(long, env = "EGRESSD_MAX_HEADER_BYTES", default_value_t = 65536,
+          value_parser = clap::value_parser!(u32).range(8192..=16_777_216))]
+    pub max_header_bytes: u32,
+    /// Connections served at once; beyond it a new connection gets 503.
+    #[arg(long, env = "EGRESSD_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    let d =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 10s, 500ms, 5m)"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".to_owned());
+    }
+    Ok(d)
 }

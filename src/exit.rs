@@ -11,6 +11,10 @@ pub enum Exit {
     Denied = 1,
     /// Bad input: an invalid policy, a bad flag or target, an unreadable file.
     BadInput = 2,
+    /// `run`: start-up failed (address in use, unusable socket or file path).
+    StartFailed = 3,
+    /// `run`: a listener failed while running.
+    RuntimeFailed = 4,
 }
 
 impl From<Exit> for ExitCode {
@@ -30,6 +34,14 @@ impl Failure {
     pub fn bad_input(error: impl Into<anyhow::Error>) -> Self {
         Self {
             code: Exit::BadInput,
+            error: error.into(),
+        }
+    }
+
+    /// The environment refused: a port in use, a path that cannot be created.
+    pub fn start(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: Exit::StartFailed,
             error: error.into(),
         }
     }

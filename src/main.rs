@@ -6,6 +6,8 @@ mod cli;
 mod commands;
 mod exit;
 mod load;
+mod logging;
+mod signals;
 
 use std::process::ExitCode;
 

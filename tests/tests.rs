@@ -6,3 +6,6 @@ mod util;
 mod check;
 mod docs;
 mod explain;
+mod netns;
+mod proxy;
+mod run;

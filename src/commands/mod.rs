@@ -2,6 +2,7 @@
 
 mod check;
 mod explain;
+mod run;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{Exit, Failure};
@@ -10,5 +11,6 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

@@ -1,0 +1,66 @@
+//! Proxy settings that do not come from the policy: limits, timeouts, identity, parent proxy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::HeaderValue;
+
+/// Limits and timeouts. The defaults are documented in docs/launcher.md.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Time allowed to establish a TCP connection to one address.
+    pub connect_timeout: Duration,
+    /// Time allowed for a name lookup.
+    pub dns_timeout: Duration,
+    /// A CONNECT tunnel with no bytes in either direction for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// Time allowed for a client to send a complete request head (slowloris defence); also how long
+    /// an idle keep-alive connection waits for its next request.
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted, in bytes; larger heads get 431.
+    pub max_header_bytes: usize,
+    /// Connections served at once; one more gets `503` and is closed.
+    pub max_connections: usize,
+    /// Time allowed for an origin to send its response head.
+    pub response_timeout: Duration,
+    /// Buffer size for each direction of a tunnel.
+    pub tunnel_buffer_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            dns_timeout: Duration::from_secs(5),
+            tunnel_idle_timeout: Duration::from_secs(300),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections: 1024,
+            response_timeout: Duration::from_secs(60),
+            tunnel_buffer_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A parent HTTP proxy that egressd forwards everything through, after enforcing the policy.
+#[derive(Clone, Debug)]
+pub struct ParentProxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Sent as `Proxy-Authorization` on every request to it.
+    pub authorization: Option<HeaderValue>,
+}
+
+/// Everything the proxy needs besides the policy.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyConfig {
+    /// The sandbox this egressd serves: filled into `{sandbox_id}` header templates and logged.
+    pub sandbox_id: String,
+    /// Extra attribution headers (`--header`), rendered and validated by the caller; they replace
+    /// the policy's headers of the same name.
+    pub extra_headers: Vec<policy::HeaderTemplate>,
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// Optional parent proxy.
+    pub parent: Option<ParentProxy>,
+}

@@ -1,0 +1,112 @@
+//! Why a request was not served, tagged with who is at fault so the status code follows: the
+//! client (400), the policy (403), the destination or the network (502/504), or us (503).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use http::StatusCode;
+use policy::Decision;
+
+/// Everything that ends a request without a response from the origin.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The request cannot be proxied as written.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The policy refuses the destination as named.
+    #[error("denied: {0}")]
+    Denied(Decision),
+    /// The name is allowed, but every address it resolved to is refused.
+    #[error("denied: every address refused; first {addr}: {decision}")]
+    AddressesDenied {
+        /// The first refused address.
+        addr: IpAddr,
+        /// Its decision.
+        decision: Decision,
+    },
+    /// The name does not exist or has no A/AAAA records.
+    #[error("no address found for the name")]
+    NoAddress,
+    /// The resolver failed.
+    #[error("name resolution failed: {0}")]
+    Dns(String),
+    /// The resolver did not answer in time.
+    #[error("name resolution timed out")]
+    DnsTimeout,
+    /// Every allowed address refused the connection, or was unreachable.
+    #[error("connection to {addr} failed: {error}")]
+    Connect {
+        /// The last address tried.
+        addr: SocketAddr,
+        /// What the last attempt returned.
+        error: io::Error,
+    },
+    /// The connection did not complete in time.
+    #[error("connection to {addr} timed out")]
+    ConnectTimeout {
+        /// The address that did not answer.
+        addr: SocketAddr,
+    },
+    /// The origin (or parent proxy) broke the exchange.
+    #[error("upstream error: {0}")]
+    Upstream(String),
+    /// The origin did not send a response head in time.
+    #[error("upstream response timed out")]
+    ResponseTimeout,
+    /// The parent proxy refused the CONNECT.
+    #[error("parent proxy answered {0}")]
+    ParentRefused(StatusCode),
+}
+
+impl Failure {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Denied(_) | Self::AddressesDenied { .. } => StatusCode::FORBIDDEN,
+            Self::NoAddress
+            | Self::Dns(_)
+            | Self::Connect { .. }
+            | Self::Upstream(_)
+            | Self::ParentRefused(_) => StatusCode::BAD_GATEWAY,
+            Self::DnsTimeout | Self::ConnectTimeout { .. } | Self::ResponseTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+        }
+    }
+
+    /// The stable reason code, sent in the `X-Egressd-Reason` header and the audit log.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad-request",
+            Self::Denied(decision) => decision.reason.code(),
+            Self::AddressesDenied { decision, .. } => decision.reason.code(),
+            Self::NoAddress => "no-address",
+            Self::Dns(_) => "dns-failure",
+            Self::DnsTimeout => "dns-timeout",
+            Self::Connect { error, .. } if error.kind() == io::ErrorKind::ConnectionRefused => {
+                "upstream-refused"
+            }
+            Self::Connect { .. } => "upstream-unreachable",
+            Self::ConnectTimeout { .. } | Self::ResponseTimeout => "upstream-timeout",
+            Self::Upstream(_) => "upstream-error",
+            Self::ParentRefused(_) => "parent-proxy-refused",
+        }
+    }
+
+    /// The policy decision behind a refusal, if the policy refused.
+    pub fn decision(&self) -> Option<&Decision> {
+        match self {
+            Self::Denied(decision) | Self::AddressesDenied { decision, .. } => Some(decision),
+            _ => None,
+        }
+    }
+}
+
+/// A rule's short label for headers and logs: `allow[0] line 9`.
+pub fn rule_label(decision: &Decision) -> Option<String> {
+    decision
+        .rule
+        .as_ref()
+        .map(|rule| format!("{}[{}] line {}", rule.kind.table(), rule.index, rule.line))
+}

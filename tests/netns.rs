@@ -1,0 +1,108 @@
+//! Tests with non-loopback destinations. Each runs itself again inside a fresh network namespace
+//! (only `lo`, with 10.99.0.1 and fd00::99 added), so even a fail-open bug sends nothing out.
+
+use std::net::Ipv4Addr;
+
+use crate::util::*;
+
+const LAN_V4: &str = "10.99.0.1";
+const LAN_V6: &str = "fd00::99";
+
+fn in_namespace(test: &str) {
+    run_in_netns(test, &[&format!("{LAN_V4}/32"), &format!("{LAN_V6}/128")]);
+}
+
+#[test]
+fn lan_answers_are_refused_without_a_connection_attempt() {
+    in_namespace("netns::inside_lan_answers_are_refused");
+}
+
+#[test]
+#[ignore = "runs inside a network namespace, started by lan_answers_are_refused_without_a_connection_attempt"]
+fn inside_lan_answers_are_refused() {
+    assert_in_netns();
+    let v4 = Origin::bind(format!("{LAN_V4}:8080").parse().unwrap(), Behaviour::Answer);
+    let v6 = Origin::bind(
+        format!("[{LAN_V6}]:8080").parse().unwrap(),
+        Behaviour::Answer,
+    );
+    let dns = FakeDns::start(&[("lan.test", LAN_V4.parse::<Ipv4Addr>().unwrap())], false);
+    let dir = tempfile::tempdir().unwrap();
+    let allow_all_names = format!(
+        "version = 1\n[defaults]\naction = \"allow\"\nports = \"any\"\n[[allow]]\nhost = \"lan.test\"\nports = \"any\"\n\
+         [dns]\nupstreams = [\"{}\"]\n",
+        dns.addr
+    );
+    let policy = write(dir.path(), "policy.toml", &allow_all_names);
+    let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
+    for url in [
+        "http://lan.test:8080/".to_owned(),
+        format!("http://{LAN_V4}:8080/"),
+        format!("http://[{LAN_V6}]:8080/"),
+        format!("http://[::ffff:{LAN_V4}]:8080/"),
+        "http://167969537:8080/".to_owned(),
+    ] {
+        let r = curl(&sidecar.proxy_url(), &[&url]);
+        assert_eq!(r.status, 403, "{url}: {r:?}");
+        assert!(
+            r.headers.contains("x-egressd-reason: special-range"),
+            "{url}: {r:?}"
+        );
+    }
+    let tunnel = curl(&sidecar.proxy_url(), &["-p", "http://lan.test:8080/"]);
+    assert_ne!(tunnel.status, 200, "{tunnel:?}");
+    assert!(
+        dns.seen().iter().any(|q| q.starts_with("lan.test.")),
+        "the allowed name was resolved"
+    );
+    assert_eq!(
+        *v4.connections.lock().unwrap(),
+        0,
+        "a LAN listener saw a connection"
+    );
+    assert_eq!(
+        *v6.connections.lock().unwrap(),
+        0,
+        "a LAN listener saw a connection"
+    );
+
+    // Control: with a carve-out the same listener is reachable, so the zero above means refusal.
+    let carved = allow_all_names.replace(
+        "[dns]",
+        &format!("[[danger_carve_out]]\ncidr = \"{LAN_V4}/32\"\nports = [8080]\n[dns]"),
+    );
+    let policy = write(dir.path(), "carved.toml", &carved);
+    drop(sidecar);
+    let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
+    let r = curl(&sidecar.proxy_url(), &["http://lan.test:8080/"]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(*v4.connections.lock().unwrap(), 1);
+}
+
+#[test]
+fn builtin_policy_refuses_the_lan() {
+    in_namespace("netns::inside_builtin_policy_refuses_the_lan");
+}
+
+#[test]
+#[ignore = "runs inside a network namespace, started by builtin_policy_refuses_the_lan"]
+fn inside_builtin_policy_refuses_the_lan() {
+    assert_in_netns();
+    let origin = Origin::bind(format!("{LAN_V4}:80").parse().unwrap(), Behaviour::Answer);
+    let sidecar = Sidecar::start(&[]);
+    for url in [
+        format!("http://{LAN_V4}/"),
+        "http://192.168.1.1/".to_owned(),
+        format!("http://[{LAN_V6}]/"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://100.64.0.1/".to_owned(),
+    ] {
+        let r = curl(&sidecar.proxy_url(), &[&url]);
+        assert_eq!(r.status, 403, "{url}: {r:?}");
+        assert!(
+            r.headers.contains("x-egressd-reason: special-range"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(*origin.connections.lock().unwrap(), 0);
+}

@@ -1,0 +1,471 @@
+//! The forward proxy through `egressd run`, driven by curl, ureq and raw sockets against loopback
+//! origins the tests start.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+
+use crate::util::*;
+
+/// Starts an origin and a sidecar whose policy allows exactly that origin.
+fn origin_and_sidecar(
+    extra_policy: &str,
+    extra_args: &[&str],
+) -> (Origin, Sidecar, tempfile::TempDir) {
+    let origin = Origin::start(Behaviour::Answer);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        &loopback_policy(&[origin.addr.port()], extra_policy),
+    );
+    let mut args = vec![
+        "--policy",
+        policy.to_str().unwrap(),
+        "--sandbox-id",
+        "sb-test",
+    ];
+    args.extend_from_slice(extra_args);
+    let sidecar = Sidecar::start(&args);
+    (origin, sidecar, dir)
+}
+
+#[test]
+fn absolute_form_allowed_and_denied_with_curl() {
+    let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
+    let url = format!("http://origin.test:{}/path?q=1", origin.addr.port());
+    let ok = curl(&sidecar.proxy_url(), &[&url]);
+    assert_eq!((ok.status, ok.body.as_str()), (200, ORIGIN_BODY), "{ok:?}");
+    let head = &origin.seen()[0];
+    assert!(
+        head.starts_with("GET /path?q=1 HTTP/1.1\r\n"),
+        "origin-form to the origin: {head}"
+    );
+    assert_eq!(
+        header_value(head, "host").as_deref(),
+        Some(format!("origin.test:{}", origin.addr.port()).as_str())
+    );
+
+    let denied = curl(&sidecar.proxy_url(), &["http://example.org/"]);
+    assert_eq!(denied.status, 403, "{denied:?}");
+    assert!(
+        denied
+            .headers
+            .to_ascii_lowercase()
+            .contains("x-egressd-reason: default-deny"),
+        "{denied:?}"
+    );
+    assert!(denied.body.contains("no rule names it"), "{denied:?}");
+}
+
+#[test]
+fn connect_allowed_and_denied() {
+    let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
+    let url = format!("http://origin.test:{}/tunneled", origin.addr.port());
+    let ok = curl(&sidecar.proxy_url(), &["-p", &url]);
+    assert_eq!((ok.status, ok.body.as_str()), (200, ORIGIN_BODY), "{ok:?}");
+    assert!(origin.seen()[0].starts_with("GET /tunneled HTTP/1.1"));
+
+    let mut stream = TcpStream::connect(sidecar.proxy()).unwrap();
+    stream
+        .write_all(b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut stream).unwrap();
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert_eq!(
+        header_value(&head, "x-egressd-reason").as_deref(),
+        Some("default-deny")
+    );
+}
+
+#[test]
+fn rust_client_through_the_proxy() {
+    let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
+    let proxy = ureq::Proxy::new(&sidecar.proxy_url()).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .proxy(Some(proxy))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut ok = agent
+        .get(&format!("http://origin.test:{}/", origin.addr.port()))
+        .call()
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.body_mut().read_to_string().unwrap(), ORIGIN_BODY);
+    // ureq tunnels even http:// URLs through CONNECT, so a refusal is a failed CONNECT.
+    let denied = agent.get("http://example.org/").call().unwrap_err();
+    assert!(denied.to_string().contains("403"), "{denied}");
+    // Through the tunnel the origin still saw the request, without attribution headers: the
+    // proxy cannot add headers inside an opaque tunnel (docs/launcher.md says so).
+    let head = &origin.seen()[0];
+    assert!(head.starts_with("GET / HTTP/1.1"), "{head}");
+}
+
+#[test]
+fn attribution_headers_replace_spoofed_copies_and_hop_by_hop_headers_are_stripped() {
+    let (origin, sidecar, _dir) =
+        origin_and_sidecar("", &["--header", "X-Egressd-Agent: agent-{sandbox_id}"]);
+    let url = format!("http://origin.test:{}/", origin.addr.port());
+    let r = curl(
+        &sidecar.proxy_url(),
+        &[
+            "-H",
+            "X-Egressd-Sandbox: spoofed",
+            "-H",
+            "X-Egressd-Agent: spoofed",
+            "-H",
+            "Connection: keep-alive, X-Drop-Me",
+            "-H",
+            "X-Drop-Me: secret",
+            "-H",
+            "Proxy-Authorization: Basic c2VjcmV0OnNlY3JldA==",
+            "-H",
+            "Proxy-Connection: keep-alive",
+            "-H",
+            "Keep-Alive: timeout=5",
+            "-H",
+            "X-Kept: yes",
+            &url,
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let head = &origin.seen()[0];
+    assert_eq!(
+        header_values(head, "x-egressd-sandbox"),
+        ["sb-test"],
+        "{head}"
+    );
+    assert_eq!(
+        header_values(head, "x-egressd-agent"),
+        ["agent-sb-test"],
+        "{head}"
+    );
+    for gone in [
+        "x-drop-me",
+        "proxy-authorization",
+        "proxy-connection",
+        "keep-alive",
+    ] {
+        assert!(
+            header_value(head, gone).is_none(),
+            "{gone} reached the origin:\n{head}"
+        );
+    }
+    assert_eq!(header_value(head, "x-kept").as_deref(), Some("yes"));
+}
+
+#[test]
+fn port_rules_and_ip_literal_forms() {
+    let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
+    let port = origin.addr.port();
+    // 127.0.0.1 is carved out on the origin's port only, in every spelling.
+    for host in ["127.0.0.1", "2130706433", "0x7f.0.0.1", "127.1"] {
+        let r = curl(&sidecar.proxy_url(), &[&format!("http://{host}:{port}/")]);
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+    }
+    let other_port = if port == 65535 { 65534 } else { port + 1 };
+    for (url, reason) in [
+        (
+            format!("http://origin.test:{other_port}/"),
+            "port-not-allowed",
+        ),
+        (format!("http://127.0.0.2:{port}/"), "special-range"),
+        (
+            format!("http://[::ffff:127.0.0.2]:{port}/"),
+            "special-range",
+        ),
+        (format!("http://127.1:{other_port}/"), "special-range"),
+    ] {
+        let r = curl(&sidecar.proxy_url(), &[&url]);
+        assert_eq!(r.status, 403, "{url}: {r:?}");
+        assert!(
+            r.headers.contains(&format!("x-egressd-reason: {reason}")),
+            "{url}: {r:?}"
+        );
+    }
+    assert_eq!(
+        origin.seen().len(),
+        4,
+        "only the allowed requests reached the origin"
+    );
+}
+
+#[test]
+fn denied_names_are_never_resolved_and_allowed_names_are() {
+    let dns = FakeDns::start(&[("allowed.test", Ipv4Addr::new(127, 0, 0, 1))], false);
+    let origin = Origin::start(Behaviour::Answer);
+    let dir = tempfile::tempdir().unwrap();
+    let port = origin.addr.port();
+    let text = format!(
+        "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\nhost = \"allowed.test\"\nports = [{port}]\n\
+         [[danger_carve_out]]\ncidr = \"127.0.0.1/32\"\nports = [{port}]\n[dns]\nupstreams = [\"{}\"]\n",
+        dns.addr
+    );
+    let policy = write(dir.path(), "policy.toml", &text);
+    let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
+    let denied = curl(
+        &sidecar.proxy_url(),
+        &[&format!("http://secret-exfil.denied.test:{port}/")],
+    );
+    assert_eq!(denied.status, 403);
+    let tunneled = curl(
+        &sidecar.proxy_url(),
+        &["-p", &format!("http://another.denied.test:{port}/")],
+    );
+    assert_eq!(
+        tunneled.status, 0,
+        "CONNECT refused, curl reports no HTTP status: {tunneled:?}"
+    );
+    assert!(
+        dns.seen().is_empty(),
+        "denied names were sent to DNS: {:?}",
+        dns.seen()
+    );
+
+    let allowed = curl(
+        &sidecar.proxy_url(),
+        &[&format!("http://allowed.test:{port}/")],
+    );
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    assert!(
+        dns.seen().iter().any(|q| q.starts_with("allowed.test.")),
+        "{:?}",
+        dns.seen()
+    );
+    assert!(
+        dns.seen().iter().all(|q| q.starts_with("allowed.test.")),
+        "{:?}",
+        dns.seen()
+    );
+}
+
+#[test]
+fn upstream_failures_are_502_and_504_with_reasons() {
+    let dns = FakeDns::start(&[], false);
+    let silent_dns = FakeDns::start(&[], true);
+    let silent = Origin::start(Behaviour::Silent);
+    // A port that refuses: bind, learn the port, close.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [closed, silent.addr.port()];
+    let text = loopback_policy(&ports, "[[allow]]\nhost = \"*.nx.test\"\nports = \"any\"\n")
+        .replace("127.0.0.1:9", &dns.addr.to_string());
+    let policy = write(dir.path(), "policy.toml", &text);
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--response-timeout",
+        "1s",
+        "--dns-timeout",
+        "1s",
+    ];
+    let sidecar = Sidecar::start(&args);
+    let cases = [
+        (
+            format!("http://origin.test:{closed}/"),
+            502,
+            "upstream-refused",
+        ),
+        (
+            format!("http://origin.test:{}/", silent.addr.port()),
+            504,
+            "upstream-timeout",
+        ),
+        ("http://missing.nx.test/".to_owned(), 502, "no-address"),
+    ];
+    for (url, status, reason) in cases {
+        let r = curl(&sidecar.proxy_url(), &[&url]);
+        assert_eq!(r.status, status, "{url}: {r:?}");
+        assert!(
+            r.headers.contains(&format!("x-egressd-reason: {reason}")),
+            "{url}: {r:?}"
+        );
+    }
+    drop(sidecar);
+    let text = format!(
+        "version = 1\n[[allow]]\nhost = \"slow.test\"\n[dns]\nupstreams = [\"{}\"]\n",
+        silent_dns.addr
+    );
+    let policy = write(dir.path(), "slow.toml", &text);
+    let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap(), "--dns-timeout", "1s"]);
+    let r = curl(&sidecar.proxy_url(), &["http://slow.test/"]);
+    assert_eq!(r.status, 504, "{r:?}");
+    assert!(r.headers.contains("x-egressd-reason: dns-timeout"), "{r:?}");
+}
+
+#[test]
+fn origin_form_requests_get_400_not_a_loop() {
+    let (_origin, sidecar, _dir) = origin_and_sidecar("", &[]);
+    let mut stream = TcpStream::connect(sidecar.proxy()).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut stream).unwrap();
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    // Absolute-form to the proxy's own address is loopback: refused, not looped.
+    let own = curl(
+        &sidecar.proxy_url(),
+        &[&format!("http://{}/", sidecar.proxy())],
+    );
+    assert_eq!(own.status, 403, "{own:?}");
+}
+
+#[test]
+fn connection_limit_answers_503() {
+    let (_origin, sidecar, _dir) = origin_and_sidecar("", &["--max-connections", "1"]);
+    // The first connection takes the only slot; a request on it proves it was accepted.
+    let mut first = TcpStream::connect(sidecar.proxy()).unwrap();
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut first).unwrap();
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let mut second = TcpStream::connect(sidecar.proxy()).unwrap();
+    second.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut response = String::new();
+    second.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(
+        response.contains("x-egressd-reason: overloaded"),
+        "{response}"
+    );
+    drop(first);
+}
+
+#[test]
+fn slow_request_head_is_cut_off() {
+    let (_origin, sidecar, _dir) = origin_and_sidecar("", &["--header-read-timeout", "1s"]);
+    let mut stream = TcpStream::connect(sidecar.proxy()).unwrap();
+    stream
+        .write_all(b"GET http://origin.test/ HTTP/1.1\r\nHost: orig")
+        .unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut rest = Vec::new();
+    // The proxy closes the connection (hyper may first answer 408); a read error here means the
+    // test's own patience ran out, which is the failure.
+    stream
+        .read_to_end(&mut rest)
+        .expect("the proxy closed the slow connection");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[test]
+fn oversized_request_head_is_refused() {
+    let (_origin, sidecar, _dir) = origin_and_sidecar("", &["--max-header-bytes", "8192"]);
+    let mut stream = TcpStream::connect(sidecar.proxy()).unwrap();
+    let big = "a".repeat(16 * 1024);
+    let request =
+        format!("GET http://origin.test/ HTTP/1.1\r\nHost: origin.test\r\nX-Big: {big}\r\n\r\n");
+    let _ = stream.write_all(request.as_bytes());
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+}
+
+#[test]
+fn audit_log_has_one_json_line_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let (origin, sidecar, _policy_dir) =
+        origin_and_sidecar("", &["--audit-log", audit.to_str().unwrap()]);
+    let port = origin.addr.port();
+    assert_eq!(
+        curl(
+            &sidecar.proxy_url(),
+            &[&format!("http://origin.test:{port}/")]
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        curl(
+            &sidecar.proxy_url(),
+            &["-p", &format!("http://origin.test:{port}/")]
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        curl(&sidecar.proxy_url(), &["http://example.org/"]).status,
+        403
+    );
+    let read = || std::fs::read_to_string(&audit).unwrap_or_default();
+    // Events are written when requests end; the tunnel's only after curl closed it.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while read().lines().count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audit log: {}",
+            read()
+        );
+        std::thread::yield_now();
+    }
+    let events: Vec<serde_json::Value> = read()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_method = |m: &str| events.iter().find(|e| e["method"] == m).unwrap().clone();
+    let get = events
+        .iter()
+        .find(|e| e["method"] == "GET" && e["decision"] == "allow")
+        .unwrap();
+    assert_eq!(get["sandbox_id"], "sb-test");
+    assert_eq!(get["status"], 200);
+    assert_eq!(get["resolved"], format!("127.0.0.1:{port}"));
+    assert_eq!(get["bytes_down"], ORIGIN_BODY.len());
+    assert_eq!(get["rule"], "allow[0] line 6");
+    let tunnel = by_method("CONNECT");
+    assert_eq!(tunnel["decision"], "allow");
+    assert!(
+        tunnel["bytes_up"].as_u64().unwrap() > 0 && tunnel["bytes_down"].as_u64().unwrap() > 0,
+        "{tunnel}"
+    );
+    assert_eq!(tunnel["destination"], format!("origin.test:{port}"));
+    let denied = events.iter().find(|e| e["decision"] == "deny").unwrap();
+    assert_eq!(denied["destination"], "http://example.org/");
+    assert_eq!(
+        (denied["reason"].as_str(), denied["status"].as_u64()),
+        (Some("default-deny"), Some(403))
+    );
+    assert!(
+        denied["duration_ms"].is_number()
+            && denied["client"].as_str().unwrap().starts_with("127.0.0.1:")
+    );
+    // With --audit-log, audit events stay out of the normal log.
+    assert!(
+        !sidecar.stderr.text().contains("egressd::audit"),
+        "{}",
+        sidecar.stderr.text()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn unix_socket_listener_serves_the_same_proxy() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("proxy.sock");
+    let (origin, sidecar, _policy_dir) =
+        origin_and_sidecar("", &["--proxy-unix", socket.to_str().unwrap()]);
+    assert_eq!(sidecar.ready["proxy_unix"], socket.to_str().unwrap());
+    let mut stream = UnixStream::connect(&socket).unwrap();
+    let port = origin.addr.port();
+    let request = format!(
+        "GET http://origin.test:{port}/ HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with(ORIGIN_BODY), "{response}");
+}

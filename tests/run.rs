@@ -1,0 +1,296 @@
+//! The launcher contract of `egressd run`: readiness, failing closed, signals, lifetime, chaining.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use crate::util::*;
+
+#[test]
+fn readiness_line_and_ready_file_carry_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready_file = dir.path().join("ready.json");
+    let mut sidecar = Sidecar::start(&[
+        "--sandbox-id",
+        "job-42",
+        "--ready-file",
+        ready_file.to_str().unwrap(),
+    ]);
+    let ready = &sidecar.ready;
+    assert_eq!(ready["event"], "ready");
+    assert_eq!(ready["pid"], sidecar.pid());
+    assert_eq!(ready["sandbox_id"], "job-42");
+    assert_eq!(ready["policy"]["origin"], "<built-in>");
+    let proxy = sidecar.proxy();
+    assert!(proxy.ip().is_loopback() && proxy.port() != 0);
+    let url = format!("http://{proxy}");
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        assert_eq!(ready["env"][var], url, "{var}");
+    }
+    assert!(ready["env"]["NO_PROXY"].is_string());
+    let from_file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ready_file).unwrap()).unwrap();
+    assert_eq!(&from_file, ready);
+    // Exactly one line on stdout.
+    sidecar.signal("TERM");
+    assert!(sidecar.wait().success());
+    assert_eq!(
+        sidecar.stdout.text().lines().count(),
+        1,
+        "{}",
+        sidecar.stdout.text()
+    );
+    assert!(!ready_file.exists(), "the ready file is removed at exit");
+}
+
+#[test]
+fn bad_policy_fails_closed_without_a_readiness_line() {
+    let policy = repo("policy/testdata/invalid/carve-out-broad.toml");
+    let run = Sidecar::try_start(&["--policy", policy.to_str().unwrap()])
+        .err()
+        .expect("must not become ready");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert!(run.stderr.contains("carve-out-broad.toml:4:8"), "{run:?}");
+}
+
+#[test]
+fn port_in_use_fails_closed_with_a_one_line_reason() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = Sidecar::try_start(&["--proxy-listen", &addr])
+        .err()
+        .expect("must not become ready");
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("cannot listen on {addr}")),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn non_loopback_listen_needs_the_danger_flag() {
+    let run = Sidecar::try_start(&["--proxy-listen", "0.0.0.0:0"])
+        .err()
+        .expect("must not become ready");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("--danger-listen-non-loopback"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_two() {
+    for args in [
+        vec!["--header", "no colon here"],
+        vec!["--header", "Host: evil"],
+        vec!["--connect-timeout", "soon"],
+        vec!["--max-header-bytes", "100"],
+    ] {
+        let run = Sidecar::try_start(&args)
+            .err()
+            .expect("must not become ready");
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty());
+    }
+}
+
+#[test]
+fn sighup_reloads_a_good_policy_and_keeps_the_old_one_on_a_bad_one() {
+    let origin = Origin::start(Behaviour::Answer);
+    let port = origin.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", &loopback_policy(&[port], ""));
+    let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
+    let url = format!("http://origin.test:{port}/");
+    assert_eq!(curl(&sidecar.proxy_url(), &[&url]).status, 200);
+
+    write(
+        dir.path(),
+        "policy.toml",
+        &format!("version = 1\n[defaults]\naction = \"deny\"\n{NO_RESOLVER}"),
+    );
+    sidecar.signal("HUP");
+    sidecar.stderr.wait_for("policy reloaded", 1);
+    let r = curl(&sidecar.proxy_url(), &[&url]);
+    assert_eq!(r.status, 403, "{r:?}");
+
+    write(
+        dir.path(),
+        "policy.toml",
+        "version = 1\n[[allow]]\nhost = \"a b\"\n",
+    );
+    sidecar.signal("HUP");
+    sidecar
+        .stderr
+        .wait_for("reload failed; keeping the current policy", 1);
+    assert!(
+        sidecar.stderr.text().contains("policy.toml:3:8"),
+        "{}",
+        sidecar.stderr.text()
+    );
+    let r = curl(&sidecar.proxy_url(), &[&url]);
+    assert_eq!(r.status, 403, "the old (deny-all) policy stays: {r:?}");
+    assert_eq!(origin.seen().len(), 1);
+}
+
+#[test]
+fn sigterm_stops_accepting_and_drains_open_tunnels() {
+    let echo = Echo::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        &loopback_policy(&[echo.addr.port()], ""),
+    );
+    let mut sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--drain-timeout",
+        "20s",
+    ]);
+    let mut tunnel = TcpStream::connect(sidecar.proxy()).unwrap();
+    tunnel.set_read_timeout(Some(PATIENCE)).unwrap();
+    let port = echo.addr.port();
+    write!(
+        tunnel,
+        "CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_head(&mut tunnel).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut echoed = [0u8; 5];
+    tunnel.write_all(b"one..").unwrap();
+    tunnel.read_exact(&mut echoed).unwrap();
+
+    sidecar.signal("TERM");
+    sidecar.stderr.wait_for("draining", 1);
+    assert!(
+        TcpStream::connect(sidecar.proxy()).is_err(),
+        "no new connections after SIGTERM"
+    );
+    tunnel.write_all(b"two..").unwrap();
+    tunnel.read_exact(&mut echoed).unwrap();
+    assert_eq!(
+        &echoed, b"two..",
+        "the open tunnel still works while draining"
+    );
+    drop(tunnel);
+    let status = sidecar.wait();
+    assert_eq!(status.code(), Some(0), "{}", sidecar.stderr.text());
+}
+
+#[test]
+fn exits_when_the_launcher_closes_stdin() {
+    let mut sidecar = Sidecar::start(&["--exit-on-stdin-eof"]);
+    sidecar.close_stdin();
+    let status = sidecar.wait();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        sidecar.stderr.text().contains("stdin closed"),
+        "{}",
+        sidecar.stderr.text()
+    );
+}
+
+#[test]
+fn chains_through_a_parent_egressd_and_enforces_the_policy_first() {
+    let origin = Origin::start(Behaviour::Answer);
+    let port = origin.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let parent_policy = write(dir.path(), "parent.toml", &loopback_policy(&[port], ""));
+    let audit = dir.path().join("parent-audit.jsonl");
+    let parent = Sidecar::start(&[
+        "--policy",
+        parent_policy.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ]);
+    let child_policy = write(
+        dir.path(),
+        "child.toml",
+        &format!(
+            "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\nhost = \"origin.test\"\nports = [{port}]\n{NO_RESOLVER}"
+        ),
+    );
+    let child = Sidecar::start(&[
+        "--policy",
+        child_policy.to_str().unwrap(),
+        "--parent-proxy",
+        &parent.proxy().to_string(),
+        "--parent-proxy-auth",
+        "Basic cGFyZW50OnNlY3JldA==",
+        "--sandbox-id",
+        "child-sb",
+        "--header",
+        "X-Child-Sandbox: {sandbox_id}",
+    ]);
+    let url = format!("http://origin.test:{port}/via-parent");
+    let r = curl(&child.proxy_url(), &[&url]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let tunneled = curl(&child.proxy_url(), &["-p", &url]);
+    assert_eq!(tunneled.status, 200, "{tunneled:?}");
+    let head = &origin.seen()[0];
+    assert_eq!(
+        header_value(head, "x-child-sandbox").as_deref(),
+        Some("child-sb"),
+        "{head}"
+    );
+    assert!(
+        header_value(head, "proxy-authorization").is_none(),
+        "{head}"
+    );
+    // Refused by the child's own policy: the parent never hears of it.
+    let denied = curl(&child.proxy_url(), &["http://example.org/"]);
+    assert_eq!(denied.status, 403);
+    drop(parent);
+    let parent_log = std::fs::read_to_string(&audit).unwrap();
+    assert!(!parent_log.contains("example.org"), "{parent_log}");
+    assert!(parent_log.contains("via-parent"), "{parent_log}");
+}
+
+#[test]
+fn connect_to_a_parent_carries_attribution_and_credentials() {
+    let echo = Echo::start();
+    let parent = RecordingParent::start(echo.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "version = 1\n[[allow]]\nhost = \"tunnel.test\"\nports = [443]\n[headers]\n\"X-Sandbox\" = \"{{sandbox_id}}\"\n{NO_RESOLVER}"
+        ),
+    );
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--sandbox-id",
+        "sb-9",
+        "--parent-proxy",
+        &parent.addr.to_string(),
+        "--parent-proxy-auth",
+        "Basic dTpw",
+    ]);
+    let mut stream = TcpStream::connect(sidecar.proxy()).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(b"CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\nX-Sandbox: spoofed\r\n\r\n").unwrap();
+    let head = read_head(&mut stream).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream.write_all(b"ping").unwrap();
+    let mut pong = [0u8; 4];
+    stream.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"ping");
+    let seen = parent.heads.lock().unwrap()[0].clone();
+    assert!(
+        seen.starts_with("CONNECT tunnel.test:443 HTTP/1.1\r\n"),
+        "{seen}"
+    );
+    assert_eq!(header_values(&seen, "x-sandbox"), ["sb-9"], "{seen}");
+    assert_eq!(
+        header_value(&seen, "proxy-authorization").as_deref(),
+        Some("Basic dTpw"),
+        "{seen}"
+    );
+}
