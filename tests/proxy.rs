@@ -469,3 +469,65 @@ fn unix_socket_listener_serves_the_same_proxy() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with(ORIGIN_BODY), "{response}");
 }
+
+#[test]
+fn keep_alive_to_client_and_origin_and_http_1_0() {
+    let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
+    let port = origin.addr.port();
+    let mut stream = TcpStream::connect(sidecar.proxy()).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    for path in ["/one", "/two"] {
+        write!(
+            stream,
+            "GET http://origin.test:{port}{path} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n"
+        )
+        .unwrap();
+        let head = read_head(&mut stream).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let mut body = vec![0u8; ORIGIN_BODY.len()];
+        stream.read_exact(&mut body).unwrap();
+    }
+    assert_eq!(origin.seen().len(), 2);
+    assert_eq!(
+        *origin.connections.lock().unwrap(),
+        1,
+        "the origin connection was pooled and reused"
+    );
+
+    let mut old = TcpStream::connect(sidecar.proxy()).unwrap();
+    old.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(old, "GET http://origin.test:{port}/old HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    old.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    assert!(response.ends_with(ORIGIN_BODY), "{response}");
+}
+
+#[test]
+fn python_urllib_through_the_proxy() {
+    let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
+    let script = r#"
+import sys, urllib.request, urllib.error
+proxy, url = sys.argv[1], sys.argv[2]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+try:
+    print(opener.open(url, timeout=20).status)
+except urllib.error.HTTPError as e:
+    print(e.code, e.headers.get("x-egressd-reason"))
+"#;
+    let python = |url: &str| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", script, &sidecar.proxy_url(), url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(
+        python(&format!("http://origin.test:{}/", origin.addr.port())),
+        "200"
+    );
+    assert_eq!(python("http://example.org/"), "403 default-deny");
+}
