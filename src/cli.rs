@@ -37,6 +37,31 @@ pub enum Command {
     /// start-up fails (address in use, unusable socket path), 4 when a listener fails while
     /// running.
     Run(Box<RunArgs>),
+    /// Print a macOS pf anchor that closes the LAN (or everything but egressd) to one user.
+    ///
+    /// The sandbox user's TCP and UDP to every special range of the policy crate's built-in list is
+    /// blocked (minus the policy's carve-outs; the policy's CIDR deny rules too); loopback stays
+    /// usable. With --mode sidecar-only the user may reach only egressd's ports. The header of the
+    /// output says how to load, verify, enable and remove it; see docs/pf.md.
+    ///
+    /// Exit status: 0 on success, 2 for bad input (unknown user, system uid, bad anchor name or
+    /// port, invalid policy, sidecar-only without ports).
+    Pf(PfArgs),
+    /// Print an nftables ruleset (Linux) doing what `egressd pf` does, with `meta skuid`.
+    ///
+    /// The ruleset lives in its own `table inet` (default egressd_UID): `nft -f FILE` replaces an
+    /// earlier copy, `nft delete table inet NAME` removes it. TCP is refused with a reset, UDP with
+    /// an ICMP error. See docs/pf.md.
+    ///
+    /// Exit status: 0 on success, 2 for bad input.
+    Nft(NftArgs),
+    /// Print the network section of a sandbox-exec profile: outbound only to egressd's ports.
+    ///
+    /// Denies all other outbound traffic, including the system resolver's socket. Append it at the
+    /// end of the profile; see docs/launcher.md.
+    ///
+    /// Exit status: 0 on success, 2 for bad input.
+    Sbpl(SbplArgs),
     /// Validate a policy file.
     ///
     /// Exit status: 0 if the policy is valid, 2 if not (every error is printed on stderr as
@@ -200,4 +225,91 @@ fn duration(text: &str) -> Result<Duration, String> {
         return Err("must be more than zero".to_owned());
     }
     Ok(d)
+}
+
+/// What `pf` and `nft` share.
+#[derive(Debug, Args)]
+pub struct FirewallArgs {
+    /// The sandbox user: a numeric uid, or a user name (resolved to its uid now; the output
+    /// carries the number).
+    #[arg(long, value_name = "UID|NAME")]
+    pub user: String,
+    /// Policy file whose carve-outs and CIDR deny rules apply; default: the built-in policy.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// lan: close the special ranges to the user. sidecar-only: allow only egressd's ports.
+    #[arg(long, value_enum, default_value_t = FirewallMode::Lan)]
+    pub mode: FirewallMode,
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+    /// How refused packets are answered: return (TCP reset / ICMP unreachable, fails fast) or drop.
+    #[arg(long, value_enum, default_value_t = BlockPolicyArg::Return)]
+    pub block_policy: BlockPolicyArg,
+    /// Also refuse ICMP echo requests to the special ranges. pf cannot tie ICMP to a user: on
+    /// macOS this rule applies to every user of the host (docs/pf.md).
+    #[arg(long)]
+    pub block_icmp: bool,
+    /// Accept uid 0 and uids below 500 (system accounts). Almost never what you want.
+    #[arg(long)]
+    pub allow_system_uid: bool,
+    /// Write the rules to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Where egressd listens, for sidecar-only rules and sandbox-exec profiles.
+#[derive(Debug, Args)]
+pub struct SidecarArgs {
+    /// egressd's proxy port on loopback.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub proxy_port: Option<u16>,
+    /// egressd's DNS stub port on loopback.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub dns_port: Option<u16>,
+    /// Take the addresses from the readiness JSON of a running `egressd run` (its --ready-file).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["proxy_port", "dns_port"])]
+    pub from_ready: Option<PathBuf>,
+    /// Also let the user reach every other loopback port (sidecar-only, sbpl).
+    #[arg(long)]
+    pub allow_loopback: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PfArgs {
+    #[command(flatten)]
+    pub common: FirewallArgs,
+    /// Anchor to load into. Stock macOS pf.conf evaluates "com.apple/*", so the default needs no
+    /// pf.conf edit.
+    #[arg(long, default_value = "com.apple/egressd")]
+    pub anchor: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NftArgs {
+    #[command(flatten)]
+    pub common: FirewallArgs,
+    /// nftables table name (in family inet); default egressd_UID.
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SbplArgs {
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+    /// Write the section to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirewallMode {
+    Lan,
+    SidecarOnly,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BlockPolicyArg {
+    Return,
+    Drop,
 }

@@ -6,6 +6,7 @@ mod util;
 mod check;
 mod docs;
 mod explain;
+mod firewall;
 mod netns;
 mod proxy;
 mod run;

@@ -28,7 +28,7 @@ fn policy_with(allow_host: &str) -> Policy {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn parser_never_panics(text in "\\PC{0,200}") {

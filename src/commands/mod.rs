@@ -2,6 +2,7 @@
 
 mod check;
 mod explain;
+mod firewall;
 mod run;
 
 use crate::cli::{Cli, Command};
@@ -12,5 +13,8 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Pf(args) => firewall::pf(&args),
+        Command::Nft(args) => firewall::nft(&args),
+        Command::Sbpl(args) => firewall::sbpl(&args),
     }
 }

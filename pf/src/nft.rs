@@ -1,0 +1,173 @@
+//! Linux nftables tables: the same plan as the pf anchor, with `meta skuid`, in a table of its
+//! own that `nft -f` replaces idempotently and one `nft delete table` removes.
+
+use std::fmt::Write;
+
+use ipnet::IpNet;
+
+use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict, entry_label, port_ranges};
+
+/// Checks a table name against nft's identifier grammar.
+pub fn check_table(name: &str) -> Result<(), crate::Error> {
+    let mut bytes = name.bytes();
+    let ok = name.len() <= 64
+        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::Table(name.to_owned()))
+    }
+}
+
+/// The default table name for a uid: one table per sandbox user.
+pub fn default_table(uid: u32) -> String {
+    format!("egressd_{uid}")
+}
+
+/// Renders `plan` as an `nft -f` script for table `inet NAME`.
+pub fn render(plan: &Plan, table: &str) -> String {
+    let mut out = String::from("#!/usr/sbin/nft -f\n");
+    for line in &plan.about {
+        let _ = writeln!(out, "# {line}");
+    }
+    let _ = write!(
+        out,
+        "#\n\
+         # Load:    sudo nft -f THIS_FILE   (replaces an earlier copy of this table: safe to repeat)\n\
+         # Verify:  sudo nft list table inet {table}\n\
+         # Remove:  sudo nft delete table inet {table}\n\
+         \n\
+         table inet {table} {{}}\n\
+         delete table inet {table}\n\
+         \n\
+         table inet {table} {{\n"
+    );
+    if plan.uses_tables {
+        set(&mut out, "special4", "ipv4_addr", &plan.special4);
+        set(&mut out, "special6", "ipv6_addr", &plan.special6);
+    }
+    let _ = writeln!(
+        out,
+        "\tchain output {{\n\t\ttype filter hook output priority filter; policy accept;"
+    );
+    for section in &plan.sections {
+        let _ = writeln!(out, "\n\t\t# {}", section.comment);
+        for rule in &section.rules {
+            for line in rule_lines(rule, plan) {
+                let _ = writeln!(out, "\t\t{line}");
+            }
+        }
+    }
+    let _ = writeln!(out, "\t}}\n}}");
+    out
+}
+
+fn set(out: &mut String, name: &str, kind: &str, entries: &[TableEntry]) {
+    let _ = writeln!(
+        out,
+        "\t# Special ranges from egressd's built-in list (docs/policy.md):"
+    );
+    for entry in entries {
+        let _ = writeln!(
+            out,
+            "\t#   {:<24} {}",
+            entry.net.to_string(),
+            entry_label(entry)
+        );
+    }
+    // Overlaps (broadcast inside reserved, ::1 inside the IPv4-compatible forms) are merged here:
+    // an interval set refuses overlapping elements.
+    let merged = IpNet::aggregate(&entries.iter().map(|e| e.net).collect::<Vec<_>>());
+    let elements: Vec<String> = merged.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        out,
+        "\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval\n\t\telements = {{\n\t\t\t{}\n\t\t}}\n\t}}\n",
+        elements.join(",\n\t\t\t")
+    );
+}
+
+fn rule_lines(rule: &Rule, plan: &Plan) -> Vec<String> {
+    let (ip, set, icmp) = match rule.family {
+        Family::V4 => ("ip", "@special4", "icmp type echo-request"),
+        Family::V6 => ("ip6", "@special6", "icmpv6 type echo-request"),
+    };
+    let daddr = match &rule.dest {
+        Dest::Net(net) => format!(" {ip} daddr {net}"),
+        Dest::Special => format!(" {ip} daddr {set}"),
+        // `meta nfproto` keeps an "any" rule to its family in the inet table.
+        Dest::Any => format!(
+            " meta nfproto {}",
+            if rule.family == Family::V4 {
+                "ipv4"
+            } else {
+                "ipv6"
+            }
+        ),
+    };
+    let uid = plan.uid;
+    if rule.icmp_echo {
+        let loopback = if rule.family == Family::V4 {
+            "127.0.0.0/8"
+        } else {
+            "::1"
+        };
+        return vec![format!(
+            "meta skuid {uid} {ip} daddr != {loopback}{daddr} {icmp} {}",
+            drop_or_reject(plan, None)
+        )];
+    }
+    let ports = port_ranges(&rule.ports).map(|ranges| {
+        let items: Vec<String> = ranges
+            .iter()
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
+        format!("{{ {} }}", items.join(", "))
+    });
+    match rule.verdict {
+        Verdict::Pass => {
+            let protos = if rule.udp { "{ tcp, udp }" } else { "tcp" };
+            let dport = ports.map(|p| format!(" th dport {p}")).unwrap_or_default();
+            vec![format!(
+                "meta skuid {uid} meta l4proto {protos}{daddr}{dport} accept"
+            )]
+        }
+        Verdict::Block => {
+            let mut lines = Vec::new();
+            let dport = |proto: &str| {
+                ports
+                    .as_ref()
+                    .map(|p| format!(" {proto} dport {p}"))
+                    .unwrap_or_default()
+            };
+            lines.push(format!(
+                "meta skuid {uid} meta l4proto tcp{daddr}{} {}",
+                dport("tcp"),
+                drop_or_reject(plan, Some("tcp"))
+            ));
+            if rule.udp {
+                lines.push(format!(
+                    "meta skuid {uid} meta l4proto udp{daddr}{} {}",
+                    dport("udp"),
+                    drop_or_reject(plan, Some("udp"))
+                ));
+            }
+            lines
+        }
+    }
+}
+
+/// TCP gets a reset, UDP (and ICMP) an ICMP port-unreachable, or everything is dropped.
+fn drop_or_reject(plan: &Plan, proto: Option<&str>) -> &'static str {
+    match (plan.block, proto) {
+        (BlockPolicy::Drop, _) => "drop",
+        (BlockPolicy::Return, Some("tcp")) => "reject with tcp reset",
+        (BlockPolicy::Return, _) => "reject",
+    }
+}

@@ -1,0 +1,159 @@
+//! macOS pf anchors.
+//!
+//! The output keeps to a small subset of pf.conf(5) that the OpenBSD-4.3-era pf of macOS 13–15
+//! accepts (see docs/pf.md): comments, `table <name> const { ... }` (continued with `\`), and
+//! `block`/`pass` rules of the form
+//! `ACTION out quick inet|inet6 proto PROTOS from any to DEST [port PORTS] [user UID]`.
+//! No `match`, no `*-to` translations, no `received-on`; `user` never appears on an ICMP rule.
+
+use std::fmt::Write;
+
+use ipnet::IpNet;
+
+use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict, entry_label, port_ranges};
+
+/// The default anchor: stock macOS `/etc/pf.conf` evaluates `anchor "com.apple/*"`, so rules
+/// loaded there take effect without editing pf.conf.
+pub const DEFAULT_ANCHOR: &str = "com.apple/egressd";
+
+const TABLE4: &str = "egressd_special4";
+const TABLE6: &str = "egressd_special6";
+
+/// Checks an anchor name against pf's grammar: `/`-separated segments of letters, digits, `_`,
+/// `-` and `.`; no empty segment, no `..`; not starting with `_` (reserved by pf).
+pub fn check_anchor(name: &str) -> Result<(), crate::Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('_')
+        && name.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != ".."
+                && segment != "."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::Anchor(name.to_owned()))
+    }
+}
+
+/// Renders `plan` as an anchor for `anchor` (whose name goes into the instructions).
+pub fn render(plan: &Plan, anchor: &str) -> String {
+    let mut out = String::new();
+    for line in &plan.about {
+        let _ = writeln!(out, "# {line}");
+    }
+    let a = anchor;
+    let _ = write!(
+        out,
+        "#\n\
+         # Load:    sudo pfctl -a {a} -f THIS_FILE\n\
+         # Verify:  sudo pfctl -a {a} -sr\n"
+    );
+    if plan.uses_tables {
+        let _ = writeln!(out, "#          sudo pfctl -a {a} -t {TABLE4} -T show");
+    }
+    let _ = write!(
+        out,
+        "# Enable:  sudo pfctl -E       (prints a token; pf stays enabled while any token is held)\n\
+         # Release: sudo pfctl -X TOKEN (never `pfctl -d`: it disables pf for everything that uses it)\n\
+         # Remove:  sudo pfctl -a {a} -F all\n"
+    );
+    if plan.uses_tables {
+        table(&mut out, TABLE4, &plan.special4);
+        table(&mut out, TABLE6, &plan.special6);
+    }
+    for section in &plan.sections {
+        let _ = writeln!(out, "\n# {}", section.comment);
+        for rule in &section.rules {
+            let _ = writeln!(out, "{}", rule_line(rule, plan));
+        }
+    }
+    out
+}
+
+fn table(out: &mut String, name: &str, entries: &[TableEntry]) {
+    let _ = writeln!(
+        out,
+        "\n# Special ranges from egressd's built-in list (docs/policy.md):"
+    );
+    for entry in entries {
+        let _ = writeln!(
+            out,
+            "#   {:<24} {}",
+            entry.net.to_string(),
+            entry_label(entry)
+        );
+    }
+    let _ = writeln!(out, "table <{name}> const {{ \\");
+    for (i, entry) in entries.iter().enumerate() {
+        let sep = if i + 1 == entries.len() { "" } else { "," };
+        let _ = writeln!(out, "    {}{sep} \\", entry.net);
+    }
+    let _ = writeln!(out, "}}");
+}
+
+fn rule_line(rule: &Rule, plan: &Plan) -> String {
+    let action = match (rule.verdict, plan.block) {
+        (Verdict::Pass, _) => "pass",
+        (Verdict::Block, BlockPolicy::Return) => "block return",
+        (Verdict::Block, BlockPolicy::Drop) => "block drop",
+    };
+    let (af, table, icmp) = match rule.family {
+        Family::V4 => ("inet", TABLE4, "proto icmp icmp-type echoreq"),
+        Family::V6 => ("inet6", TABLE6, "proto icmp6 icmp6-type echoreq"),
+    };
+    let to = match &rule.dest {
+        Dest::Net(net) => net_text(net),
+        Dest::Special => format!("<{table}>"),
+        Dest::Any => "any".to_owned(),
+    };
+    if rule.icmp_echo {
+        // pf's `user` matches sockets of TCP and UDP only: an ICMP rule is host-wide, and loopback
+        // is excepted so the host can still ping itself.
+        let except = match rule.family {
+            Family::V4 => "127.0.0.0/8",
+            Family::V6 => "::1",
+        };
+        return format!(
+            "pass out quick {af} {icmp} from any to {except}\n{action} out quick {af} {icmp} from any to {to}"
+        );
+    }
+    let proto = if rule.udp {
+        "proto { tcp udp }"
+    } else {
+        "proto tcp"
+    };
+    let ports = match port_ranges(&rule.ports) {
+        None => String::new(),
+        Some(ranges) => {
+            let items: Vec<String> = ranges
+                .iter()
+                .map(|&(lo, hi)| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}:{hi}")
+                    }
+                })
+                .collect();
+            format!(" port {{ {} }}", items.join(" "))
+        }
+    };
+    format!(
+        "{action} out quick {af} {proto} from any to {to}{ports} user {}",
+        plan.uid
+    )
+}
+
+/// A host without `/32` or `/128`, a network with its length.
+fn net_text(net: &IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}

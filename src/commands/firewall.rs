@@ -1,0 +1,191 @@
+//! `egressd pf`, `egressd nft`, `egressd sbpl`: host firewall rules from the policy. The rules
+//! themselves are the `pf` crate's; this module resolves the user, reads the readiness file and
+//! writes the output.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort};
+
+use crate::cli::{
+    BlockPolicyArg, FirewallArgs, FirewallMode, NftArgs, PfArgs, SbplArgs, SidecarArgs,
+};
+use crate::exit::{Exit, Failure};
+use crate::load;
+
+pub fn pf(args: &PfArgs) -> Result<Exit, Failure> {
+    pf::pf::check_anchor(&args.anchor).map_err(Failure::bad_input)?;
+    let plan = plan(&args.common)?;
+    emit(
+        &pf::pf::render(&plan, &args.anchor),
+        args.common.output.as_deref(),
+    )
+}
+
+pub fn nft(args: &NftArgs) -> Result<Exit, Failure> {
+    let plan = plan(&args.common)?;
+    let table = args
+        .table
+        .clone()
+        .unwrap_or_else(|| pf::nft::default_table(plan.uid));
+    pf::nft::check_table(&table).map_err(Failure::bad_input)?;
+    emit(
+        &pf::nft::render(&plan, &table),
+        args.common.output.as_deref(),
+    )
+}
+
+pub fn sbpl(args: &SbplArgs) -> Result<Exit, Failure> {
+    let ports = sidecar_ports(&args.sidecar)?;
+    let proxy = ports.iter().find(|p| !p.udp).map(|p| p.port);
+    let dns = ports.iter().find(|p| p.udp).map(|p| p.port);
+    let text = pf::sbpl::render(&generator(), proxy, dns, args.sidecar.allow_loopback)
+        .map_err(Failure::bad_input)?;
+    emit(&text, args.output.as_deref())
+}
+
+fn generator() -> String {
+    format!("egressd {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn plan(args: &FirewallArgs) -> Result<Plan, Failure> {
+    let policy = load::policy(args.policy.as_deref())?;
+    let user = resolve_user(&args.user, args.allow_system_uid)?;
+    let mode = match args.mode {
+        FirewallMode::Lan => {
+            if args.sidecar.proxy_port.is_some()
+                || args.sidecar.dns_port.is_some()
+                || args.sidecar.from_ready.is_some()
+            {
+                return Err(Failure::bad_input(anyhow!(
+                    "sidecar ports only apply to --mode sidecar-only"
+                )));
+            }
+            Mode::Lan
+        }
+        FirewallMode::SidecarOnly => Mode::SidecarOnly {
+            ports: sidecar_ports(&args.sidecar)?,
+            allow_loopback: args.sidecar.allow_loopback,
+        },
+    };
+    let options = Options {
+        user,
+        mode,
+        block: match args.block_policy {
+            BlockPolicyArg::Return => BlockPolicy::Return,
+            BlockPolicyArg::Drop => BlockPolicy::Drop,
+        },
+        block_icmp: args.block_icmp,
+        generator: generator(),
+    };
+    Plan::new(&policy, &options).map_err(Failure::bad_input)
+}
+
+/// A numeric uid as given, or a name resolved through the system's user database.
+fn resolve_user(text: &str, allow_system: bool) -> Result<SandboxUser, Failure> {
+    if let Ok(uid) = text.parse::<u32>() {
+        return SandboxUser::new(uid, None, allow_system).map_err(Failure::bad_input);
+    }
+    let uid = lookup_uid(text)?;
+    SandboxUser::new(uid, Some(text.to_owned()), allow_system).map_err(Failure::bad_input)
+}
+
+#[cfg(unix)]
+fn lookup_uid(name: &str) -> Result<u32, Failure> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        Ok(None) => Err(Failure::bad_input(anyhow!(
+            "unknown user {name:?}: give an existing user name or a numeric uid"
+        ))),
+        Err(e) => Err(Failure::bad_input(anyhow!(
+            "cannot look up user {name:?}: {e}"
+        ))),
+    }
+}
+
+#[cfg(not(unix))]
+fn lookup_uid(name: &str) -> Result<u32, Failure> {
+    Err(Failure::bad_input(anyhow!(
+        "user names need a Unix system; give a numeric uid instead of {name:?}"
+    )))
+}
+
+/// The sidecar's listeners from flags or a readiness file.
+fn sidecar_ports(args: &SidecarArgs) -> Result<Vec<SidecarPort>, Failure> {
+    let Some(path) = &args.from_ready else {
+        let mut ports = Vec::new();
+        if let Some(port) = args.proxy_port {
+            ports.push(SidecarPort {
+                ip: None,
+                port,
+                udp: false,
+                what: "proxy",
+            });
+        }
+        if let Some(port) = args.dns_port {
+            ports.push(SidecarPort {
+                ip: None,
+                port,
+                udp: true,
+                what: "DNS stub",
+            });
+        }
+        return Ok(ports);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read readiness file {}", path.display()))
+        .map_err(Failure::bad_input)?;
+    let ready: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a readiness line (JSON)", path.display()))
+        .map_err(Failure::bad_input)?;
+    let addr = |key: &str| -> Result<Option<SocketAddr>, Failure> {
+        match ready.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => value
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    Failure::bad_input(anyhow!(
+                        "{}: \"{key}\" is not an IP:PORT address",
+                        path.display()
+                    ))
+                }),
+        }
+    };
+    let mut ports = Vec::new();
+    if let Some(proxy) = addr("proxy")? {
+        ports.push(SidecarPort {
+            ip: Some(proxy.ip()),
+            port: proxy.port(),
+            udp: false,
+            what: "proxy",
+        });
+    }
+    if let Some(dns) = addr("dns")? {
+        ports.push(SidecarPort {
+            ip: Some(dns.ip()),
+            port: dns.port(),
+            udp: true,
+            what: "DNS stub",
+        });
+    }
+    if ports.is_empty() {
+        return Err(Failure::bad_input(anyhow!(
+            "{} names no proxy or DNS address",
+            path.display()
+        )));
+    }
+    Ok(ports)
+}
+
+fn emit(text: &str, output: Option<&Path>) -> Result<Exit, Failure> {
+    match output {
+        None => print!("{text}"),
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .map_err(Failure::bad_input)?,
+    }
+    Ok(Exit::Ok)
+}
