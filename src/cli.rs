@@ -25,7 +25,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the sidecar: the forward proxy for one sandbox.
+    /// Run the sidecar for one sandbox: the forward proxy and the DNS stub.
     ///
     /// Once the policy is loaded and every listener is bound, egressd prints exactly one JSON line
     /// on stdout (the readiness line: bound addresses, pid, and the environment to export into the
@@ -125,8 +125,20 @@ pub struct RunArgs {
     /// that bridge a sandbox without a network.
     #[arg(long, env = "EGRESSD_PROXY_UNIX", value_name = "PATH")]
     pub proxy_unix: Option<PathBuf>,
-    /// Allow --proxy-listen on a non-loopback address. Anyone who can reach that address can then
-    /// use the proxy under this sandbox's identity.
+    /// Address for the DNS stub (UDP and TCP on the same port); port 0 picks a free port
+    /// (reported on the readiness line). Must be loopback unless --danger-listen-non-loopback.
+    #[arg(
+        long,
+        env = "EGRESSD_DNS_LISTEN",
+        default_value = "127.0.0.1:0",
+        conflicts_with = "no_dns"
+    )]
+    pub dns_listen: SocketAddr,
+    /// Do not start the DNS stub.
+    #[arg(long, env = "EGRESSD_NO_DNS")]
+    pub no_dns: bool,
+    /// Allow --proxy-listen and --dns-listen on non-loopback addresses. Anyone who can reach them
+    /// can then use the proxy and stub under this sandbox's identity.
     #[arg(long, env = "EGRESSD_DANGER_LISTEN_NON_LOOPBACK")]
     pub danger_listen_non_loopback: bool,
     /// Attribution header 'Name: value' set on every forwarded request, replacing the client's

@@ -27,6 +27,7 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
         .with_default(level.min(LevelFilter::WARN))
         .with_target("egressd", level)
         .with_target("proxy", level)
+        .with_target("dnsstub", level)
         .with_target("policy", level);
     let separate_audit = audit.is_some();
     let not_audit =

@@ -4,6 +4,7 @@
 mod util;
 
 mod check;
+mod dns;
 mod docs;
 mod explain;
 mod firewall;

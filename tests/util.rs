@@ -381,73 +381,150 @@ impl Echo {
     }
 }
 
-/// A loopback DNS server (UDP) that records every question and answers A records from a table,
-/// NXDOMAIN for other names; or, silent, never answers.
+/// One record of a [`FakeDns`] zone.
+#[derive(Clone, Debug)]
+pub enum Zone {
+    A(&'static str, Ipv4Addr, u32),
+    Aaaa(&'static str, std::net::Ipv6Addr, u32),
+    Cname(&'static str, &'static str, u32),
+}
+
+/// A loopback DNS server (UDP and TCP on one port) that records every question and answers from
+/// a zone, NXDOMAIN for other names. Names starting with `tc.` are answered over UDP with TC set
+/// and no records, so clients must retry over TCP. Silent, it never answers.
 pub struct FakeDns {
     pub addr: SocketAddr,
     pub queries: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeDns {
-    pub fn start(records: &[(&str, Ipv4Addr)], silent: bool) -> Self {
-        use hickory_proto::op::{Message, MessageType, ResponseCode};
-        use hickory_proto::rr::{RData, Record, RecordType, rdata::A};
+    /// A zone of A records with TTL 60.
+    pub fn start(records: &[(&'static str, Ipv4Addr)], silent: bool) -> Self {
+        let zone: Vec<Zone> = records.iter().map(|(n, a)| Zone::A(n, *a, 60)).collect();
+        Self::zone(zone, silent)
+    }
+
+    pub fn zone(zone: Vec<Zone>, silent: bool) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = socket.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).unwrap();
         let queries = Arc::new(Mutex::new(Vec::new()));
-        let log = queries.clone();
-        let table: Vec<(String, Ipv4Addr)> =
-            records.iter().map(|(n, a)| (format!("{n}."), *a)).collect();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                let Ok((n, peer)) = socket.recv_from(&mut buf) else {
-                    return;
-                };
-                let Ok(query) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let Some(question) = query.queries.first().cloned() else {
-                    continue;
-                };
-                let name = question.name().to_ascii().to_lowercase();
-                log.lock()
-                    .unwrap()
-                    .push(format!("{name} {}", question.query_type()));
-                if silent {
-                    continue;
-                }
-                let mut response = Message::response(query.metadata.id, query.metadata.op_code);
-                response.metadata.message_type = MessageType::Response;
-                response.metadata.recursion_desired = query.metadata.recursion_desired;
-                response.metadata.recursion_available = true;
-                response.add_query(question.clone());
-                let known: Vec<&Ipv4Addr> = table
-                    .iter()
-                    .filter(|(n, _)| *n == name)
-                    .map(|(_, a)| a)
-                    .collect();
-                if known.is_empty() {
-                    response.metadata.response_code = ResponseCode::NXDomain;
-                } else if question.query_type() == RecordType::A {
-                    for a in known {
-                        response.add_answer(Record::from_rdata(
-                            question.name().clone(),
-                            60,
-                            RData::A(A(*a)),
-                        ));
+        let zone = Arc::new(zone);
+        {
+            let (log, zone) = (queries.clone(), zone.clone());
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                    if let Some(response) = dns_answer(&buf[..n], &zone, &log, "udp", silent) {
+                        let _ = socket.send_to(&response, peer);
                     }
                 }
-                let _ = socket.send_to(&response.to_vec().unwrap(), peer);
-            }
-        });
+            });
+        }
+        {
+            let (log, zone) = (queries.clone(), zone.clone());
+            thread::spawn(move || {
+                for stream in tcp.incoming() {
+                    let Ok(mut stream) = stream else { continue };
+                    let mut len = [0u8; 2];
+                    if stream.read_exact(&mut len).is_err() {
+                        continue;
+                    }
+                    let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    if stream.read_exact(&mut query).is_err() {
+                        continue;
+                    }
+                    if let Some(response) = dns_answer(&query, &zone, &log, "tcp", silent) {
+                        let mut framed = (response.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&response);
+                        let _ = stream.write_all(&framed);
+                    }
+                }
+            });
+        }
         Self { addr, queries }
     }
 
-    /// The questions seen so far, as "name. TYPE".
+    /// The questions seen so far, as "name. TYPE" (TCP ones suffixed " tcp").
     pub fn seen(&self) -> Vec<String> {
         self.queries.lock().unwrap().clone()
     }
+}
+
+fn dns_answer(
+    bytes: &[u8],
+    zone: &[Zone],
+    log: &Mutex<Vec<String>>,
+    transport: &str,
+    silent: bool,
+) -> Option<Vec<u8>> {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+    let query = Message::from_vec(bytes).ok()?;
+    let question = query.queries.first()?.clone();
+    let name = question.name().to_ascii().to_lowercase();
+    let suffix = if transport == "tcp" { " tcp" } else { "" };
+    log.lock()
+        .unwrap()
+        .push(format!("{name} {}{suffix}", question.query_type()));
+    if silent {
+        return None;
+    }
+    let mut response = Message::response(query.metadata.id, query.metadata.op_code);
+    response.metadata.message_type = MessageType::Response;
+    response.metadata.recursion_desired = query.metadata.recursion_desired;
+    response.metadata.recursion_available = true;
+    response.add_query(question.clone());
+    if name.starts_with("tc.") && transport == "udp" {
+        response.metadata.truncation = true;
+        return response.to_vec().ok();
+    }
+    let owner = |n: &str| Name::from_ascii(format!("{n}.")).unwrap();
+    let mut known = false;
+    let mut current = name.trim_end_matches('.').to_owned();
+    // Follow CNAMEs within the zone, as a recursive resolver would.
+    for _ in 0..8 {
+        let mut next = None;
+        for record in zone {
+            match record {
+                Zone::Cname(n, target, ttl) if *n == current => {
+                    known = true;
+                    response.add_answer(Record::from_rdata(
+                        owner(n),
+                        *ttl,
+                        RData::CNAME(CNAME(owner(target))),
+                    ));
+                    next = Some(target.to_string());
+                }
+                Zone::A(n, a, ttl) if *n == current => {
+                    known = true;
+                    if question.query_type() == RecordType::A {
+                        response.add_answer(Record::from_rdata(owner(n), *ttl, RData::A(A(*a))));
+                    }
+                }
+                Zone::Aaaa(n, a, ttl) if *n == current => {
+                    known = true;
+                    if question.query_type() == RecordType::AAAA {
+                        response.add_answer(Record::from_rdata(
+                            owner(n),
+                            *ttl,
+                            RData::AAAA(AAAA(*a)),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        match next {
+            Some(target) => current = target,
+            None => break,
+        }
+    }
+    if !known {
+        response.metadata.response_code = ResponseCode::NXDomain;
+    }
+    response.to_vec().ok()
 }
 
 /// The outcome of one curl run.

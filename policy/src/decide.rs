@@ -209,6 +209,57 @@ impl Policy {
         }
     }
 
+    /// May `name` be resolved at all? DNS knows no ports, so this asks whether a connection to
+    /// the name could be allowed on some port: a `[[deny]]` host rule denies the name only if it
+    /// covers every port; any `[[allow]]` host rule, or `defaults.action = "allow"`, allows it.
+    /// The DNS stub answers REFUSED when this denies.
+    pub fn decide_resolution(&self, name: &DomainName) -> Decision {
+        let all_ports =
+            |rules: &[Arc<Rule>], candidates: &mut dyn Iterator<Item = usize>, need_any: bool| {
+                candidates
+                    .filter(|&i| !need_any || rules[i].ports == crate::ports::PortSet::Any)
+                    .min()
+            };
+        if let Some(i) = all_ports(&self.deny, &mut self.deny_index.name_candidates(name), true) {
+            return Decision::new(Reason::DenyRule, Some(&self.deny[i]));
+        }
+        if let Some(i) = all_ports(
+            &self.allow,
+            &mut self.allow_index.name_candidates(name),
+            false,
+        ) {
+            return Decision::new(Reason::AllowRule, Some(&self.allow[i]));
+        }
+        match self.default_action {
+            Action::Allow => Decision::new(Reason::DefaultAllow, None),
+            Action::Deny => Decision::new(Reason::DefaultDeny, None),
+        }
+    }
+
+    /// May `addr` appear in a DNS answer for an allowed name? The port-agnostic twin of
+    /// [`Policy::check_resolved`]: removed when a `[[deny]]` CIDR rule covering every port
+    /// matches it, or when it is in a special range that no carve-out opens (on any port).
+    /// `Ok` carries the carve-out that let a special address through, if one did.
+    pub fn screen_answer(&self, addr: IpAddr) -> Result<Option<CarveOut>, Decision> {
+        let denying = self.deny_index.cidr_rules().iter().map(|&i| &self.deny[i]);
+        if let Some(rule) = denying
+            .into_iter()
+            .find(|r| r.ports == crate::ports::PortSet::Any && r.contains_addr(addr))
+        {
+            return Err(Decision::new(Reason::DenyRule, Some(rule)));
+        }
+        let Some(special) = classify(addr) else {
+            return Ok(None);
+        };
+        match self.carve_outs.iter().find(|r| r.contains_addr(addr)) {
+            Some(rule) => Ok(Some(CarveOut {
+                rule: rule.clone(),
+                special,
+            })),
+            None => Err(Decision::new(Reason::SpecialRange { addr, special }, None)),
+        }
+    }
+
     fn decide_name(&self, name: &DomainName, port: u16) -> Decision {
         let (deny, _) = first_match(&self.deny, self.deny_index.name_candidates(name), port);
         if let Some(rule) = deny {

@@ -60,6 +60,10 @@ pub use target::{Host, Target, TargetError};
 /// destination on any port, and none of the special ranges.
 pub const BUILTIN_POLICY: &str = include_str!("builtin.toml");
 
+/// The tracing target of audit events, shared by the proxy and the DNS stub so that
+/// `--audit-log` collects both.
+pub const AUDIT_TARGET: &str = "egressd::audit";
+
 /// The name the built-in policy reports as its origin.
 pub const BUILTIN_ORIGIN: &str = "<built-in>";
 

@@ -210,3 +210,55 @@ fn invalid_policies_corpus() {
     }
     assert!(seen >= 20, "only {seen} invalid fixtures found");
 }
+
+#[test]
+fn resolution_is_decided_without_ports() {
+    let policy = Policy::parse(RULES, "rules.toml").unwrap();
+    let name = |n: &str| crate::DomainName::parse(n).unwrap();
+    let cases = [
+        ("github.com", "allow-rule", Some(9)),
+        ("raw.githubusercontent.com", "allow-rule", Some(13)),
+        ("secret.example.com", "deny-rule", Some(19)),
+        ("db.internal.test", "allow-rule", Some(30)),
+        ("example.org", "default-deny", None),
+    ];
+    for (n, code, line) in cases {
+        let d = policy.decide_resolution(&name(n));
+        assert_eq!(
+            (d.reason.code(), d.rule.map(|r| r.line)),
+            (code, line),
+            "{n}"
+        );
+    }
+    // A deny rule limited to some ports leaves the name resolvable.
+    let open = Policy::parse(
+        "version = 1\n[defaults]\naction = \"allow\"\n[[deny]]\nhost = \"x.test\"\nports = [22]\n",
+        "t",
+    )
+    .unwrap();
+    assert!(open.decide_resolution(&name("x.test")).is_allowed());
+}
+
+#[test]
+fn answers_are_screened_without_ports() {
+    let policy = Policy::parse(RULES, "rules.toml").unwrap();
+    assert!(matches!(
+        policy.screen_answer("140.82.114.4".parse().unwrap()),
+        Ok(None)
+    ));
+    // The deny CIDR at line 26 covers only port 22: the address may still be answered.
+    assert!(matches!(
+        policy.screen_answer("140.82.113.4".parse().unwrap()),
+        Ok(None)
+    ));
+    let private = policy
+        .screen_answer("192.168.0.1".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(private.reason.code(), "special-range");
+    let carved = policy.screen_answer("10.20.3.4".parse().unwrap()).unwrap();
+    assert_eq!(carved.map(|c| c.rule.line), Some(34));
+    let mapped = policy
+        .screen_answer("::ffff:10.0.0.1".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(mapped.reason.code(), "special-range");
+}

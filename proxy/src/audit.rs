@@ -11,8 +11,7 @@ use policy::Decision;
 
 use crate::error::{Failure, rule_label};
 
-/// The tracing target of audit events.
-pub const AUDIT_TARGET: &str = "egressd::audit";
+pub use policy::AUDIT_TARGET;
 
 /// Byte counters shared with the bodies and tunnels that move the bytes.
 #[derive(Clone, Debug, Default)]

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
+use dnsstub::{Stub, StubConfig};
 use policy::HeaderTemplate;
 use proxy::{Limits, ParentProxy, Proxy, ProxyConfig};
 use serde::Serialize;
@@ -22,11 +23,15 @@ use crate::{load, logging};
 pub fn run(args: &RunArgs) -> Result<Exit, Failure> {
     let policy = load::policy(args.policy.as_deref())?;
     let config = proxy_config(args)?;
-    if !args.proxy_listen.ip().is_loopback() && !args.danger_listen_non_loopback {
-        return Err(Failure::bad_input(anyhow!(
-            "--proxy-listen {} is not a loopback address; add --danger-listen-non-loopback if you mean it",
-            args.proxy_listen
-        )));
+    for (flag, addr, used) in [
+        ("--proxy-listen", args.proxy_listen, true),
+        ("--dns-listen", args.dns_listen, !args.no_dns),
+    ] {
+        if used && !addr.ip().is_loopback() && !args.danger_listen_non_loopback {
+            return Err(Failure::bad_input(anyhow!(
+                "{flag} {addr} is not a loopback address; add --danger-listen-non-loopback if you mean it"
+            )));
+        }
     }
     logging::init(args.log_format, args.log_level, args.audit_log.as_deref())
         .map_err(Failure::start)?;
@@ -91,6 +96,18 @@ async fn serve(
         origin: policy.origin().to_owned(),
         sha256: policy.digest().to_owned(),
     };
+    let stub_config = StubConfig {
+        sandbox_id: args.sandbox_id.clone(),
+        ..StubConfig::default()
+    };
+    let stub = (!args.no_dns).then(|| {
+        let system = if policy.dns().upstreams.is_empty() {
+            dnsstub::system_upstreams()
+        } else {
+            Vec::new()
+        };
+        Stub::new(policy.clone(), stub_config, system)
+    });
     let proxy = Proxy::new(policy, config, None).map_err(Failure::start)?;
     let shutdown = CancellationToken::new();
     let mut listeners = JoinSet::new();
@@ -113,6 +130,10 @@ async fn serve(
         });
     }
     let unix_path = bind_unix(args, &proxy, &shutdown, &mut listeners)?;
+    let dns_addr = match &stub {
+        Some(stub) => Some(bind_dns(args.dns_listen, stub, &shutdown, &mut listeners).await?),
+        None => None,
+    };
     let mut signals = Signals::install()
         .context("cannot install signal handlers")
         .map_err(Failure::start)?;
@@ -120,11 +141,12 @@ async fn serve(
     let ready = Ready::new(
         &args.sandbox_id,
         proxy_addr,
+        dns_addr,
         unix_path.as_deref(),
         ready_policy,
     );
     announce(&ready, args.ready_file.as_deref())?;
-    tracing::info!(proxy = %proxy_addr, sandbox_id = %args.sandbox_id, "ready");
+    tracing::info!(proxy = %proxy_addr, dns = ?dns_addr, sandbox_id = %args.sandbox_id, "ready");
 
     let stdin_eof = wait_for_stdin_eof(args.exit_on_stdin_eof);
     tokio::pin!(stdin_eof);
@@ -132,7 +154,7 @@ async fn serve(
         tokio::select! {
             request = signals.next() => match request {
                 Request::Shutdown => break Ok(()),
-                Request::Reload => reload(&proxy, args.policy.as_deref()),
+                Request::Reload => reload(&proxy, stub.as_ref(), args.policy.as_deref()),
             },
             ended = listeners.join_next() => {
                 let error = match ended {
@@ -210,8 +232,55 @@ fn bind_unix(
     }
 }
 
+/// Binds the stub's UDP socket and a TCP listener on the same port. With port 0, the kernel's
+/// UDP port may be taken for TCP; a few fresh tries settle it.
+async fn bind_dns(
+    addr: SocketAddr,
+    stub: &Stub,
+    shutdown: &CancellationToken,
+    listeners: &mut JoinSet<anyhow::Result<()>>,
+) -> Result<SocketAddr, Failure> {
+    let mut last = None;
+    for _ in 0..10 {
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (DNS, UDP)"))
+            .map_err(Failure::start)?;
+        let bound = udp
+            .local_addr()
+            .context("cannot read the bound DNS address")
+            .map_err(Failure::start)?;
+        match tokio::net::TcpListener::bind(bound).await {
+            Ok(tcp) => {
+                let (s, stop) = (stub.clone(), shutdown.clone());
+                listeners.spawn(async move {
+                    s.serve_udp(udp, stop)
+                        .await
+                        .map_err(|e| anyhow!("DNS UDP listener: {e}"))
+                });
+                let (s, stop) = (stub.clone(), shutdown.clone());
+                listeners.spawn(async move {
+                    s.serve_tcp(tcp, stop)
+                        .await
+                        .map_err(|e| anyhow!("DNS TCP listener: {e}"))
+                });
+                return Ok(bound);
+            }
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => {
+                return Err(Failure::start(anyhow!(
+                    "cannot listen on {bound} (DNS, TCP): {e}"
+                )));
+            }
+        }
+    }
+    Err(Failure::start(anyhow!(
+        "cannot find a port free for both DNS UDP and TCP on {addr}: {last:?}"
+    )))
+}
+
 /// Rereads the policy file; a bad one is logged and the current policy stays.
-fn reload(proxy: &Proxy, path: Option<&Path>) {
+fn reload(proxy: &Proxy, stub: Option<&Stub>, path: Option<&Path>) {
     let Some(path) = path else {
         tracing::info!("SIGHUP: running the built-in policy; nothing to reload");
         return;
@@ -222,8 +291,12 @@ fn reload(proxy: &Proxy, path: Option<&Path>) {
         }
         Ok(policy) => {
             let digest = policy.digest().to_owned();
+            let for_stub = policy.clone();
             match proxy.reload(policy) {
                 Ok(()) => {
+                    if let Some(stub) = stub {
+                        stub.reload(for_stub);
+                    }
                     tracing::info!(policy = %path.display(), sha256 = %digest, "SIGHUP: policy reloaded")
                 }
                 Err(error) => {
@@ -267,6 +340,7 @@ struct Ready {
     proxy: String,
     proxy_url: String,
     proxy_unix: Option<String>,
+    dns: Option<String>,
     policy: PolicyInfo,
     env: BTreeMap<&'static str, String>,
 }
@@ -278,7 +352,13 @@ struct PolicyInfo {
 }
 
 impl Ready {
-    fn new(sandbox_id: &str, proxy: SocketAddr, unix: Option<&Path>, policy: PolicyInfo) -> Self {
+    fn new(
+        sandbox_id: &str,
+        proxy: SocketAddr,
+        dns: Option<SocketAddr>,
+        unix: Option<&Path>,
+        policy: PolicyInfo,
+    ) -> Self {
         let url = format!("http://{proxy}");
         let no_proxy = "localhost,127.0.0.1,::1".to_owned();
         let env = BTreeMap::from([
@@ -297,6 +377,7 @@ impl Ready {
             proxy: proxy.to_string(),
             proxy_url: url,
             proxy_unix: unix.map(|p| p.display().to_string()),
+            dns: dns.map(|a| a.to_string()),
             policy,
             env,
         }

@@ -1,0 +1,91 @@
+//! Asking upstream resolvers: UDP from a fresh random port with a random ID, TCP when the answer
+//! is truncated, the next resolver when one fails or times out.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_proto::op::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::answer::answers;
+
+/// Why no upstream answered.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// None configured (and none in the host's resolver configuration).
+    #[error("no upstream resolver configured")]
+    NoUpstream,
+    /// Every upstream timed out.
+    #[error("upstream resolvers timed out")]
+    Timeout,
+    /// The last upstream failed otherwise.
+    #[error("upstream resolver failed: {0}")]
+    Failed(String),
+}
+
+/// Sends `query` to each upstream in turn until one answers it.
+pub async fn ask(
+    upstreams: &[SocketAddr],
+    query: &Message,
+    timeout: Duration,
+) -> Result<Message, UpstreamError> {
+    let bytes = query
+        .to_vec()
+        .map_err(|e| UpstreamError::Failed(e.to_string()))?;
+    let mut last = UpstreamError::NoUpstream;
+    for &upstream in upstreams {
+        match tokio::time::timeout(timeout, ask_one(upstream, query, &bytes)).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) => last = UpstreamError::Failed(format!("{upstream}: {e}")),
+            Err(_) => last = UpstreamError::Timeout,
+        }
+    }
+    Err(last)
+}
+
+async fn ask_one(upstream: SocketAddr, query: &Message, bytes: &[u8]) -> std::io::Result<Message> {
+    let answer = over_udp(upstream, query, bytes).await?;
+    if answer.metadata.truncation {
+        return over_tcp(upstream, query, bytes).await;
+    }
+    Ok(answer)
+}
+
+async fn over_udp(upstream: SocketAddr, query: &Message, bytes: &[u8]) -> std::io::Result<Message> {
+    let local: SocketAddr = if upstream.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(upstream).await?;
+    socket.send(bytes).await?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket.recv(&mut buf).await?;
+        // Anything that is not the answer to this query (spoofed, stale) is ignored.
+        if let Ok(answer) = Message::from_vec(&buf[..n]) {
+            if answers(query, &answer) {
+                return Ok(answer);
+            }
+        }
+    }
+}
+
+async fn over_tcp(upstream: SocketAddr, query: &Message, bytes: &[u8]) -> std::io::Result<Message> {
+    let mut stream = TcpStream::connect(upstream).await?;
+    let len = u16::try_from(bytes.len()).map_err(|_| std::io::Error::other("query too large"))?;
+    let mut framed = Vec::with_capacity(bytes.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(bytes);
+    stream.write_all(&framed).await?;
+    let len = usize::from(stream.read_u16().await?);
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    let answer = Message::from_vec(&buf).map_err(|e| std::io::Error::other(e.to_string()))?;
+    if !answers(query, &answer) {
+        return Err(std::io::Error::other("TCP answer does not match the query"));
+    }
+    Ok(answer)
+}
