@@ -80,14 +80,29 @@ pub fn classify(bytes: &[u8], policy: &Policy, config: &StubConfig) -> Action {
         Err(_) => return Action::Reply(Box::new(bare_reply(id, opcode, ResponseCode::FormErr))),
     };
     if query.metadata.op_code != OpCode::Query {
-        return Action::Reply(Box::new(reply(&query, ResponseCode::NotImp, Vec::new(), None, None)));
+        return Action::Reply(Box::new(reply(
+            &query,
+            ResponseCode::NotImp,
+            Vec::new(),
+            None,
+            None,
+        )));
     }
     if query.queries.len() != 1 {
-        return Action::Reply(Box::new(reply(&query, ResponseCode::FormErr, Vec::new(), None, None)));
+        // No question to echo: a reply carrying dozens of them could outgrow any limit.
+        let mut r = reply(&query, ResponseCode::FormErr, Vec::new(), None, None);
+        r.message.queries.clear();
+        return Action::Reply(Box::new(r));
     }
     if let Some(edns) = &query.edns {
         if edns.version() > 0 {
-            return Action::Reply(Box::new(reply(&query, ResponseCode::BADVERS, Vec::new(), None, None)));
+            return Action::Reply(Box::new(reply(
+                &query,
+                ResponseCode::BADVERS,
+                Vec::new(),
+                None,
+                None,
+            )));
         }
     }
     let question = &query.queries[0];
@@ -364,8 +379,10 @@ fn bare_reply(id: u16, opcode: OpCode, rcode: ResponseCode) -> Reply {
     }
 }
 
-/// Encodes `message` for a transport allowing `limit` bytes; an answer that does not fit is sent
-/// with TC set and no records, so the client retries over TCP.
+/// Encodes `message` for a transport allowing `limit` bytes (at least 12). An answer that does not
+/// fit is sent with TC set and no records, so the client retries over TCP; if even that is too
+/// large (a very long question), the EDNS options and then the question go too. `None` only if
+/// the message cannot be encoded at all.
 pub fn encode(message: &Message, limit: usize) -> Option<Vec<u8>> {
     let bytes = message.to_vec().ok()?;
     if bytes.len() <= limit {
@@ -376,7 +393,23 @@ pub fn encode(message: &Message, limit: usize) -> Option<Vec<u8>> {
     truncated.authorities.clear();
     truncated.additionals.clear();
     truncated.metadata.truncation = true;
-    truncated.to_vec().ok().filter(|b| b.len() <= limit)
+    let shrinks: [fn(&mut Message); 3] = [
+        |_| {},
+        |m| {
+            if let Some(edns) = &mut m.edns {
+                *edns.options_mut() = Default::default();
+            }
+        },
+        |m| m.queries.clear(),
+    ];
+    for shrink in shrinks {
+        shrink(&mut truncated);
+        let bytes = truncated.to_vec().ok()?;
+        if bytes.len() <= limit {
+            return Some(bytes);
+        }
+    }
+    None
 }
 
 /// The UDP response limit for `query`: 512 without EDNS, else the client's size capped to ours.
@@ -385,4 +418,46 @@ pub fn udp_limit(query: Option<&Message>) -> usize {
         .and_then(|q| q.edns.as_ref())
         .map_or(CLASSIC_UDP_PAYLOAD, |e| e.max_payload());
     usize::from(offered.clamp(CLASSIC_UDP_PAYLOAD, MAX_UDP_PAYLOAD))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_replies_shrink_to_a_truncated_header() {
+        let long = format!("{}.test.", vec!["a".repeat(60); 4].join("."));
+        let mut query = Message::query();
+        query.metadata.id = 42;
+        query.add_query(Query::query(
+            Name::from_ascii(&long).unwrap(),
+            RecordType::A,
+        ));
+        let reply = reply(&query, ResponseCode::Refused, Vec::new(), None, None);
+        let bytes = encode(&reply.message, 200).unwrap();
+        assert!(bytes.len() <= 200);
+        let back = Message::from_vec(&bytes).unwrap();
+        assert!(back.metadata.truncation);
+        assert_eq!(back.metadata.id, 42);
+    }
+
+    #[test]
+    fn multi_question_formerr_echoes_no_question() {
+        let policy = Policy::parse("version = 1\n", "t").unwrap();
+        let mut query = Message::query();
+        for i in 0..30 {
+            query.add_query(Query::query(
+                Name::from_ascii(format!("q{i}.example.")).unwrap(),
+                RecordType::A,
+            ));
+        }
+        let Action::Reply(reply) =
+            classify(&query.to_vec().unwrap(), &policy, &StubConfig::default())
+        else {
+            panic!("expected a reply");
+        };
+        assert_eq!(reply.message.metadata.response_code, ResponseCode::FormErr);
+        assert!(reply.message.queries.is_empty());
+        assert!(encode(&reply.message, 512).unwrap().len() <= 512);
+    }
 }
