@@ -1,0 +1,278 @@
+//! End-to-end benchmark: egressd as a real process against a direct-path baseline measured in the
+//! same run (and squid, tinyproxy and unbound when installed), all on loopback.
+//!
+//! ```text
+//! cargo bench --bench e2e                 # full: several rounds, medians
+//! cargo bench --bench e2e -- --quick      # CI: about a minute
+//! cargo bench --bench e2e -- --json out.json
+//! ```
+//!
+//! As root with util-linux `unshare`, it runs itself inside a fresh network namespace (only `lo`),
+//! so nothing it starts can reach beyond the machine. Every load loop is bounded in time and
+//! operations. It exits non-zero if an egressd figure cannot be measured. docs/benchmarks.md
+//! explains each figure.
+
+mod load;
+mod peers;
+mod report;
+mod servers;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use load::Via;
+use report::{Report, Row};
+
+/// Sizes of one run.
+struct Plan {
+    quick: bool,
+    duration: Duration,
+    rounds: usize,
+    concurrency: Vec<usize>,
+    tunnel_concurrency: usize,
+    bulk_bytes: usize,
+    idle_tunnels: usize,
+    startups: usize,
+    dns_concurrency: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                quick,
+                duration: Duration::from_millis(1500),
+                rounds: 1,
+                concurrency: vec![1, 32],
+                tunnel_concurrency: 16,
+                bulk_bytes: 128 << 20,
+                idle_tunnels: 1000,
+                startups: 5,
+                dns_concurrency: 32,
+            }
+        } else {
+            Self {
+                quick,
+                duration: Duration::from_secs(4),
+                rounds: 3,
+                concurrency: vec![1, 16, 64],
+                tunnel_concurrency: 16,
+                bulk_bytes: 1 << 30,
+                // The sandbox caps open files at 20,000 per process and an idle tunnel costs
+                // egressd two; 9,000 is the most that fits. docs/benchmarks.md extrapolates.
+                idle_tunnels: 9000,
+                startups: 20,
+                dns_concurrency: 32,
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    if let Some(code) = reexec_in_namespace() {
+        return code;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let report = runtime.block_on(run(&Plan::new(quick)));
+    print!("{}", report.table());
+    if let Some(path) = json {
+        std::fs::write(&path, report.json()).expect("write the JSON report");
+        println!("JSON report written to {}", path.display());
+    }
+    let missing = report.missing_egressd_figures();
+    if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("egressd figures could not be measured: {}", missing.join(", "));
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs this benchmark again inside a fresh network namespace when possible; `Some(code)` is the
+/// child's result, `None` means run here.
+fn reexec_in_namespace() -> Option<ExitCode> {
+    if std::env::var_os("EGRESSD_BENCH_IN_NETNS").is_some() {
+        return None;
+    }
+    let can_unshare = std::process::Command::new("unshare")
+        .args(["--net", "--", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can_unshare {
+        eprintln!("note: no network namespace (needs root and util-linux unshare); running on this host's loopback");
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let script = "ip link set lo up && \
+        (sysctl -qw net.ipv4.ip_local_port_range='1024 65535' net.ipv4.tcp_tw_reuse=1 || true) && \
+        exec \"$0\" \"$@\"";
+    let status = std::process::Command::new("unshare")
+        .args(["--net", "--", "sh", "-c", script])
+        .arg(exe)
+        .args(std::env::args().skip(1))
+        .env("EGRESSD_BENCH_IN_NETNS", "1")
+        .status();
+    Some(if status.is_ok_and(|s| s.success()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn egressd_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_egressd"))
+}
+
+async fn run(plan: &Plan) -> Report {
+    let mut report = Report::new(plan.quick);
+    let origin = servers::http_origin().await;
+    let source = servers::bulk_source(plan.bulk_bytes).await;
+    let echo = servers::echo().await;
+    let upstream = servers::dns_upstream().await;
+
+    // Start-up and idle memory first, on a quiet machine.
+    let (times, rss) = peers::egressd_startups(egressd_bin(), plan.startups, upstream);
+    report.push(Row::new("start to ready", "ms").egressd(median(&times)));
+    report.push(Row::new("idle RSS (proxy + DNS stub)", "MiB").egressd(median(&rss)));
+
+    let egressd = peers::egressd(egressd_bin(), &[origin.port(), source.port(), echo.port()], upstream);
+    let squid = peers::squid();
+    let tinyproxy = peers::tinyproxy();
+    let unbound = peers::unbound(upstream);
+    for peer in [squid.as_ref(), tinyproxy.as_ref(), unbound.as_ref()].into_iter().flatten() {
+        report.startup(peer.name, peer.startup.as_secs_f64() * 1000.0, peer.rss_mib());
+    }
+    let proxies: Vec<&peers::Peer> = [Some(&egressd), squid.as_ref(), tinyproxy.as_ref()].into_iter().flatten().collect();
+
+    for &concurrency in &plan.concurrency {
+        let mut rows = [
+            Row::new(&format!("HTTP keep-alive, {concurrency} conn"), "req/s"),
+            Row::new(&format!("HTTP p50, {concurrency} conn"), "ms"),
+            Row::new(&format!("HTTP p99, {concurrency} conn"), "ms"),
+        ];
+        let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
+        for _ in 0..plan.rounds {
+            let mut direct = load::http(Via::Direct, origin, concurrency, plan.duration).await;
+            push(&mut samples, "direct", [direct.rate(), direct.percentile_ms(0.5), direct.percentile_ms(0.99)]);
+            for proxy in &proxies {
+                let mut s = load::http(Via::Proxy(proxy.addr), origin, concurrency, plan.duration).await;
+                let figure = if s.errors > s.ops { [0.0; 3] } else { [s.rate(), s.percentile_ms(0.5), s.percentile_ms(0.99)] };
+                push(&mut samples, proxy.name, figure);
+            }
+        }
+        for (name, values) in &samples {
+            for (i, row) in rows.iter_mut().enumerate() {
+                row.set(name, median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()));
+            }
+        }
+        report.extend(rows);
+    }
+
+    let mut bulk = Row::new("CONNECT bulk download", "MB/s");
+    let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
+    for _ in 0..plan.rounds {
+        if let Some(mbps) = load::bulk(Via::Direct, source, plan.bulk_bytes).await {
+            push(&mut samples, "direct", [mbps, 0.0, 0.0]);
+        }
+        for proxy in &proxies {
+            let mbps = load::bulk(Via::Proxy(proxy.addr), source, plan.bulk_bytes).await.unwrap_or(0.0);
+            push(&mut samples, proxy.name, [mbps, 0.0, 0.0]);
+        }
+    }
+    for (name, values) in &samples {
+        bulk.set(name, median(&values.iter().map(|v| v[0]).collect::<Vec<_>>()));
+    }
+    report.push(bulk);
+
+    let mut rows = [
+        Row::new("new tunnels (connect, CONNECT, GET, close)", "tunnels/s"),
+        Row::new("new tunnel p50", "ms"),
+        Row::new("new tunnel p99", "ms"),
+        Row::new("load generator CPU during tunnels", "cores"),
+    ];
+    let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
+    let mut generator_cpu: Vec<(&str, Vec<f64>)> = Vec::new();
+    for _ in 0..plan.rounds {
+        for (name, via) in std::iter::once(("direct", Via::Direct)).chain(proxies.iter().map(|p| (p.name, Via::Proxy(p.addr)))) {
+            let cpu_before = peers::cpu_secs(std::process::id());
+            let mut s = load::tunnels(via, origin, plan.tunnel_concurrency, plan.duration).await;
+            let cores = (peers::cpu_secs(std::process::id()) - cpu_before) / s.secs.max(0.001);
+            let figure = if s.errors > s.ops { [0.0; 3] } else { [s.rate(), s.percentile_ms(0.5), s.percentile_ms(0.99)] };
+            push(&mut samples, name, figure);
+            match generator_cpu.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => v.push(cores),
+                None => generator_cpu.push((name, vec![cores])),
+            }
+            // Let closed connections drain before the next contender.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for (name, values) in &samples {
+        for (i, row) in rows.iter_mut().take(3).enumerate() {
+            row.set(name, median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()));
+        }
+    }
+    for (name, values) in &generator_cpu {
+        rows[3].set(name, median(values));
+    }
+    report.extend(rows);
+
+    let resolvers: Vec<(&str, std::net::SocketAddr)> =
+        [egressd.dns.map(|a| ("egressd", a)), unbound.as_ref().and_then(|u| u.dns.map(|a| ("unbound", a)))]
+            .into_iter()
+            .flatten()
+            .collect();
+    for (mix, names) in [
+        ("REFUSED", vec![load::dns_query("blocked.example.org")]),
+        ("allowlisted (cached)", vec![load::dns_query("www.allowed.test")]),
+        ("half and half", vec![load::dns_query("blocked.example.org"), load::dns_query("www.allowed.test")]),
+    ] {
+        let mut rows = [Row::new(&format!("DNS {mix}"), "queries/s"), Row::new(&format!("DNS {mix} p99"), "ms")];
+        let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
+        for _ in 0..plan.rounds {
+            for (name, addr) in &resolvers {
+                let mut s = load::dns(*addr, names.clone(), plan.dns_concurrency, plan.duration).await;
+                let figure = if s.errors > s.ops { [0.0; 3] } else { [s.rate(), s.percentile_ms(0.99), 0.0] };
+                push(&mut samples, name, figure);
+            }
+        }
+        for (name, values) in &samples {
+            for (i, row) in rows.iter_mut().enumerate() {
+                row.set(name, median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()));
+            }
+        }
+        report.extend(rows);
+    }
+
+    // Idle tunnels last: they hold thousands of sockets.
+    let before = egressd.rss_mib();
+    let tunnels = load::open_idle_tunnels(egressd.addr, echo, plan.idle_tunnels).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with = egressd.rss_mib();
+    let opened = tunnels.len();
+    let per_tunnel_kib = if opened > 0 { (with - before) * 1024.0 / opened as f64 } else { 0.0 };
+    report.push(Row::new(&format!("RSS with {opened} idle tunnels"), "MiB").egressd(if opened == plan.idle_tunnels { with } else { 0.0 }));
+    report.push(Row::new("RSS per idle tunnel", "KiB").egressd(per_tunnel_kib));
+    report.push(
+        Row::new("RSS at 10,000 idle tunnels (extrapolated)", "MiB").egressd(before + per_tunnel_kib * 10_000.0 / 1024.0),
+    );
+    drop(tunnels);
+    report.note(format!("egressd CPU over the whole run: {:.1} s", egressd.cpu_secs()));
+    report
+}
+
+fn push<'a>(samples: &mut Vec<(&'a str, Vec<[f64; 3]>)>, name: &'a str, value: [f64; 3]) {
+    match samples.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, values)) => values.push(value),
+        None => samples.push((name, vec![value])),
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}

@@ -1,0 +1,248 @@
+//! The programs under measurement: egressd, and squid, tinyproxy and unbound when installed. Each
+//! runs on loopback with a throwaway configuration, and is killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running program.
+pub struct Peer {
+    pub name: &'static str,
+    child: Child,
+    pub addr: SocketAddr,
+    pub dns: Option<SocketAddr>,
+    /// From spawn to ready (readiness line, or the port answering).
+    pub startup: Duration,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the process and its children, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        tree(self.pid()).iter().map(|pid| rss_kib(*pid)).sum::<u64>() as f64 / 1024.0
+    }
+
+    /// CPU seconds used by the process and its children so far.
+    pub fn cpu_secs(&self) -> f64 {
+        tree(self.pid()).iter().map(|pid| cpu_secs(*pid)).sum()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        for pid in tree(self.pid()).into_iter().rev() {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// egressd with a policy allowing the bench origins (loopback carve-outs) and `*.allowed.test`.
+pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+    let policy = format!(
+        "version = 1\n[defaults]\naction = \"deny\"\n\
+         [[allow]]\ncidr = \"127.0.0.1/32\"\nports = [{list}]\n\
+         [[allow]]\nhost = \"*.allowed.test\"\n\
+         [[danger_carve_out]]\ncidr = \"127.0.0.1/32\"\nports = [{list}]\n\
+         [dns]\nupstreams = [\"{dns_upstream}\"]\n"
+    );
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, policy).expect("write policy");
+    let audit = dir.path().join("audit.jsonl");
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["run", "--policy"])
+        .arg(&path)
+        .args(["--sandbox-id", "bench", "--max-connections", "20000", "--audit-log"])
+        .arg(&audit)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("egressd starts");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    BufReader::new(stdout).read_line(&mut line).expect("readiness line");
+    let startup = started.elapsed();
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("readiness JSON");
+    let addr = ready["proxy"].as_str().and_then(|s| s.parse().ok()).expect("proxy address");
+    let dns = ready["dns"].as_str().and_then(|s| s.parse().ok());
+    Peer { name: "egressd", child, addr, dns, startup, _dir: dir }
+}
+
+/// Time from spawn to readiness, and idle RSS, over `rounds` fresh starts of egressd.
+pub fn egressd_startups(bin: &Path, rounds: usize, dns_upstream: SocketAddr) -> (Vec<f64>, Vec<f64>) {
+    let (mut times, mut rss) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let peer = egressd(bin, &[1], dns_upstream);
+        times.push(peer.startup.as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(200));
+        rss.push(peer.rss_mib());
+    }
+    (times, rss)
+}
+
+pub fn installed(program: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.exists())
+}
+
+/// squid 5+, foreground, no cache, no access log, any CONNECT port.
+pub fn squid() -> Option<Peer> {
+    let bin = installed("squid")?;
+    let dir = world_writable_tempdir();
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = format!(
+        "http_port 127.0.0.1:{port}\nhttp_access allow all\ncache deny all\ncache_mem 8 MB\naccess_log none\n\
+         cache_store_log none\ncache_log {d}/cache.log\npid_filename {d}/squid.pid\ncoredump_dir {d}\n\
+         dns_nameservers 127.0.0.1\nvisible_hostname bench\nshutdown_lifetime 0 seconds\nmax_filedescriptors 20000\n"
+    );
+    spawn_proxy("squid", &bin, dir, port, &conf, |conf| vec!["-N".into(), "-f".into(), conf])
+}
+
+/// tinyproxy, foreground, any CONNECT port.
+pub fn tinyproxy() -> Option<Peer> {
+    let bin = installed("tinyproxy")?;
+    let dir = world_writable_tempdir();
+    let port = free_port();
+    let conf = format!(
+        "Port {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 20000\nAllow 127.0.0.1\nLogLevel Critical\n\
+         PidFile \"{}/tinyproxy.pid\"\n",
+        dir.path().display()
+    );
+    spawn_proxy("tinyproxy", &bin, dir, port, &conf, |conf| vec!["-d".into(), "-c".into(), conf])
+}
+
+fn spawn_proxy(
+    name: &'static str,
+    bin: &Path,
+    dir: tempfile::TempDir,
+    port: u16,
+    conf: &str,
+    args: impl Fn(String) -> Vec<String>,
+) -> Option<Peer> {
+    let path = dir.path().join(format!("{name}.conf"));
+    std::fs::write(&path, conf).ok()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let started = Instant::now();
+    let child = Command::new(bin)
+        .args(args(path.display().to_string()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = started + PATIENCE;
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            eprintln!("{name} did not start listening on {addr}");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let startup = started.elapsed();
+    Some(Peer { name, child, addr, dns: None, startup, _dir: dir })
+}
+
+/// unbound: REFUSED for everything except `allowed.test`, forwarded to `upstream`.
+pub fn unbound(upstream: SocketAddr) -> Option<Peer> {
+    let bin = installed("unbound")?;
+    let dir = world_writable_tempdir();
+    let port = free_port();
+    let conf = format!(
+        "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  access-control: 127.0.0.0/8 allow\n\
+         \x20 do-not-query-localhost: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n\
+         \x20 use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  num-threads: 1\n  do-ip6: no\n\
+         \x20 local-zone: \".\" refuse\n  local-zone: \"allowed.test.\" transparent\n  domain-insecure: \"allowed.test.\"\n\
+         \x20 module-config: \"iterator\"\n\
+         forward-zone:\n  name: \"allowed.test.\"\n  forward-addr: {}@{}\n",
+        upstream.ip(),
+        upstream.port(),
+        d = dir.path().display()
+    );
+    let path = dir.path().join("unbound.conf");
+    std::fs::write(&path, conf).ok()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let started = Instant::now();
+    let child = Command::new(bin).args(["-d", "-c"]).arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(Duration::from_millis(5))).ok()?;
+    let query = crate::load::dns_query("probe.example");
+    let deadline = started + PATIENCE;
+    let mut buf = [0u8; 512];
+    loop {
+        let _ = socket.send_to(&query, addr);
+        if socket.recv(&mut buf).is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("unbound did not answer on {addr}");
+            return None;
+        }
+    }
+    let startup = started.elapsed();
+    Some(Peer { name: "unbound", child, addr, dns: Some(addr), startup, _dir: dir })
+}
+
+fn world_writable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // squid and unbound drop privileges; their logs and pid files must stay writable.
+    let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777));
+    dir
+}
+
+/// The process and its descendants.
+fn tree(root: u32) -> Vec<u32> {
+    let mut pids = vec![root];
+    let mut i = 0;
+    while i < pids.len() {
+        let parent = pids[i];
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+                if stat_field(pid, 4).and_then(|p| p.parse::<u32>().ok()) == Some(parent) && !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+        i += 1;
+    }
+    pids
+}
+
+/// Field `field` (1-based, as in proc(5): 4 is ppid, 14 utime) of /proc/PID/stat.
+fn stat_field(pid: u32, field: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields resume after its closing ')'.
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(field.checked_sub(3)?).map(str::to_owned)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, in seconds (USER_HZ is 100 on Linux).
+pub fn cpu_secs(pid: u32) -> f64 {
+    let ticks = |n| stat_field(pid, n).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(14) + ticks(15)) as f64 / 100.0
+}

@@ -1,0 +1,133 @@
+//! Micro-benchmarks of the hot paths: policy decisions (small and large policies), the DNS stub's
+//! per-query work, and header rewriting. `cargo bench --bench micro` (add `-- --quick` for a fast
+//! pass, as CI does).
+
+use std::hint::black_box;
+use std::net::IpAddr;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use dnsstub::StubConfig;
+use dnsstub::answer::{self, Action};
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use http::{HeaderMap, HeaderValue};
+use policy::{HeaderTemplate, Policy, Target};
+
+fn small_policy() -> Policy {
+    Policy::parse(
+        "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\nhost = \"github.com\"\n\
+         [[allow]]\nhost = \"*.githubusercontent.com\"\n[[allow]]\ncidr = \"140.82.112.0/20\"\n\
+         [[deny]]\nhost = \"gist.github.com\"\n",
+        "small.toml",
+    )
+    .expect("valid")
+}
+
+/// 2,000 exact names, 2,000 wildcards, 1,000 CIDRs.
+fn large_policy() -> Policy {
+    let mut text = String::from("version = 1\n[defaults]\naction = \"deny\"\n");
+    for i in 0..2000 {
+        text.push_str(&format!("[[allow]]\nhost = \"host{i}.example{}.com\"\n", i % 97));
+        text.push_str(&format!("[[allow]]\nhost = \"*.zone{i}.example.net\"\n"));
+    }
+    for i in 0..1000u32 {
+        // 11.0.0.0/24, 11.0.1.0/24, ...: public space, one /24 each.
+        let [a, b, c, _] = (0x0b00_0000u32 + (i << 8)).to_be_bytes();
+        text.push_str(&format!("[[allow]]\ncidr = \"{a}.{b}.{c}.0/24\"\nports = [443]\n"));
+    }
+    Policy::parse(&text, "large.toml").expect("valid")
+}
+
+fn decisions(c: &mut Criterion) {
+    let small = small_policy();
+    let large = large_policy();
+    let cases = [
+        ("exact", Target::new("github.com", 443)),
+        ("wildcard", Target::new("raw.githubusercontent.com", 443)),
+        ("cidr", Target::new("140.82.113.4", 443)),
+        ("default-deny", Target::new("example.org", 443)),
+        ("special-range", Target::new("10.1.2.3", 443)),
+    ];
+    let mut group = c.benchmark_group("decide/small");
+    for (name, target) in &cases {
+        group.bench_function(*name, |b| b.iter(|| small.decide(black_box(target))));
+    }
+    group.finish();
+    let mut group = c.benchmark_group("decide/large-5000-rules");
+    for (name, target) in [
+        ("exact", Target::new("host1500.example45.com", 443)),
+        ("wildcard", Target::new("a.b.zone1999.example.net", 443)),
+        ("cidr", Target::new("11.3.231.9", 443)),
+        ("miss", Target::new("nothing.example.org", 443)),
+    ] {
+        group.bench_function(name, |b| b.iter(|| large.decide(black_box(&target))));
+    }
+    group.finish();
+    let name_decision = small.decide(&Target::new("github.com", 443));
+    let addr: IpAddr = "140.82.114.4".parse().expect("valid");
+    c.bench_function("check_resolved", |b| b.iter(|| small.check_resolved(black_box(&name_decision), addr, 443)));
+    c.bench_function("parse_target", |b| b.iter(|| Target::parse_authority(black_box("raw.githubusercontent.com:443"))));
+}
+
+fn query(name: &str) -> Vec<u8> {
+    let mut message = Message::query();
+    message.metadata.id = 7;
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).expect("valid"), RecordType::A));
+    message.to_vec().expect("encodes")
+}
+
+fn dns(c: &mut Criterion) {
+    let policy = Policy::parse(
+        "version = 1\n[[allow]]\nhost = \"*.allowed.test\"\n[dns.static]\n\"static.allowed.test\" = [\"93.184.215.14\"]\n",
+        "dns.toml",
+    )
+    .expect("valid");
+    let config = StubConfig::default();
+    let refused = query("example.org.");
+    let fixed = query("static.allowed.test.");
+    c.bench_function("dns/refused", |b| {
+        b.iter(|| match answer::classify(black_box(&refused), &policy, &config) {
+            Action::Reply(reply) => answer::encode(&reply.message, reply.udp_limit),
+            _ => None,
+        })
+    });
+    c.bench_function("dns/static-answer", |b| {
+        b.iter(|| match answer::classify(black_box(&fixed), &policy, &config) {
+            Action::Reply(reply) => answer::encode(&reply.message, reply.udp_limit),
+            _ => None,
+        })
+    });
+}
+
+fn headers(c: &mut Criterion) {
+    let templates = [
+        HeaderTemplate::parse("X-Sandbox-Id", "{sandbox_id}").expect("valid"),
+        HeaderTemplate::parse("X-Sandbox-Agent", "build-bot").expect("valid"),
+    ];
+    let attribution = proxy::Attribution::render(&templates, &[], "job-42");
+    let mut base = HeaderMap::new();
+    for (name, value) in [
+        ("host", "example.com"),
+        ("user-agent", "curl/8.5.0"),
+        ("accept", "*/*"),
+        ("connection", "keep-alive, x-trace"),
+        ("x-trace", "abc"),
+        ("proxy-connection", "keep-alive"),
+        ("x-sandbox-id", "spoofed"),
+        ("accept-encoding", "gzip, br"),
+    ] {
+        base.insert(name, HeaderValue::from_static(value));
+    }
+    c.bench_function("headers/rewrite", |b| {
+        b.iter(|| {
+            let mut h = base.clone();
+            proxy::strip_hop_by_hop(&mut h);
+            attribution.apply(&mut h);
+            h
+        })
+    });
+}
+
+criterion_group!(benches, decisions, dns, headers);
+criterion_main!(benches);
