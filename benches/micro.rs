@@ -27,13 +27,18 @@ fn small_policy() -> Policy {
 fn large_policy() -> Policy {
     let mut text = String::from("version = 1\n[defaults]\naction = \"deny\"\n");
     for i in 0..2000 {
-        text.push_str(&format!("[[allow]]\nhost = \"host{i}.example{}.com\"\n", i % 97));
+        text.push_str(&format!(
+            "[[allow]]\nhost = \"host{i}.example{}.com\"\n",
+            i % 97
+        ));
         text.push_str(&format!("[[allow]]\nhost = \"*.zone{i}.example.net\"\n"));
     }
     for i in 0..1000u32 {
         // 11.0.0.0/24, 11.0.1.0/24, ...: public space, one /24 each.
         let [a, b, c, _] = (0x0b00_0000u32 + (i << 8)).to_be_bytes();
-        text.push_str(&format!("[[allow]]\ncidr = \"{a}.{b}.{c}.0/24\"\nports = [443]\n"));
+        text.push_str(&format!(
+            "[[allow]]\ncidr = \"{a}.{b}.{c}.0/24\"\nports = [443]\n"
+        ));
     }
     Policy::parse(&text, "large.toml").expect("valid")
 }
@@ -65,15 +70,22 @@ fn decisions(c: &mut Criterion) {
     group.finish();
     let name_decision = small.decide(&Target::new("github.com", 443));
     let addr: IpAddr = "140.82.114.4".parse().expect("valid");
-    c.bench_function("check_resolved", |b| b.iter(|| small.check_resolved(black_box(&name_decision), addr, 443)));
-    c.bench_function("parse_target", |b| b.iter(|| Target::parse_authority(black_box("raw.githubusercontent.com:443"))));
+    c.bench_function("check_resolved", |b| {
+        b.iter(|| small.check_resolved(black_box(&name_decision), addr, 443))
+    });
+    c.bench_function("parse_target", |b| {
+        b.iter(|| Target::parse_authority(black_box("raw.githubusercontent.com:443")))
+    });
 }
 
 fn query(name: &str) -> Vec<u8> {
     let mut message = Message::query();
     message.metadata.id = 7;
     message.metadata.recursion_desired = true;
-    message.add_query(Query::query(Name::from_ascii(name).expect("valid"), RecordType::A));
+    message.add_query(Query::query(
+        Name::from_ascii(name).expect("valid"),
+        RecordType::A,
+    ));
     message.to_vec().expect("encodes")
 }
 
@@ -87,16 +99,20 @@ fn dns(c: &mut Criterion) {
     let refused = query("example.org.");
     let fixed = query("static.allowed.test.");
     c.bench_function("dns/refused", |b| {
-        b.iter(|| match answer::classify(black_box(&refused), &policy, &config) {
-            Action::Reply(reply) => answer::encode(&reply.message, reply.udp_limit),
-            _ => None,
-        })
+        b.iter(
+            || match answer::classify(black_box(&refused), &policy, &config) {
+                Action::Reply(reply) => answer::encode(&reply.message, reply.udp_limit),
+                _ => None,
+            },
+        )
     });
     c.bench_function("dns/static-answer", |b| {
-        b.iter(|| match answer::classify(black_box(&fixed), &policy, &config) {
-            Action::Reply(reply) => answer::encode(&reply.message, reply.udp_limit),
-            _ => None,
-        })
+        b.iter(
+            || match answer::classify(black_box(&fixed), &policy, &config) {
+                Action::Reply(reply) => answer::encode(&reply.message, reply.udp_limit),
+                _ => None,
+            },
+        )
     });
 }
 

@@ -1,20 +1,37 @@
 //! Logging: human or JSON lines on stderr, and audit events to stderr, a file or stdout.
+//!
+//! Both writers run on their own threads: events are formatted where they happen, queued, and
+//! written in batches (one `write(2)` per batch, not per event). The queue never drops: when it
+//! is full, the logging task waits. Dropping the returned [`Guards`] flushes what is queued.
 
 use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::Context;
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::FilterExt;
-use tracing_subscriber::filter::{FilterFn, Targets};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::{FilterExt, FilterFn, Targets};
 use tracing_subscriber::prelude::*;
 
 use crate::cli::{LogFormat, LogLevel};
 
+/// Keeps the writer threads alive; dropping it flushes them.
+pub struct Guards {
+    _guards: Vec<WorkerGuard>,
+}
+
+fn writer_thread<W: Write + Send + 'static>(name: &str, inner: W) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(64 * 1024)
+        .thread_name(name)
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, inner))
+}
+
 /// Installs the global subscriber. Audit events (target `egressd::audit`) go to `audit` when given
 /// (`-` is stdout), and to the normal log otherwise.
-pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow::Result<()> {
+pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow::Result<Guards> {
     let level = match level {
         LogLevel::Error => LevelFilter::ERROR,
         LogLevel::Warn => LevelFilter::WARN,
@@ -31,17 +48,19 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
         .with_target("policy", level);
     let separate_audit = audit.is_some();
     let not_audit =
-        FilterFn::new(move |meta| !(separate_audit && meta.target() == proxy::AUDIT_TARGET));
+        FilterFn::new(move |meta| !(separate_audit && meta.target() == policy::AUDIT_TARGET));
+    let (stderr_writer, stderr_guard) = writer_thread("egressd-log", std::io::stderr());
+    let mut guards = vec![stderr_guard];
     let stderr = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(stderr_writer)
             .with_ansi(false)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .with_writer(std::io::stderr)
+            .with_writer(stderr_writer)
             .boxed(),
     }
     .with_filter(ours.and(not_audit));
@@ -49,28 +68,26 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
     let audit_layer = match audit {
         None => None,
         Some(path) => {
-            let only_audit = FilterFn::new(|meta| meta.target() == proxy::AUDIT_TARGET);
-            let layer = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false);
-            Some(if path == Path::new("-") {
-                layer
-                    .with_writer(std::io::stdout)
-                    .with_filter(only_audit)
-                    .boxed()
+            let (writer, guard) = if path == Path::new("-") {
+                writer_thread("egressd-audit", std::io::stdout())
             } else {
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
                     .with_context(|| format!("cannot open audit log {}", path.display()))?;
-                layer
-                    .with_writer(Mutex::new(file))
-                    .with_filter(only_audit)
-                    .boxed()
-            })
+                writer_thread("egressd-audit", file)
+            };
+            guards.push(guard);
+            let only_audit = FilterFn::new(|meta| meta.target() == policy::AUDIT_TARGET);
+            let layer = tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_writer(writer)
+                .with_filter(only_audit);
+            Some(layer.boxed())
         }
     };
     tracing_subscriber::registry()
@@ -78,5 +95,5 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
         .with(audit_layer)
         .try_init()
         .context("cannot install the logger")?;
-    Ok(())
+    Ok(Guards { _guards: guards })
 }

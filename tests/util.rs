@@ -405,9 +405,16 @@ impl FakeDns {
     }
 
     pub fn zone(zone: Vec<Zone>, silent: bool) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // UDP picks a free port; TCP on the same number may be taken by another test's socket,
+        // so try a few fresh ports (as egressd's own DNS listener does).
+        let (socket, tcp) = (0..50)
+            .find_map(|_| {
+                let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let tcp = TcpListener::bind(socket.local_addr().ok()?).ok()?;
+                Some((socket, tcp))
+            })
+            .expect("a port free for both UDP and TCP");
         let addr = socket.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).unwrap();
         let queries = Arc::new(Mutex::new(Vec::new()));
         let zone = Arc::new(zone);
         {

@@ -32,7 +32,11 @@ pub struct Stats {
 
 impl Stats {
     pub fn rate(&self) -> f64 {
-        if self.secs > 0.0 { self.ops as f64 / self.secs } else { 0.0 }
+        if self.secs > 0.0 {
+            self.ops as f64 / self.secs
+        } else {
+            0.0
+        }
     }
 
     pub fn percentile_ms(&mut self, p: f64) -> f64 {
@@ -89,7 +93,8 @@ pub async fn http(via: Via, origin: SocketAddr, concurrency: usize, duration: Du
                     }
                 }
                 let Some(s) = stream.as_mut() else { break };
-                let ok = s.write_all(request.as_bytes()).await.is_ok() && read_response(s, &mut buf).await.is_some();
+                let ok = s.write_all(request.as_bytes()).await.is_ok()
+                    && read_response(s, &mut buf).await.is_some();
                 if !ok {
                     stream = None;
                     stats.reconnects += 1;
@@ -100,7 +105,9 @@ pub async fn http(via: Via, origin: SocketAddr, concurrency: usize, duration: Du
                     continue;
                 }
                 stats.ops += 1;
-                stats.latencies_us.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                stats
+                    .latencies_us
+                    .push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
             }
             stats
         }
@@ -109,7 +116,12 @@ pub async fn http(via: Via, origin: SocketAddr, concurrency: usize, duration: Du
 }
 
 /// One new connection per operation: (CONNECT through the proxy, then) one GET, then close.
-pub async fn tunnels(via: Via, origin: SocketAddr, concurrency: usize, duration: Duration) -> Stats {
+pub async fn tunnels(
+    via: Via,
+    origin: SocketAddr,
+    concurrency: usize,
+    duration: Duration,
+) -> Stats {
     let connect = format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n");
     let get = format!("GET /t HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n");
     run_workers(concurrency, duration, move |stop| {
@@ -126,7 +138,9 @@ pub async fn tunnels(via: Via, origin: SocketAddr, concurrency: usize, duration:
                             let mut s = TcpStream::connect(proxy).await.ok()?;
                             s.write_all(connect.as_bytes()).await.ok()?;
                             let head = read_head(&mut s, &mut buf).await?;
-                            if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
+                            if !head.starts_with(b"HTTP/1.1 200")
+                                && !head.starts_with(b"HTTP/1.0 200")
+                            {
                                 return None;
                             }
                             s
@@ -141,7 +155,9 @@ pub async fn tunnels(via: Via, origin: SocketAddr, concurrency: usize, duration:
                 match ok {
                     Some(()) => {
                         stats.ops += 1;
-                        stats.latencies_us.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        stats
+                            .latencies_us
+                            .push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                     }
                     None => stats.errors += 1,
                 }
@@ -158,7 +174,9 @@ pub async fn bulk(via: Via, source: SocketAddr, total: usize) -> Option<f64> {
         Via::Direct => TcpStream::connect(source).await.ok()?,
         Via::Proxy(proxy) => {
             let mut s = TcpStream::connect(proxy).await.ok()?;
-            s.write_all(format!("CONNECT {source} HTTP/1.1\r\nHost: {source}\r\n\r\n").as_bytes()).await.ok()?;
+            s.write_all(format!("CONNECT {source} HTTP/1.1\r\nHost: {source}\r\n\r\n").as_bytes())
+                .await
+                .ok()?;
             let mut buf = Vec::new();
             let head = read_head(&mut s, &mut buf).await?;
             if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
@@ -183,13 +201,20 @@ pub async fn bulk(via: Via, source: SocketAddr, total: usize) -> Option<f64> {
 }
 
 /// DNS queries from `concurrency` sockets, each one query at a time, cycling through `names`.
-pub async fn dns(server: SocketAddr, names: Vec<Vec<u8>>, concurrency: usize, duration: Duration) -> Stats {
+pub async fn dns(
+    server: SocketAddr,
+    names: Vec<Vec<u8>>,
+    concurrency: usize,
+    duration: Duration,
+) -> Stats {
     let names = Arc::new(names);
     run_workers(concurrency, duration, move |stop| {
         let names = names.clone();
         async move {
             let mut stats = Stats::default();
-            let Ok(socket) = UdpSocket::bind("127.0.0.1:0").await else { return stats };
+            let Ok(socket) = UdpSocket::bind("127.0.0.1:0").await else {
+                return stats;
+            };
             if socket.connect(server).await.is_err() {
                 return stats;
             }
@@ -218,7 +243,9 @@ pub async fn dns(server: SocketAddr, names: Vec<Vec<u8>>, concurrency: usize, du
                 match answered {
                     Ok(Some(())) => {
                         stats.ops += 1;
-                        stats.latencies_us.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        stats
+                            .latencies_us
+                            .push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                     }
                     _ => stats.errors += 1,
                 }
@@ -252,7 +279,9 @@ where
 {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let handles: Vec<_> = (0..concurrency).map(|_| tokio::spawn(worker(stop.clone()))).collect();
+    let handles: Vec<_> = (0..concurrency)
+        .map(|_| tokio::spawn(worker(stop.clone())))
+        .collect();
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = Stats::default();
@@ -263,7 +292,10 @@ where
             _ => total.errors += 1,
         }
     }
-    total.secs = started.elapsed().as_secs_f64().min(duration.as_secs_f64() + 0.05);
+    total.secs = started
+        .elapsed()
+        .as_secs_f64()
+        .min(duration.as_secs_f64() + 0.05);
     total
 }
 
@@ -278,7 +310,9 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> 
         .lines()
         .find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            n.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     let mut chunk = [0u8; 4096];
@@ -314,7 +348,11 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>>
 }
 
 /// Opens `count` tunnels to `echo` through the proxy and keeps them open; returns them.
-pub async fn open_idle_tunnels(proxy: SocketAddr, echo: SocketAddr, count: usize) -> Vec<TcpStream> {
+pub async fn open_idle_tunnels(
+    proxy: SocketAddr,
+    echo: SocketAddr,
+    count: usize,
+) -> Vec<TcpStream> {
     let connect = Arc::new(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n"));
     let mut open = Vec::with_capacity(count);
     let batch = 64;

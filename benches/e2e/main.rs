@@ -27,6 +27,8 @@ use report::{Report, Row};
 /// Sizes of one run.
 struct Plan {
     quick: bool,
+    /// Only these groups (startup, http, bulk, tunnels, dns, idle); empty for all.
+    only: Vec<String>,
     duration: Duration,
     rounds: usize,
     concurrency: Vec<usize>,
@@ -38,10 +40,15 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(quick: bool) -> Self {
+    fn wants(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
+
+    fn new(quick: bool, only: Vec<String>) -> Self {
         if quick {
             Self {
                 quick,
+                only,
                 duration: Duration::from_millis(1500),
                 rounds: 1,
                 concurrency: vec![1, 32],
@@ -54,6 +61,7 @@ impl Plan {
         } else {
             Self {
                 quick,
+                only,
                 duration: Duration::from_secs(4),
                 rounds: 3,
                 concurrency: vec![1, 16, 64],
@@ -72,12 +80,26 @@ impl Plan {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let json = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let json = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
     if let Some(code) = reexec_in_namespace() {
         return code;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let report = runtime.block_on(run(&Plan::new(quick)));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let report = runtime.block_on(run(&Plan::new(quick, only)));
     print!("{}", report.table());
     if let Some(path) = json {
         std::fs::write(&path, report.json()).expect("write the JSON report");
@@ -87,7 +109,10 @@ fn main() -> ExitCode {
     if missing.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("egressd figures could not be measured: {}", missing.join(", "));
+        eprintln!(
+            "egressd figures could not be measured: {}",
+            missing.join(", ")
+        );
         ExitCode::FAILURE
     }
 }
@@ -103,7 +128,9 @@ fn reexec_in_namespace() -> Option<ExitCode> {
         .status()
         .is_ok_and(|s| s.success());
     if !can_unshare {
-        eprintln!("note: no network namespace (needs root and util-linux unshare); running on this host's loopback");
+        eprintln!(
+            "note: no network namespace (needs root and util-linux unshare); running on this host's loopback"
+        );
         return None;
     }
     let exe = std::env::current_exe().ok()?;
@@ -116,7 +143,11 @@ fn reexec_in_namespace() -> Option<ExitCode> {
         .args(std::env::args().skip(1))
         .env("EGRESSD_BENCH_IN_NETNS", "1")
         .status();
-    Some(if status.is_ok_and(|s| s.success()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Some(if status.is_ok_and(|s| s.success()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn egressd_bin() -> &'static Path {
@@ -131,20 +162,41 @@ async fn run(plan: &Plan) -> Report {
     let upstream = servers::dns_upstream().await;
 
     // Start-up and idle memory first, on a quiet machine.
-    let (times, rss) = peers::egressd_startups(egressd_bin(), plan.startups, upstream);
-    report.push(Row::new("start to ready", "ms").egressd(median(&times)));
-    report.push(Row::new("idle RSS (proxy + DNS stub)", "MiB").egressd(median(&rss)));
+    if plan.wants("startup") {
+        let (times, rss) = peers::egressd_startups(egressd_bin(), plan.startups, upstream);
+        report.push(Row::new("start to ready", "ms").egressd(median(&times)));
+        report.push(Row::new("idle RSS (proxy + DNS stub)", "MiB").egressd(median(&rss)));
+    }
 
-    let egressd = peers::egressd(egressd_bin(), &[origin.port(), source.port(), echo.port()], upstream);
+    let egressd = peers::egressd(
+        egressd_bin(),
+        &[origin.port(), source.port(), echo.port()],
+        upstream,
+    );
     let squid = peers::squid();
     let tinyproxy = peers::tinyproxy();
     let unbound = peers::unbound(upstream);
-    for peer in [squid.as_ref(), tinyproxy.as_ref(), unbound.as_ref()].into_iter().flatten() {
-        report.startup(peer.name, peer.startup.as_secs_f64() * 1000.0, peer.rss_mib());
+    for peer in [squid.as_ref(), tinyproxy.as_ref(), unbound.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        report.startup(
+            peer.name,
+            peer.startup.as_secs_f64() * 1000.0,
+            peer.rss_mib(),
+        );
     }
-    let proxies: Vec<&peers::Peer> = [Some(&egressd), squid.as_ref(), tinyproxy.as_ref()].into_iter().flatten().collect();
+    let proxies: Vec<&peers::Peer> = [Some(&egressd), squid.as_ref(), tinyproxy.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
 
-    for &concurrency in &plan.concurrency {
+    let http_levels: &[usize] = if plan.wants("http") {
+        &plan.concurrency
+    } else {
+        &[]
+    };
+    for &concurrency in http_levels {
         let mut rows = [
             Row::new(&format!("HTTP keep-alive, {concurrency} conn"), "req/s"),
             Row::new(&format!("HTTP p50, {concurrency} conn"), "ms"),
@@ -153,16 +205,32 @@ async fn run(plan: &Plan) -> Report {
         let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
         for _ in 0..plan.rounds {
             let mut direct = load::http(Via::Direct, origin, concurrency, plan.duration).await;
-            push(&mut samples, "direct", [direct.rate(), direct.percentile_ms(0.5), direct.percentile_ms(0.99)]);
+            push(
+                &mut samples,
+                "direct",
+                [
+                    direct.rate(),
+                    direct.percentile_ms(0.5),
+                    direct.percentile_ms(0.99),
+                ],
+            );
             for proxy in &proxies {
-                let mut s = load::http(Via::Proxy(proxy.addr), origin, concurrency, plan.duration).await;
-                let figure = if s.errors > s.ops { [0.0; 3] } else { [s.rate(), s.percentile_ms(0.5), s.percentile_ms(0.99)] };
+                let mut s =
+                    load::http(Via::Proxy(proxy.addr), origin, concurrency, plan.duration).await;
+                let figure = if s.errors > s.ops {
+                    [0.0; 3]
+                } else {
+                    [s.rate(), s.percentile_ms(0.5), s.percentile_ms(0.99)]
+                };
                 push(&mut samples, proxy.name, figure);
             }
         }
         for (name, values) in &samples {
             for (i, row) in rows.iter_mut().enumerate() {
-                row.set(name, median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()));
+                row.set(
+                    name,
+                    median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()),
+                );
             }
         }
         report.extend(rows);
@@ -170,19 +238,26 @@ async fn run(plan: &Plan) -> Report {
 
     let mut bulk = Row::new("CONNECT bulk download", "MB/s");
     let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
-    for _ in 0..plan.rounds {
+    for _ in 0..if plan.wants("bulk") { plan.rounds } else { 0 } {
         if let Some(mbps) = load::bulk(Via::Direct, source, plan.bulk_bytes).await {
             push(&mut samples, "direct", [mbps, 0.0, 0.0]);
         }
         for proxy in &proxies {
-            let mbps = load::bulk(Via::Proxy(proxy.addr), source, plan.bulk_bytes).await.unwrap_or(0.0);
+            let mbps = load::bulk(Via::Proxy(proxy.addr), source, plan.bulk_bytes)
+                .await
+                .unwrap_or(0.0);
             push(&mut samples, proxy.name, [mbps, 0.0, 0.0]);
         }
     }
     for (name, values) in &samples {
-        bulk.set(name, median(&values.iter().map(|v| v[0]).collect::<Vec<_>>()));
+        bulk.set(
+            name,
+            median(&values.iter().map(|v| v[0]).collect::<Vec<_>>()),
+        );
     }
-    report.push(bulk);
+    if plan.wants("bulk") {
+        report.push(bulk);
+    }
 
     let mut rows = [
         Row::new("new tunnels (connect, CONNECT, GET, close)", "tunnels/s"),
@@ -192,12 +267,22 @@ async fn run(plan: &Plan) -> Report {
     ];
     let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
     let mut generator_cpu: Vec<(&str, Vec<f64>)> = Vec::new();
-    for _ in 0..plan.rounds {
-        for (name, via) in std::iter::once(("direct", Via::Direct)).chain(proxies.iter().map(|p| (p.name, Via::Proxy(p.addr)))) {
+    for _ in 0..if plan.wants("tunnels") {
+        plan.rounds
+    } else {
+        0
+    } {
+        for (name, via) in std::iter::once(("direct", Via::Direct))
+            .chain(proxies.iter().map(|p| (p.name, Via::Proxy(p.addr))))
+        {
             let cpu_before = peers::cpu_secs(std::process::id());
             let mut s = load::tunnels(via, origin, plan.tunnel_concurrency, plan.duration).await;
             let cores = (peers::cpu_secs(std::process::id()) - cpu_before) / s.secs.max(0.001);
-            let figure = if s.errors > s.ops { [0.0; 3] } else { [s.rate(), s.percentile_ms(0.5), s.percentile_ms(0.99)] };
+            let figure = if s.errors > s.ops {
+                [0.0; 3]
+            } else {
+                [s.rate(), s.percentile_ms(0.5), s.percentile_ms(0.99)]
+            };
             push(&mut samples, name, figure);
             match generator_cpu.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, v)) => v.push(cores),
@@ -209,56 +294,114 @@ async fn run(plan: &Plan) -> Report {
     }
     for (name, values) in &samples {
         for (i, row) in rows.iter_mut().take(3).enumerate() {
-            row.set(name, median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()));
+            row.set(
+                name,
+                median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()),
+            );
         }
     }
     for (name, values) in &generator_cpu {
         rows[3].set(name, median(values));
     }
-    report.extend(rows);
+    if plan.wants("tunnels") {
+        report.extend(rows);
+    }
 
-    let resolvers: Vec<(&str, std::net::SocketAddr)> =
-        [egressd.dns.map(|a| ("egressd", a)), unbound.as_ref().and_then(|u| u.dns.map(|a| ("unbound", a)))]
-            .into_iter()
-            .flatten()
-            .collect();
+    let resolvers: Vec<(&str, std::net::SocketAddr)> = [
+        egressd.dns.map(|a| ("egressd", a)),
+        unbound.as_ref().and_then(|u| u.dns.map(|a| ("unbound", a))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mixes = if plan.wants("dns") { 3 } else { 0 };
     for (mix, names) in [
         ("REFUSED", vec![load::dns_query("blocked.example.org")]),
-        ("allowlisted (cached)", vec![load::dns_query("www.allowed.test")]),
-        ("half and half", vec![load::dns_query("blocked.example.org"), load::dns_query("www.allowed.test")]),
-    ] {
-        let mut rows = [Row::new(&format!("DNS {mix}"), "queries/s"), Row::new(&format!("DNS {mix} p99"), "ms")];
+        (
+            "allowlisted (cached)",
+            vec![load::dns_query("www.allowed.test")],
+        ),
+        (
+            "half and half",
+            vec![
+                load::dns_query("blocked.example.org"),
+                load::dns_query("www.allowed.test"),
+            ],
+        ),
+    ]
+    .into_iter()
+    .take(mixes)
+    {
+        let mut rows = [
+            Row::new(&format!("DNS {mix}"), "queries/s"),
+            Row::new(&format!("DNS {mix} p99"), "ms"),
+        ];
         let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
         for _ in 0..plan.rounds {
             for (name, addr) in &resolvers {
-                let mut s = load::dns(*addr, names.clone(), plan.dns_concurrency, plan.duration).await;
-                let figure = if s.errors > s.ops { [0.0; 3] } else { [s.rate(), s.percentile_ms(0.99), 0.0] };
+                let mut s =
+                    load::dns(*addr, names.clone(), plan.dns_concurrency, plan.duration).await;
+                let figure = if s.errors > s.ops {
+                    [0.0; 3]
+                } else {
+                    [s.rate(), s.percentile_ms(0.99), 0.0]
+                };
                 push(&mut samples, name, figure);
             }
         }
         for (name, values) in &samples {
             for (i, row) in rows.iter_mut().enumerate() {
-                row.set(name, median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()));
+                row.set(
+                    name,
+                    median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()),
+                );
             }
         }
         report.extend(rows);
     }
 
     // Idle tunnels last: they hold thousands of sockets.
+    if plan.wants("idle") {
+        idle_tunnels(plan, &egressd, echo, &mut report).await;
+    }
+    report.note(format!(
+        "egressd CPU over the whole run: {:.1} s",
+        egressd.cpu_secs()
+    ));
+    report
+}
+
+async fn idle_tunnels(
+    plan: &Plan,
+    egressd: &peers::Peer,
+    echo: std::net::SocketAddr,
+    report: &mut Report,
+) {
     let before = egressd.rss_mib();
     let tunnels = load::open_idle_tunnels(egressd.addr, echo, plan.idle_tunnels).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with = egressd.rss_mib();
     let opened = tunnels.len();
-    let per_tunnel_kib = if opened > 0 { (with - before) * 1024.0 / opened as f64 } else { 0.0 };
-    report.push(Row::new(&format!("RSS with {opened} idle tunnels"), "MiB").egressd(if opened == plan.idle_tunnels { with } else { 0.0 }));
+    let per_tunnel_kib = if opened > 0 {
+        (with - before) * 1024.0 / opened as f64
+    } else {
+        0.0
+    };
+    report.push(
+        Row::new(&format!("RSS with {opened} idle tunnels"), "MiB").egressd(
+            if opened == plan.idle_tunnels {
+                with
+            } else {
+                0.0
+            },
+        ),
+    );
     report.push(Row::new("RSS per idle tunnel", "KiB").egressd(per_tunnel_kib));
     report.push(
-        Row::new("RSS at 10,000 idle tunnels (extrapolated)", "MiB").egressd(before + per_tunnel_kib * 10_000.0 / 1024.0),
+        Row::new("RSS at 10,000 idle tunnels (extrapolated)", "MiB")
+            .egressd(before + per_tunnel_kib * 10_000.0 / 1024.0),
     );
     drop(tunnels);
-    report.note(format!("egressd CPU over the whole run: {:.1} s", egressd.cpu_secs()));
-    report
 }
 
 fn push<'a>(samples: &mut Vec<(&'a str, Vec<[f64; 3]>)>, name: &'a str, value: [f64; 3]) {

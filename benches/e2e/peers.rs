@@ -25,7 +25,11 @@ impl Peer {
 
     /// Resident memory of the process and its children, in MiB.
     pub fn rss_mib(&self) -> f64 {
-        tree(self.pid()).iter().map(|pid| rss_kib(*pid)).sum::<u64>() as f64 / 1024.0
+        tree(self.pid())
+            .iter()
+            .map(|pid| rss_kib(*pid))
+            .sum::<u64>() as f64
+            / 1024.0
     }
 
     /// CPU seconds used by the process and its children so far.
@@ -37,7 +41,10 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         for pid in tree(self.pid()).into_iter().rev() {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
         }
         let _ = self.child.wait();
     }
@@ -46,13 +53,20 @@ impl Drop for Peer {
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// egressd with a policy allowing the bench origins (loopback carve-outs) and `*.allowed.test`.
 pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
     let dir = tempfile::tempdir().expect("tempdir");
-    let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+    let list = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let policy = format!(
         "version = 1\n[defaults]\naction = \"deny\"\n\
          [[allow]]\ncidr = \"127.0.0.1/32\"\nports = [{list}]\n\
@@ -67,7 +81,13 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
     let mut child = Command::new(bin)
         .args(["run", "--policy"])
         .arg(&path)
-        .args(["--sandbox-id", "bench", "--max-connections", "20000", "--audit-log"])
+        .args([
+            "--sandbox-id",
+            "bench",
+            "--max-connections",
+            "20000",
+            "--audit-log",
+        ])
         .arg(&audit)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -75,16 +95,32 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
         .expect("egressd starts");
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped");
-    BufReader::new(stdout).read_line(&mut line).expect("readiness line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("readiness line");
     let startup = started.elapsed();
     let ready: serde_json::Value = serde_json::from_str(&line).expect("readiness JSON");
-    let addr = ready["proxy"].as_str().and_then(|s| s.parse().ok()).expect("proxy address");
+    let addr = ready["proxy"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("proxy address");
     let dns = ready["dns"].as_str().and_then(|s| s.parse().ok());
-    Peer { name: "egressd", child, addr, dns, startup, _dir: dir }
+    Peer {
+        name: "egressd",
+        child,
+        addr,
+        dns,
+        startup,
+        _dir: dir,
+    }
 }
 
 /// Time from spawn to readiness, and idle RSS, over `rounds` fresh starts of egressd.
-pub fn egressd_startups(bin: &Path, rounds: usize, dns_upstream: SocketAddr) -> (Vec<f64>, Vec<f64>) {
+pub fn egressd_startups(
+    bin: &Path,
+    rounds: usize,
+    dns_upstream: SocketAddr,
+) -> (Vec<f64>, Vec<f64>) {
     let (mut times, mut rss) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let peer = egressd(bin, &[1], dns_upstream);
@@ -113,7 +149,9 @@ pub fn squid() -> Option<Peer> {
          cache_store_log none\ncache_log {d}/cache.log\npid_filename {d}/squid.pid\ncoredump_dir {d}\n\
          dns_nameservers 127.0.0.1\nvisible_hostname bench\nshutdown_lifetime 0 seconds\nmax_filedescriptors 20000\n"
     );
-    spawn_proxy("squid", &bin, dir, port, &conf, |conf| vec!["-N".into(), "-f".into(), conf])
+    spawn_proxy("squid", &bin, dir, port, &conf, |conf| {
+        vec!["-N".into(), "-f".into(), conf]
+    })
 }
 
 /// tinyproxy, foreground, any CONNECT port.
@@ -126,7 +164,9 @@ pub fn tinyproxy() -> Option<Peer> {
          PidFile \"{}/tinyproxy.pid\"\n",
         dir.path().display()
     );
-    spawn_proxy("tinyproxy", &bin, dir, port, &conf, |conf| vec!["-d".into(), "-c".into(), conf])
+    spawn_proxy("tinyproxy", &bin, dir, port, &conf, |conf| {
+        vec!["-d".into(), "-c".into(), conf]
+    })
 }
 
 fn spawn_proxy(
@@ -156,7 +196,14 @@ fn spawn_proxy(
         std::thread::sleep(Duration::from_millis(1));
     }
     let startup = started.elapsed();
-    Some(Peer { name, child, addr, dns: None, startup, _dir: dir })
+    Some(Peer {
+        name,
+        child,
+        addr,
+        dns: None,
+        startup,
+        _dir: dir,
+    })
 }
 
 /// unbound: REFUSED for everything except `allowed.test`, forwarded to `upstream`.
@@ -179,9 +226,17 @@ pub fn unbound(upstream: SocketAddr) -> Option<Peer> {
     std::fs::write(&path, conf).ok()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let started = Instant::now();
-    let child = Command::new(bin).args(["-d", "-c"]).arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+    let child = Command::new(bin)
+        .args(["-d", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
     let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
-    socket.set_read_timeout(Some(Duration::from_millis(5))).ok()?;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .ok()?;
     let query = crate::load::dns_query("probe.example");
     let deadline = started + PATIENCE;
     let mut buf = [0u8; 512];
@@ -196,7 +251,14 @@ pub fn unbound(upstream: SocketAddr) -> Option<Peer> {
         }
     }
     let startup = started.elapsed();
-    Some(Peer { name: "unbound", child, addr, dns: Some(addr), startup, _dir: dir })
+    Some(Peer {
+        name: "unbound",
+        child,
+        addr,
+        dns: Some(addr),
+        startup,
+        _dir: dir,
+    })
 }
 
 fn world_writable_tempdir() -> tempfile::TempDir {
@@ -215,8 +277,12 @@ fn tree(root: u32) -> Vec<u32> {
         let parent = pids[i];
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for entry in entries.flatten() {
-                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-                if stat_field(pid, 4).and_then(|p| p.parse::<u32>().ok()) == Some(parent) && !pids.contains(&pid) {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                if stat_field(pid, 4).and_then(|p| p.parse::<u32>().ok()) == Some(parent)
+                    && !pids.contains(&pid)
+                {
                     pids.push(pid);
                 }
             }
@@ -231,18 +297,29 @@ fn stat_field(pid: u32, field: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces; fields resume after its closing ')'.
     let after = stat.rsplit_once(')')?.1;
-    after.split_whitespace().nth(field.checked_sub(3)?).map(str::to_owned)
+    after
+        .split_whitespace()
+        .nth(field.checked_sub(3)?)
+        .map(str::to_owned)
 }
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 /// utime + stime of a process, in seconds (USER_HZ is 100 on Linux).
 pub fn cpu_secs(pid: u32) -> f64 {
-    let ticks = |n| stat_field(pid, n).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |n| {
+        stat_field(pid, n)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     (ticks(14) + ticks(15)) as f64 / 100.0
 }

@@ -9,7 +9,11 @@ pub struct Row {
 
 impl Row {
     pub fn new(name: &str, unit: &'static str) -> Self {
-        Self { name: name.to_owned(), unit, values: Vec::new() }
+        Self {
+            name: name.to_owned(),
+            unit,
+            values: Vec::new(),
+        }
     }
 
     pub fn egressd(mut self, value: f64) -> Self {
@@ -38,7 +42,11 @@ const CONTENDERS: [&str; 5] = ["direct", "egressd", "squid", "tinyproxy", "unbou
 
 impl Report {
     pub fn new(quick: bool) -> Self {
-        Self { quick, rows: Vec::new(), notes: Vec::new() }
+        Self {
+            quick,
+            rows: Vec::new(),
+            notes: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, row: Row) {
@@ -66,7 +74,14 @@ impl Report {
 
     /// Names of rows where egressd has no positive figure: the proxy (or stub) broke.
     pub fn missing_egressd_figures(&self) -> Vec<String> {
-        self.rows.iter().filter(|r| !r.get("egressd").is_some_and(|v| v > 0.0)).map(|r| r.name.clone()).collect()
+        if self.rows.is_empty() {
+            return vec!["(no figure at all)".to_owned()];
+        }
+        self.rows
+            .iter()
+            .filter(|r| !r.get("egressd").is_some_and(|v| v > 0.0))
+            .map(|r| r.name.clone())
+            .collect()
     }
 
     pub fn table(&self) -> String {
@@ -75,7 +90,17 @@ impl Report {
             if self.quick { "quick" } else { "full" },
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        let header = ["figure", "unit", "direct", "egressd", "squid", "tinyproxy", "unbound", "egressd/direct", "egressd/peer"];
+        let header = [
+            "figure",
+            "unit",
+            "direct",
+            "egressd",
+            "squid",
+            "tinyproxy",
+            "unbound",
+            "egressd/direct",
+            "egressd/peer",
+        ];
         let mut lines = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
         for row in &self.rows {
             let mut cells = vec![row.name.clone(), row.unit.to_owned()];
@@ -87,16 +112,26 @@ impl Report {
                 _ => None,
             };
             cells.push(ratio("direct").map_or("-".to_owned(), |r| format!("{r:.2}x")));
-            let peer = ["squid", "unbound", "tinyproxy"].into_iter().find_map(|p| ratio(p).map(|r| format!("{r:.2}x vs {p}")));
+            let peer = ["squid", "unbound", "tinyproxy"]
+                .into_iter()
+                .find_map(|p| ratio(p).map(|r| format!("{r:.2}x vs {p}")));
             cells.push(peer.unwrap_or_else(|| "-".to_owned()));
             lines.push(cells);
         }
-        let widths: Vec<usize> = (0..header.len()).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
+            .collect();
         for line in &lines {
             let cells: Vec<String> = line
                 .iter()
                 .enumerate()
-                .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
+                .map(|(i, c)| {
+                    if i == 0 {
+                        format!("{c:<w$}", w = widths[i])
+                    } else {
+                        format!("{c:>w$}", w = widths[i])
+                    }
+                })
                 .collect();
             out.push_str(cells.join("  ").trim_end());
             out.push('\n');
@@ -113,8 +148,11 @@ impl Report {
             .rows
             .iter()
             .map(|r| {
-                let values: serde_json::Map<String, serde_json::Value> =
-                    r.values.iter().map(|(w, v)| (w.clone(), serde_json::json!(v))).collect();
+                let values: serde_json::Map<String, serde_json::Value> = r
+                    .values
+                    .iter()
+                    .map(|(w, v)| (w.clone(), serde_json::json!(v)))
+                    .collect();
                 serde_json::json!({ "figure": r.name, "unit": r.unit, "values": values })
             })
             .collect();

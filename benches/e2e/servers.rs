@@ -14,7 +14,9 @@ pub async fn http_origin() -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY.len());
@@ -23,7 +25,9 @@ pub async fn http_origin() -> SocketAddr {
                 let mut buf = vec![0u8; 8192];
                 let mut filled = 0;
                 loop {
-                    let Ok(n) = stream.read(&mut buf[filled..]).await else { return };
+                    let Ok(n) = stream.read(&mut buf[filled..]).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -53,7 +57,9 @@ pub async fn bulk_source(total: usize) -> SocketAddr {
     tokio::spawn(async move {
         let chunk = vec![0x5a_u8; 256 * 1024];
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
             let chunk = chunk.clone();
             tokio::spawn(async move {
                 let mut go = [0u8; 1];
@@ -81,7 +87,9 @@ pub async fn echo() -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let (mut r, mut w) = stream.into_split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -98,7 +106,9 @@ pub async fn dns_upstream() -> SocketAddr {
     tokio::spawn(async move {
         let mut buf = [0u8; 1500];
         loop {
-            let Ok((n, peer)) = socket.recv_from(&mut buf).await else { continue };
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                continue;
+            };
             if n < 12 {
                 continue;
             }
@@ -116,7 +126,9 @@ pub async fn dns_upstream() -> SocketAddr {
             out[3] = 0x80; // RA, NOERROR
             out[6..8].copy_from_slice(&1u16.to_be_bytes()); // ANCOUNT
             out[8..12].fill(0); // no NS, no additional (the query's OPT is dropped)
-            out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 93, 184, 215, 14]);
+            out.extend_from_slice(&[
+                0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 93, 184, 215, 14,
+            ]);
             let _ = socket.send_to(&out, peer).await;
         }
     });

@@ -137,6 +137,15 @@ impl Stub {
                     }
                 }
                 Action::Forward(forward) => {
+                    let limit = answer::udp_limit(Some(&forward.query));
+                    if let Some(cached) =
+                        self.cached_reply(&generation, &forward, &client, "udp", limit)
+                    {
+                        if let Some(bytes) = cached {
+                            let _ = socket.send_to(&bytes, peer).await;
+                        }
+                        continue;
+                    }
                     let Ok(permit) = self.shared.lookups.clone().try_acquire_owned() else {
                         let reply = answer::reply(
                             &forward.query,
@@ -287,6 +296,21 @@ impl Stub {
         answer::encode(&reply.message, limit)
     }
 
+    /// The answer from the cache, if there is one: built and sent without a task or a lookup.
+    fn cached_reply(
+        &self,
+        generation: &Generation,
+        forward: &Forward,
+        client: &str,
+        transport: &'static str,
+        limit: usize,
+    ) -> Option<Option<Vec<u8>>> {
+        let hit = generation
+            .cache
+            .get(forward.name.as_str(), forward.qtype, Instant::now())?;
+        Some(self.finish(forward, Some(hit), client, transport, limit, true, None))
+    }
+
     /// The cache, else upstream; then the policy's filter.
     async fn resolve(
         &self,
@@ -296,36 +320,43 @@ impl Stub {
         transport: &'static str,
         limit: usize,
     ) -> Option<Vec<u8>> {
+        if let Some(cached) = self.cached_reply(generation, forward, client, transport, limit) {
+            return cached;
+        }
         let config = &self.shared.config;
         let key = forward.name.as_str();
-        let (filtered, cached, upstream_ms) = match generation.cache.get(
-            key,
-            forward.qtype,
-            Instant::now(),
-        ) {
-            Some(hit) => (Some(hit), true, None),
-            None => {
-                let query = answer::upstream_query(forward, rand::random());
-                let started = Instant::now();
-                let result =
-                    upstream::ask(&generation.upstreams, &query, config.upstream_timeout).await;
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                match result {
-                    Ok(upstream) => {
-                        let filtered =
-                            answer::filter(&generation.policy, forward, &upstream, config);
-                        generation
-                            .cache
-                            .put(key, forward.qtype, filtered.clone(), Instant::now());
-                        (Some(filtered), false, Some(ms))
-                    }
-                    Err(error) => {
-                        tracing::warn!(name = key, %error, "upstream lookup failed; answering SERVFAIL");
-                        (None, false, Some(ms))
-                    }
-                }
+        let query = answer::upstream_query(forward, rand::random());
+        let started = Instant::now();
+        let result = upstream::ask(&generation.upstreams, &query, config.upstream_timeout).await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let filtered = match result {
+            Ok(upstream) => {
+                let filtered = answer::filter(&generation.policy, forward, &upstream, config);
+                generation
+                    .cache
+                    .put(key, forward.qtype, filtered.clone(), Instant::now());
+                Some(filtered)
+            }
+            Err(error) => {
+                tracing::warn!(name = key, %error, "upstream lookup failed; answering SERVFAIL");
+                None
             }
         };
+        self.finish(forward, filtered, client, transport, limit, false, Some(ms))
+    }
+
+    /// Builds, audits and encodes the reply to a forwarded query; no answer means SERVFAIL.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        forward: &Forward,
+        filtered: Option<answer::Filtered>,
+        client: &str,
+        transport: &'static str,
+        limit: usize,
+        cached: bool,
+        upstream_ms: Option<f64>,
+    ) -> Option<Vec<u8>> {
         let (rcode, records, stripped) = match filtered {
             Some(f) => (f.rcode, f.records, f.stripped),
             None => (ResponseCode::ServFail, Vec::new(), 0),

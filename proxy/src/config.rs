@@ -37,7 +37,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_connections: 1024,
             response_timeout: Duration::from_secs(60),
-            tunnel_buffer_bytes: 64 * 1024,
+            tunnel_buffer_bytes: 256 * 1024,
         }
     }
 }

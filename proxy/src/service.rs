@@ -153,9 +153,16 @@ async fn connect(
             }
         };
         let end = match origin {
-            Origin::Direct(stream) => {
-                tunnel::run(TokioIo::new(upgraded), stream, &audit.bytes, idle, buffer).await
-            }
+            Origin::Direct(stream) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+                Ok(parts) => {
+                    let client = parts.io.into_inner();
+                    tunnel::run_tcp(client, &parts.read_buf, stream, &audit.bytes, idle, buffer)
+                        .await
+                }
+                Err(upgraded) => {
+                    tunnel::run(TokioIo::new(upgraded), stream, &audit.bytes, idle, buffer).await
+                }
+            },
             Origin::Parent(io) => {
                 tunnel::run(TokioIo::new(upgraded), io, &audit.bytes, idle, buffer).await
             }

@@ -1,9 +1,15 @@
 //! Moving bytes both ways through a CONNECT tunnel: large buffers, byte counts for the audit
 //! record, and an idle timeout (no bytes either way for that long closes the tunnel).
 //!
-//! The copy is `tokio::io::copy_bidirectional_with_sizes`, portable to macOS. A Linux `splice(2)`
-//! path would save a copy through user space; it needs `unsafe` or a crate that wraps it, and is
-//! left for the benchmarks issue to justify with numbers.
+//! Two paths, both portable to macOS:
+//! - [`run_tcp`], when both ends are TCP sockets (the usual case): each direction waits for its
+//!   socket to be readable and only then takes a buffer, which it gives back as soon as the socket
+//!   runs dry. An idle tunnel holds no buffer at all, so thousands of them cost little memory.
+//! - [`run`], for anything else (a Unix-socket client, a tunnel through a parent proxy): tokio's
+//!   `copy_bidirectional_with_sizes`, which holds its buffers for the tunnel's whole life.
+//!
+//! A Linux `splice(2)` path would save the copy through user space; it needs `unsafe` or a crate
+//! that wraps it (docs/benchmarks.md has the numbers that would justify it).
 
 use std::io;
 use std::pin::Pin;
@@ -12,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::audit::Bytes;
 
@@ -54,22 +62,104 @@ where
         clock,
     };
     let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut origin, buffer, buffer);
-    let watchdog = async {
-        loop {
-            let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-            let deadline = clock + last + idle;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline.into()).await;
-        }
-    };
     tokio::select! {
         result = copy => match result {
             Ok(_) => TunnelEnd::Closed,
             Err(e) => TunnelEnd::Error(e),
         },
-        () = watchdog => TunnelEnd::Idle,
+        () = watchdog(&activity, clock, idle) => TunnelEnd::Idle,
+    }
+}
+
+/// [`run`] for two TCP sockets, with buffers only while bytes flow. `pending` holds bytes the
+/// client sent after its CONNECT head, already read by the HTTP layer; they go first.
+pub async fn run_tcp(
+    client: TcpStream,
+    pending: &[u8],
+    origin: TcpStream,
+    bytes: &Bytes,
+    idle: Duration,
+    buffer: usize,
+) -> TunnelEnd {
+    let clock = Instant::now();
+    let activity = AtomicU64::new(0);
+    let (client_read, client_write) = client.into_split();
+    let (origin_read, mut origin_write) = origin.into_split();
+    if !pending.is_empty() {
+        if let Err(e) = origin_write.write_all(pending).await {
+            return TunnelEnd::Error(e);
+        }
+        bytes.up.fetch_add(pending.len() as u64, Ordering::Relaxed);
+    }
+    let up = pump(
+        client_read,
+        origin_write,
+        &bytes.up,
+        &activity,
+        clock,
+        buffer,
+    );
+    let down = pump(
+        origin_read,
+        client_write,
+        &bytes.down,
+        &activity,
+        clock,
+        buffer,
+    );
+    tokio::select! {
+        (up, down) = async { tokio::join!(up, down) } => match up.and(down) {
+            Ok(()) => TunnelEnd::Closed,
+            Err(e) => TunnelEnd::Error(e),
+        },
+        () = watchdog(&activity, clock, idle) => TunnelEnd::Idle,
+    }
+}
+
+/// One direction: read when readable, write all of it, until end of file (then pass the close on).
+async fn pump(
+    from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    counter: &AtomicU64,
+    activity: &AtomicU64,
+    clock: Instant,
+    size: usize,
+) -> io::Result<()> {
+    let mut buffer: Option<Vec<u8>> = None;
+    loop {
+        let buf = buffer.get_or_insert_with(|| vec![0u8; size]);
+        match from.try_read(buf) {
+            Ok(0) => return to.shutdown().await,
+            Ok(n) => {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                stamp(activity, clock);
+                to.write_all(&buf[..n]).await?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Dry: give the buffer back before waiting, so idle tunnels hold none.
+                buffer = None;
+                from.readable().await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Records "something moved now".
+fn stamp(activity: &AtomicU64, clock: Instant) {
+    // Milliseconds since the tunnel opened fit u64 for half a billion years.
+    activity.store(clock.elapsed().as_millis() as u64, Ordering::Relaxed);
+}
+
+/// Resolves once no activity has been stamped for `idle`.
+async fn watchdog(activity: &AtomicU64, clock: Instant, idle: Duration) {
+    loop {
+        let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+        let deadline = clock + last + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline.into()).await;
     }
 }
 

@@ -33,7 +33,8 @@ pub fn run(args: &RunArgs) -> Result<Exit, Failure> {
             )));
         }
     }
-    logging::init(args.log_format, args.log_level, args.audit_log.as_deref())
+    // Held until `run` returns: dropping it flushes the log and audit writers.
+    let _log_guards = logging::init(args.log_format, args.log_level, args.audit_log.as_deref())
         .map_err(Failure::start)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -171,6 +172,9 @@ async fn serve(
         }
     };
     shutdown.cancel();
+    // The accept loops return at once when cancelled; waiting for them means every listening
+    // socket is closed before draining starts, so no connection is accepted after this point.
+    while listeners.join_next().await.is_some() {}
     cleanup(unix_path.as_deref(), args.ready_file.as_deref());
     if let Err(error) = outcome {
         tracing::error!(%error, "exiting");
