@@ -21,12 +21,16 @@ pub struct Guards {
     _guards: Vec<WorkerGuard>,
 }
 
+/// Lines queued per writer before logging waits. The queue's slots are allocated up front, so
+/// this is resident memory; 4096 absorbs bursts of thousands of requests per second.
+const QUEUED_LINES: usize = 4096;
+
 fn writer_thread<W: Write + Send + 'static>(name: &str, inner: W) -> (NonBlocking, WorkerGuard) {
     NonBlockingBuilder::default()
         .lossy(false)
-        .buffered_lines_limit(64 * 1024)
+        .buffered_lines_limit(QUEUED_LINES)
         .thread_name(name)
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, inner))
+        .finish(std::io::BufWriter::with_capacity(32 * 1024, inner))
 }
 
 /// Installs the global subscriber. Audit events (target `egressd::audit`) go to `audit` when given
