@@ -225,14 +225,7 @@ async fn run(plan: &Plan) -> Report {
                 push(&mut samples, proxy.name, figure);
             }
         }
-        for (name, values) in &samples {
-            for (i, row) in rows.iter_mut().enumerate() {
-                row.set(
-                    name,
-                    median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()),
-                );
-            }
-        }
+        set_medians(&mut rows, &samples);
         report.extend(rows);
     }
 
@@ -249,12 +242,7 @@ async fn run(plan: &Plan) -> Report {
             push(&mut samples, proxy.name, [mbps, 0.0, 0.0]);
         }
     }
-    for (name, values) in &samples {
-        bulk.set(
-            name,
-            median(&values.iter().map(|v| v[0]).collect::<Vec<_>>()),
-        );
-    }
+    set_medians(std::slice::from_mut(&mut bulk), &samples);
     if plan.wants("bulk") {
         report.push(bulk);
     }
@@ -292,14 +280,7 @@ async fn run(plan: &Plan) -> Report {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    for (name, values) in &samples {
-        for (i, row) in rows.iter_mut().take(3).enumerate() {
-            row.set(
-                name,
-                median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()),
-            );
-        }
-    }
+    set_medians(&mut rows[..3], &samples);
     for (name, values) in &generator_cpu {
         rows[3].set(name, median(values));
     }
@@ -349,14 +330,7 @@ async fn run(plan: &Plan) -> Report {
                 push(&mut samples, name, figure);
             }
         }
-        for (name, values) in &samples {
-            for (i, row) in rows.iter_mut().enumerate() {
-                row.set(
-                    name,
-                    median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()),
-                );
-            }
-        }
+        set_medians(&mut rows, &samples);
         report.extend(rows);
     }
 
@@ -402,6 +376,18 @@ async fn idle_tunnels(
             .egressd(before + per_tunnel_kib * 10_000.0 / 1024.0),
     );
     drop(tunnels);
+}
+
+/// Sets row `i` of `rows`, for each contender, to the median of column `i` of its samples.
+fn set_medians(rows: &mut [Row], samples: &[(&str, Vec<[f64; 3]>)]) {
+    for (name, values) in samples {
+        for (i, row) in rows.iter_mut().enumerate() {
+            row.set(
+                name,
+                median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()),
+            );
+        }
+    }
 }
 
 fn push<'a>(samples: &mut Vec<(&'a str, Vec<[f64; 3]>)>, name: &'a str, value: [f64; 3]) {

@@ -147,17 +147,7 @@ impl Stub {
                         continue;
                     }
                     let Ok(permit) = self.shared.lookups.clone().try_acquire_owned() else {
-                        let reply = answer::reply(
-                            &forward.query,
-                            ResponseCode::ServFail,
-                            Vec::new(),
-                            None,
-                            None,
-                        );
-                        tracing::warn!(%client, "too many upstream lookups in flight; answering SERVFAIL");
-                        if let Some(bytes) =
-                            answer::encode(&reply.message, answer::udp_limit(Some(&forward.query)))
-                        {
+                        if let Some(bytes) = overloaded(&forward, &client, limit) {
                             let _ = socket.send_to(&bytes, peer).await;
                         }
                         continue;
@@ -256,18 +246,8 @@ impl Stub {
             Action::Drop => None,
             Action::Reply(reply) => self.local(&reply, client, transport, limit),
             Action::Forward(forward) => {
-                let _permit = match self.shared.lookups.clone().try_acquire_owned() {
-                    Ok(permit) => permit,
-                    Err(_) => {
-                        let reply = answer::reply(
-                            &forward.query,
-                            ResponseCode::ServFail,
-                            Vec::new(),
-                            None,
-                            None,
-                        );
-                        return answer::encode(&reply.message, limit);
-                    }
+                let Ok(_permit) = self.shared.lookups.clone().try_acquire_owned() else {
+                    return overloaded(&forward, client, limit);
                 };
                 self.resolve(&generation, &forward, client, transport, limit)
                     .await
@@ -407,6 +387,19 @@ impl Stub {
             "dns query"
         );
     }
+}
+
+/// SERVFAIL at once for a query that would need an upstream lookup while too many are in flight.
+fn overloaded(forward: &Forward, client: &str, limit: usize) -> Option<Vec<u8>> {
+    tracing::warn!(%client, "too many upstream lookups in flight; answering SERVFAIL");
+    let reply = answer::reply(
+        &forward.query,
+        ResponseCode::ServFail,
+        Vec::new(),
+        None,
+        None,
+    );
+    answer::encode(&reply.message, limit)
 }
 
 /// The mnemonic dig prints.

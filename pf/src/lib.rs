@@ -464,12 +464,20 @@ pub(crate) fn entry_label(entry: &TableEntry) -> String {
     }
 }
 
-/// Port ranges as `(low, high)` pairs, or `None` for all ports.
-pub(crate) fn port_ranges(ports: &Option<PortSet>) -> Option<Vec<(u16, u16)>> {
-    ports.as_ref().map(|set| {
-        set.ranges()
-            .into_iter()
-            .map(|r| (*r.start(), *r.end()))
-            .collect()
-    })
+/// A port set in a firewall's list syntax (`range` between the ends of a range, `separator`
+/// between items), or `None` for all ports.
+pub(crate) fn port_list(ports: &Option<PortSet>, range: &str, separator: &str) -> Option<String> {
+    let set = ports.as_ref()?;
+    let items: Vec<String> = set
+        .ranges()
+        .into_iter()
+        .map(|r| {
+            if r.start() == r.end() {
+                r.start().to_string()
+            } else {
+                format!("{}{range}{}", r.start(), r.end())
+            }
+        })
+        .collect();
+    Some(items.join(separator))
 }

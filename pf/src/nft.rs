@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use ipnet::IpNet;
 
-use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict, entry_label, port_ranges};
+use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict, entry_label, port_list};
 
 /// Checks a table name against nft's identifier grammar.
 pub fn check_table(name: &str) -> Result<(), crate::Error> {
@@ -117,19 +117,7 @@ fn rule_lines(rule: &Rule, plan: &Plan) -> Vec<String> {
             drop_or_reject(plan, None)
         )];
     }
-    let ports = port_ranges(&rule.ports).map(|ranges| {
-        let items: Vec<String> = ranges
-            .iter()
-            .map(|&(lo, hi)| {
-                if lo == hi {
-                    lo.to_string()
-                } else {
-                    format!("{lo}-{hi}")
-                }
-            })
-            .collect();
-        format!("{{ {} }}", items.join(", "))
-    });
+    let ports = port_list(&rule.ports, "-", ", ").map(|list| format!("{{ {list} }}"));
     match rule.verdict {
         Verdict::Pass => {
             let protos = if rule.udp { "{ tcp, udp }" } else { "tcp" };

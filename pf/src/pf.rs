@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use ipnet::IpNet;
 
-use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict, entry_label, port_ranges};
+use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict, entry_label, port_list};
 
 /// The default anchor: stock macOS `/etc/pf.conf` evaluates `anchor "com.apple/*"`, so rules
 /// loaded there take effect without editing pf.conf.
@@ -127,22 +127,9 @@ fn rule_line(rule: &Rule, plan: &Plan) -> String {
     } else {
         "proto tcp"
     };
-    let ports = match port_ranges(&rule.ports) {
-        None => String::new(),
-        Some(ranges) => {
-            let items: Vec<String> = ranges
-                .iter()
-                .map(|&(lo, hi)| {
-                    if lo == hi {
-                        lo.to_string()
-                    } else {
-                        format!("{lo}:{hi}")
-                    }
-                })
-                .collect();
-            format!(" port {{ {} }}", items.join(" "))
-        }
-    };
+    let ports = port_list(&rule.ports, ":", " ")
+        .map(|list| format!(" port {{ {list} }}"))
+        .unwrap_or_default();
     format!(
         "{action} out quick {af} {proto} from any to {to}{ports} user {}",
         plan.uid
