@@ -22,8 +22,8 @@ pub struct Guards {
 }
 
 /// Lines queued per writer before logging waits. The queue's slots are allocated up front, so
-/// this is resident memory; 4096 absorbs bursts of thousands of requests per second.
-const QUEUED_LINES: usize = 4096;
+/// this is resident memory; the writer drains a thousand lines in well under a millisecond.
+const QUEUED_LINES: usize = 1024;
 
 fn writer_thread<W: Write + Send + 'static>(name: &str, inner: W) -> (NonBlocking, WorkerGuard) {
     NonBlockingBuilder::default()

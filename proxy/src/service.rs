@@ -156,8 +156,11 @@ async fn connect(
             Origin::Direct(stream) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
                 Ok(parts) => {
                     let client = parts.io.into_inner();
-                    tunnel::run_tcp(client, &parts.read_buf, stream, &audit.bytes, idle, buffer)
-                        .await
+                    // `read_buf` is a view into hyper's whole read buffer (8 KiB or more): copy
+                    // out the few bytes it holds and let the buffer go, or every tunnel keeps one.
+                    let pending = parts.read_buf.to_vec();
+                    drop(parts.read_buf);
+                    tunnel::run_tcp(client, &pending, stream, &audit.bytes, idle, buffer).await
                 }
                 Err(upgraded) => {
                     tunnel::run(TokioIo::new(upgraded), stream, &audit.bytes, idle, buffer).await
