@@ -105,15 +105,15 @@ impl Stub {
         self.shared.tracker.clone()
     }
 
-    /// Answers queries on `socket` until `shutdown`. Local answers (REFUSED, FORMERR, static
-    /// records) are sent inline; upstream lookups run as tasks, at most
-    /// [`StubConfig::max_upstream_lookups`] at once. Returns an error only if the socket fails.
+    /// Answers queries on `socket` until `shutdown`. Local and cached answers (REFUSED, FORMERR,
+    /// static records) are sent inline; upstream lookups run as tasks, at most
+    /// [`StubConfig::max_upstream_lookups`] at once. Several loops may share one socket (one per
+    /// core, say). Returns an error only if the socket fails.
     pub async fn serve_udp(
         &self,
-        socket: UdpSocket,
+        socket: Arc<UdpSocket>,
         shutdown: CancellationToken,
     ) -> io::Result<()> {
-        let socket = Arc::new(socket);
         let mut buf = vec![0u8; UDP_BUFFER];
         loop {
             let (n, peer) = tokio::select! {

@@ -236,27 +236,25 @@ fn bind_unix(
     }
 }
 
-/// Binds the stub's UDP socket(s) and a TCP listener on the same port. With port 0, the kernel's
-/// UDP port may be taken for TCP; a few fresh tries settle it. On Linux, one UDP socket per core
-/// shares the port (`SO_REUSEPORT`, which the kernel restricts to sockets of the same user), so
-/// queries are answered on every core.
+/// Binds the stub's UDP socket and a TCP listener on the same port, both exclusively. With port 0,
+/// the kernel's UDP port may be taken for TCP; a few fresh tries settle it. One receive loop per
+/// core shares the UDP socket, so queries are answered on every core. (`SO_REUSEPORT` would do the
+/// same with one socket per core, but a port-0 bind with it may join another same-user process's
+/// group: another sandbox's stub could receive this sandbox's queries.)
 async fn bind_dns(
     addr: SocketAddr,
     stub: &Stub,
     shutdown: &CancellationToken,
     listeners: &mut JoinSet<anyhow::Result<()>>,
 ) -> Result<SocketAddr, Failure> {
-    let loops = if cfg!(target_os = "linux") {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        1
-    };
+    let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut last = None;
     for _ in 0..10 {
-        let first = udp_socket(addr, loops > 1)
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
             .with_context(|| format!("cannot listen on {addr} (DNS, UDP)"))
             .map_err(Failure::start)?;
-        let bound = first
+        let bound = udp
             .local_addr()
             .context("cannot read the bound DNS address")
             .map_err(Failure::start)?;
@@ -272,16 +270,9 @@ async fn bind_dns(
                 )));
             }
         };
-        let mut sockets = vec![first];
-        for _ in 1..loops {
-            sockets.push(
-                udp_socket(bound, true)
-                    .with_context(|| format!("cannot add a DNS socket on {bound}"))
-                    .map_err(Failure::start)?,
-            );
-        }
-        for udp in sockets {
-            let (s, stop) = (stub.clone(), shutdown.clone());
+        let udp = std::sync::Arc::new(udp);
+        for _ in 0..loops {
+            let (s, stop, udp) = (stub.clone(), shutdown.clone(), udp.clone());
             listeners.spawn(async move {
                 s.serve_udp(udp, stop)
                     .await
@@ -299,20 +290,6 @@ async fn bind_dns(
     Err(Failure::start(anyhow!(
         "cannot find a port free for both DNS UDP and TCP on {addr}: {last:?}"
     )))
-}
-
-fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    #[cfg(target_os = "linux")]
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = reuse_port;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(socket.into())
 }
 
 /// Rereads the policy file; a bad one is logged and the current policy stays.
