@@ -534,3 +534,45 @@ fn malformed_packets_are_answered_or_dropped_without_a_crash() {
     let r = tcp(server, &query("ok.allowed.test.", RecordType::A, None));
     assert_eq!(addresses(&r), [PUBLIC.to_string()]);
 }
+
+#[test]
+fn the_stub_listens_on_ipv6_loopback_too() {
+    let upstream = FakeDns::zone(vec![Zone::A("v6.allowed.test", PUBLIC, 60)], false);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "version = 1\n[[allow]]\nhost = \"*.allowed.test\"\n[dns]\nupstreams = [\"{}\"]\n",
+        upstream.addr
+    );
+    let policy = write(dir.path(), "policy.toml", &text);
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--dns-listen",
+        "[::1]:0",
+    ]);
+    let server = dns_addr(&sidecar);
+    assert!(server.is_ipv6(), "{server}");
+    let socket = UdpSocket::bind("[::1]:0").unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    for (name, rcode) in [
+        ("example.org.", ResponseCode::Refused),
+        ("v6.allowed.test.", ResponseCode::NoError),
+    ] {
+        socket
+            .send_to(&query(name, RecordType::A, None).to_vec().unwrap(), server)
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        let n = socket.recv(&mut buf).unwrap();
+        assert_eq!(
+            Message::from_vec(&buf[..n]).unwrap().metadata.response_code,
+            rcode,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        tcp(server, &query("v6.allowed.test.", RecordType::A, None))
+            .answers
+            .len(),
+        1
+    );
+}

@@ -106,3 +106,35 @@ fn inside_builtin_policy_refuses_the_lan() {
     }
     assert_eq!(*origin.connections.lock().unwrap(), 0);
 }
+
+#[test]
+fn shipped_example_policy_allows_its_loopback_origin() {
+    // The example names port 8080; a fresh namespace guarantees it is free.
+    in_namespace("netns::inside_shipped_example_policy");
+}
+
+#[test]
+#[ignore = "runs inside a network namespace, started by shipped_example_policy_allows_its_loopback_origin"]
+fn inside_shipped_example_policy() {
+    assert_in_netns();
+    let origin = Origin::bind("127.0.0.1:8080".parse().unwrap(), Behaviour::Answer);
+    let policy = repo("docs/examples/loopback-origin.toml");
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--sandbox-id",
+        "readme",
+    ]);
+    let ok = curl(&sidecar.proxy_url(), &["http://origin.test:8080/"]);
+    assert_eq!((ok.status, ok.body.as_str()), (200, ORIGIN_BODY), "{ok:?}");
+    assert_eq!(
+        header_value(&origin.seen()[0], "x-egressd-sandbox").as_deref(),
+        Some("readme")
+    );
+    let denied = curl(&sidecar.proxy_url(), &["http://example.org/"]);
+    assert_eq!(denied.status, 403, "{denied:?}");
+    assert!(
+        denied.headers.contains("x-egressd-reason: default-deny"),
+        "{denied:?}"
+    );
+}
