@@ -102,8 +102,18 @@ fn main() -> ExitCode {
     let report = runtime.block_on(run(&Plan::new(quick, only)));
     print!("{}", report.table());
     if let Some(path) = json {
-        std::fs::write(&path, report.json()).expect("write the JSON report");
-        println!("JSON report written to {}", path.display());
+        let written = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, report.json()));
+        match written {
+            Ok(()) => println!("JSON report written to {}", path.display()),
+            Err(e) => {
+                eprintln!("cannot write the JSON report to {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let missing = report.missing_egressd_figures();
     if missing.is_empty() {
