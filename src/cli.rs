@@ -171,6 +171,10 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long open connections and tunnels may take to finish.
     #[arg(long, env = "EGRESSD_DRAIN_TIMEOUT", value_parser = duration, default_value = "10s")]
     pub drain_timeout: Duration,
+    /// Worker threads serving connections and queries; 0 runs everything on one thread. Default:
+    /// one per core.
+    #[arg(long, env = "EGRESSD_THREADS", value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub threads: Option<u16>,
     /// Forward everything through this parent HTTP proxy (IP:PORT), after enforcing the policy.
     #[arg(long, env = "EGRESSD_PARENT_PROXY", value_name = "IP:PORT")]
     pub parent_proxy: Option<SocketAddr>,

@@ -287,3 +287,20 @@ fn connect_to_a_parent_carries_attribution_and_credentials() {
         "{seen}"
     );
 }
+
+#[test]
+fn single_threaded_runtime_serves_the_same() {
+    let origin = Origin::start(Behaviour::Answer);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        &loopback_policy(&[origin.addr.port()], ""),
+    );
+    let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap(), "--threads", "0"]);
+    let r = curl(
+        &sidecar.proxy_url(),
+        &[&format!("http://origin.test:{}/", origin.addr.port())],
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, ORIGIN_BODY), "{r:?}");
+}

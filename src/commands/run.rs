@@ -36,11 +36,20 @@ pub fn run(args: &RunArgs) -> Result<Exit, Failure> {
     // Held until `run` returns: dropping it flushes the log and audit writers.
     let _log_guards = logging::init(args.log_format, args.log_level, args.audit_log.as_deref())
         .map_err(Failure::start)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(Failure::start)?;
+    let runtime = match args.threads {
+        Some(0) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(n))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the async runtime")
+    .map_err(Failure::start)?;
     runtime.block_on(serve(args, policy, config))
 }
 
