@@ -92,8 +92,6 @@ pub struct SidecarPort {
     pub port: u16,
     /// TCP only (the proxy), or TCP and UDP (the DNS stub).
     pub udp: bool,
-    /// For comments: "proxy", "DNS stub".
-    pub what: &'static str,
 }
 
 /// What the rules close.

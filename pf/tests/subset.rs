@@ -170,7 +170,7 @@ proptest! {
         let policy = Policy::parse(&text, "prop.toml").unwrap();
         let mode = if sidecar {
             Mode::SidecarOnly {
-                ports: vec![SidecarPort { ip: None, port: proxy_port, udp: false, what: "proxy" }],
+                ports: vec![SidecarPort { ip: None, port: proxy_port, udp: false }],
                 allow_loopback,
             }
         } else {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::model::{Action, Policy, Rule};
 use crate::name::DomainName;
+use crate::ports::PortSet;
 use crate::ranges::{SpecialMatch, classify};
 use crate::target::{Host, Target};
 
@@ -214,20 +215,15 @@ impl Policy {
     /// covers every port; any `[[allow]]` host rule, or `defaults.action = "allow"`, allows it.
     /// The DNS stub answers REFUSED when this denies.
     pub fn decide_resolution(&self, name: &DomainName) -> Decision {
-        let all_ports =
-            |rules: &[Arc<Rule>], candidates: &mut dyn Iterator<Item = usize>, need_any: bool| {
-                candidates
-                    .filter(|&i| !need_any || rules[i].ports == crate::ports::PortSet::Any)
-                    .min()
-            };
-        if let Some(i) = all_ports(&self.deny, &mut self.deny_index.name_candidates(name), true) {
+        let deny = self
+            .deny_index
+            .name_candidates(name)
+            .filter(|&i| self.deny[i].ports == PortSet::Any)
+            .min();
+        if let Some(i) = deny {
             return Decision::new(Reason::DenyRule, Some(&self.deny[i]));
         }
-        if let Some(i) = all_ports(
-            &self.allow,
-            &mut self.allow_index.name_candidates(name),
-            false,
-        ) {
+        if let Some(i) = self.allow_index.name_candidates(name).min() {
             return Decision::new(Reason::AllowRule, Some(&self.allow[i]));
         }
         match self.default_action {
@@ -241,23 +237,7 @@ impl Policy {
     /// matches it, or when it is in a special range that no carve-out opens (on any port).
     /// `Ok` carries the carve-out that let a special address through, if one did.
     pub fn screen_answer(&self, addr: IpAddr) -> Result<Option<CarveOut>, Decision> {
-        let denying = self.deny_index.cidr_rules().iter().map(|&i| &self.deny[i]);
-        if let Some(rule) = denying
-            .into_iter()
-            .find(|r| r.ports == crate::ports::PortSet::Any && r.contains_addr(addr))
-        {
-            return Err(Decision::new(Reason::DenyRule, Some(rule)));
-        }
-        let Some(special) = classify(addr) else {
-            return Ok(None);
-        };
-        match self.carve_outs.iter().find(|r| r.contains_addr(addr)) {
-            Some(rule) => Ok(Some(CarveOut {
-                rule: rule.clone(),
-                special,
-            })),
-            None => Err(Decision::new(Reason::SpecialRange { addr, special }, None)),
-        }
+        self.check_address(addr, |ports| *ports == PortSet::Any, |_| true)
     }
 
     fn decide_name(&self, name: &DomainName, port: u16) -> Decision {
@@ -295,13 +275,25 @@ impl Policy {
         }
     }
 
-    /// Stages 2 and 3 for an address: CIDR deny rules, then special ranges and carve-outs.
+    /// Stages 2 and 3 for an address and port: CIDR deny rules, then special ranges and carve-outs.
     fn address_stage(&self, addr: IpAddr, port: u16) -> Result<Option<CarveOut>, Decision> {
-        let denying = self.deny_index.cidr_rules().iter().map(|&i| &self.deny[i]);
-        if let Some(rule) = denying
-            .into_iter()
-            .find(|r| r.contains_addr(addr) && r.ports.contains(port))
-        {
+        self.check_address(
+            addr,
+            |ports| ports.contains(port),
+            |ports| ports.contains(port),
+        )
+    }
+
+    /// CIDR deny rules whose ports satisfy `deny_applies`, then the special ranges, opened by a
+    /// carve-out whose ports satisfy `carve_applies`.
+    fn check_address(
+        &self,
+        addr: IpAddr,
+        deny_applies: impl Fn(&PortSet) -> bool,
+        carve_applies: impl Fn(&PortSet) -> bool,
+    ) -> Result<Option<CarveOut>, Decision> {
+        let mut denying = self.deny_index.cidr_rules().iter().map(|&i| &self.deny[i]);
+        if let Some(rule) = denying.find(|r| r.contains_addr(addr) && deny_applies(&r.ports)) {
             return Err(Decision::new(Reason::DenyRule, Some(rule)));
         }
         let Some(special) = classify(addr) else {
@@ -310,7 +302,7 @@ impl Policy {
         match self
             .carve_outs
             .iter()
-            .find(|r| r.contains_addr(addr) && r.ports.contains(port))
+            .find(|r| r.contains_addr(addr) && carve_applies(&r.ports))
         {
             Some(rule) => Ok(Some(CarveOut {
                 rule: rule.clone(),

@@ -73,14 +73,7 @@ impl tower::Service<Uri> for Connector {
 
 /// Connects to the parent proxy under the connect timeout.
 pub(crate) async fn dial_parent(router: &Router, addr: SocketAddr) -> Result<TcpStream, Failure> {
-    match tokio::time::timeout(router.limits.connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-        Ok(Err(error)) => Err(Failure::Connect { addr, error }),
-        Err(_) => Err(Failure::ConnectTimeout { addr }),
-    }
+    crate::route::dial(addr, router.limits.connect_timeout).await
 }
 
 impl Connection for OriginIo {

@@ -72,11 +72,6 @@ impl Attribution {
             headers.insert(name.clone(), value.clone());
         }
     }
-
-    /// The rendered pairs.
-    pub fn pairs(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.headers
-    }
 }
 
 #[cfg(test)]

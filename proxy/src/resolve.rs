@@ -67,16 +67,6 @@ impl Resolver {
         })
     }
 
-    /// A resolver that answers only from static records: for tests and for policies that must
-    /// never send a query.
-    pub fn static_only(settings: &DnsSettings) -> Self {
-        Self {
-            settings: settings.clone(),
-            upstream: None,
-            timeout: Duration::from_secs(1),
-        }
-    }
-
     /// All addresses of `name`, in the resolver's order.
     pub async fn resolve(&self, name: &DomainName) -> Result<Vec<IpAddr>, Failure> {
         if let Some(addrs) = self.settings.static_records.get(name) {

@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use policy::{Decision, Host, Policy, Target};
 use tokio::net::TcpStream;
@@ -77,21 +78,30 @@ impl Router {
         let mut last = None;
         for (ip, decision) in candidates {
             let addr = SocketAddr::new(ip, target.port);
-            match tokio::time::timeout(self.limits.connect_timeout, TcpStream::connect(addr)).await
-            {
-                Ok(Ok(stream)) => {
-                    // Small writes (TLS handshakes, request heads) must not wait for Nagle.
-                    let _ = stream.set_nodelay(true);
+            match dial(addr, self.limits.connect_timeout).await {
+                Ok(stream) => {
                     return Ok(Routed {
                         stream,
                         addr,
                         decision,
                     });
                 }
-                Ok(Err(error)) => last = Some(Failure::Connect { addr, error }),
-                Err(_) => last = Some(Failure::ConnectTimeout { addr }),
+                Err(failure) => last = Some(failure),
             }
         }
         Err(last.unwrap_or(Failure::NoAddress))
+    }
+}
+
+/// Connects to `addr` within `timeout`, with Nagle off: small writes (TLS handshakes, request
+/// heads) must not wait.
+pub(crate) async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Failure> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(error)) => Err(Failure::Connect { addr, error }),
+        Err(_) => Err(Failure::ConnectTimeout { addr }),
     }
 }

@@ -63,17 +63,10 @@ impl Listener for tokio::net::UnixListener {
 }
 
 impl Proxy {
-    /// Builds the proxy for `policy`. With `resolver` `None`, names resolve per the policy's
-    /// `[dns]` (or the host's configuration).
-    pub fn new(
-        policy: Policy,
-        config: ProxyConfig,
-        resolver: Option<Resolver>,
-    ) -> Result<Self, ResolverSetupError> {
-        let resolver = match resolver {
-            Some(resolver) => resolver,
-            None => Resolver::new(policy.dns(), config.limits.dns_timeout)?,
-        };
+    /// Builds the proxy for `policy`; names resolve per the policy's `[dns]` (or the host's
+    /// configuration).
+    pub fn new(policy: Policy, config: ProxyConfig) -> Result<Self, ResolverSetupError> {
+        let resolver = Resolver::new(policy.dns(), config.limits.dns_timeout)?;
         let generation = Generation::new(policy, resolver, &config);
         let connections = Arc::new(Semaphore::new(config.limits.max_connections));
         let shared = Shared {
@@ -97,11 +90,6 @@ impl Proxy {
         let generation = Generation::new(policy, resolver, &self.shared.config);
         self.shared.generation.store(Arc::new(generation));
         Ok(())
-    }
-
-    /// The policy in force.
-    pub fn policy(&self) -> Arc<Policy> {
-        self.shared.generation.load().router.policy.clone()
     }
 
     /// Tracks every connection and tunnel task, for draining at shutdown.

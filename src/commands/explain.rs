@@ -178,17 +178,13 @@ fn print_text(report: &Report) {
 
 fn print_decision(indent: &str, d: &DecisionView) {
     println!("{indent}  reason: {}: {}", d.reason, d.explanation);
-    if let Some(rule) = &d.rule {
-        println!(
-            "{indent}  rule: {}[{}] at {}:{}: {}, ports {}",
-            rule.list, rule.index, rule.origin, rule.line, rule.matches, rule.ports
-        );
-    }
-    if let Some(carve) = &d.carve_out {
-        println!(
-            "{indent}  carve-out: {}[{}] at {}:{}: {}, ports {}",
-            carve.list, carve.index, carve.origin, carve.line, carve.matches, carve.ports
-        );
+    for (label, rule) in [("rule", &d.rule), ("carve-out", &d.carve_out)] {
+        if let Some(r) = rule {
+            println!(
+                "{indent}  {label}: {}[{}] at {}:{}: {}, ports {}",
+                r.list, r.index, r.origin, r.line, r.matches, r.ports
+            );
+        }
     }
     if let Some(range) = &d.special_range {
         println!(

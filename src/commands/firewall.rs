@@ -120,7 +120,6 @@ fn sidecar_ports(args: &SidecarArgs) -> Result<Vec<SidecarPort>, Failure> {
                 ip: None,
                 port,
                 udp: false,
-                what: "proxy",
             });
         }
         if let Some(port) = args.dns_port {
@@ -128,7 +127,6 @@ fn sidecar_ports(args: &SidecarArgs) -> Result<Vec<SidecarPort>, Failure> {
                 ip: None,
                 port,
                 udp: true,
-                what: "DNS stub",
             });
         }
         return Ok(ports);
@@ -160,7 +158,6 @@ fn sidecar_ports(args: &SidecarArgs) -> Result<Vec<SidecarPort>, Failure> {
             ip: Some(proxy.ip()),
             port: proxy.port(),
             udp: false,
-            what: "proxy",
         });
     }
     if let Some(dns) = addr("dns")? {
@@ -168,7 +165,6 @@ fn sidecar_ports(args: &SidecarArgs) -> Result<Vec<SidecarPort>, Failure> {
             ip: Some(dns.ip()),
             port: dns.port(),
             udp: true,
-            what: "DNS stub",
         });
     }
     if ports.is_empty() {

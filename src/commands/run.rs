@@ -118,7 +118,7 @@ async fn serve(
         };
         Stub::new(policy.clone(), stub_config, system)
     });
-    let proxy = Proxy::new(policy, config, None).map_err(Failure::start)?;
+    let proxy = Proxy::new(policy, config).map_err(Failure::start)?;
     let shutdown = CancellationToken::new();
     let mut listeners = JoinSet::new();
 
