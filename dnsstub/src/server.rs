@@ -365,10 +365,7 @@ impl Stub {
             None if rcode == ResponseCode::Refused => "deny",
             None => "error",
         };
-        let rule = o
-            .decision
-            .and_then(|d| d.rule.as_ref())
-            .map(|r| format!("{}[{}] line {}", r.kind.table(), r.index, r.line));
+        let rule = o.decision.and_then(|d| d.rule.as_ref()).map(|r| r.label());
         tracing::info!(
             target: policy::AUDIT_TARGET,
             sandbox_id = %self.shared.config.sandbox_id,

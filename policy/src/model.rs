@@ -86,6 +86,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Short label for headers and logs: `allow[0] line 9`.
+    pub fn label(&self) -> String {
+        format!("{}[{}] line {}", self.kind.table(), self.index, self.line)
+    }
+
     /// True when `addr` is in this rule's network, directly or as the IPv4 address it carries.
     pub(crate) fn contains_addr(&self, addr: IpAddr) -> bool {
         match &self.matcher {

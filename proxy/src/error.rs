@@ -105,8 +105,5 @@ impl Failure {
 
 /// A rule's short label for headers and logs: `allow[0] line 9`.
 pub fn rule_label(decision: &Decision) -> Option<String> {
-    decision
-        .rule
-        .as_ref()
-        .map(|rule| format!("{}[{}] line {}", rule.kind.table(), rule.index, rule.line))
+    decision.rule.as_ref().map(|rule| rule.label())
 }
