@@ -1,8 +1,9 @@
 //! Logging: human or JSON lines on stderr, and audit events to stderr, a file or stdout.
 //!
 //! Both writers run on their own threads: events are formatted where they happen, queued, and
-//! written in batches (one `write(2)` per batch, not per event). The queue never drops: when it
-//! is full, the logging task waits. Dropping the returned [`Guards`] flushes what is queued.
+//! written in batches (one `write(2)` per batch, not per event; see [`batch`]). The queue never
+//! drops: when it is full, the logging task waits. Dropping the returned [`Guards`] writes out
+//! what is queued.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -10,27 +11,26 @@ use std::path::Path;
 
 use anyhow::Context;
 use tracing::level_filters::LevelFilter;
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{FilterExt, FilterFn, Targets};
 use tracing_subscriber::prelude::*;
 
 use crate::cli::{LogFormat, LogLevel};
 
-/// Keeps the writer threads alive; dropping it flushes them.
+mod batch;
+mod json;
+
+use json::JsonLines;
+
+/// Keeps the writer threads alive; dropping it writes out what they have queued.
 pub struct Guards {
-    _guards: Vec<WorkerGuard>,
+    _guards: Vec<batch::Guard>,
 }
 
-/// Lines queued per writer before logging waits. The queue's slots are allocated up front, so
-/// this is resident memory; the writer drains a thousand lines in well under a millisecond.
-const QUEUED_LINES: usize = 1024;
-
-fn writer_thread<W: Write + Send + 'static>(name: &str, inner: W) -> (NonBlocking, WorkerGuard) {
-    NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(QUEUED_LINES)
-        .thread_name(name)
-        .finish(std::io::BufWriter::with_capacity(32 * 1024, inner))
+fn writer_thread<W: Write + Send + 'static>(
+    name: &str,
+    out: W,
+) -> anyhow::Result<(batch::Batched, batch::Guard)> {
+    batch::spawn(name, out).with_context(|| format!("cannot start the {name} thread"))
 }
 
 /// Installs the global subscriber. Audit events (target `egressd::audit`) go to `audit` when given
@@ -53,7 +53,7 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
     let separate_audit = audit.is_some();
     let not_audit =
         FilterFn::new(move |meta| !(separate_audit && meta.target() == policy::AUDIT_TARGET));
-    let (stderr_writer, stderr_guard) = writer_thread("egressd-log", std::io::stderr());
+    let (stderr_writer, stderr_guard) = writer_thread("egressd-log", std::io::stderr())?;
     let mut guards = vec![stderr_guard];
     let stderr = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -61,9 +61,7 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
             .with_ansi(false)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .event_format(JsonLines)
             .with_writer(stderr_writer)
             .boxed(),
     }
@@ -73,22 +71,19 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
         None => None,
         Some(path) => {
             let (writer, guard) = if path == Path::new("-") {
-                writer_thread("egressd-audit", std::io::stdout())
+                writer_thread("egressd-audit", std::io::stdout())?
             } else {
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
                     .with_context(|| format!("cannot open audit log {}", path.display()))?;
-                writer_thread("egressd-audit", file)
+                writer_thread("egressd-audit", file)?
             };
             guards.push(guard);
             let only_audit = FilterFn::new(|meta| meta.target() == policy::AUDIT_TARGET);
             let layer = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false)
+                .event_format(JsonLines)
                 .with_writer(writer)
                 .with_filter(only_audit);
             Some(layer.boxed())
