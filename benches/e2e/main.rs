@@ -5,6 +5,7 @@
 //! cargo bench --bench e2e                 # full: several rounds, medians
 //! cargo bench --bench e2e -- --quick      # CI: about a minute
 //! cargo bench --bench e2e -- --json out.json
+//! cargo bench --bench e2e -- --only http --peers none   # for profiling egressd alone
 //! ```
 //!
 //! As root with util-linux `unshare`, it runs itself inside a fresh network namespace (only `lo`),
@@ -29,6 +30,8 @@ struct Plan {
     quick: bool,
     /// Only these groups (startup, http, bulk, tunnels, dns, idle); empty for all.
     only: Vec<String>,
+    /// Only these peers (squid, tinyproxy, unbound; `none`); `None` for every installed one.
+    peers: Option<Vec<String>>,
     duration: Duration,
     rounds: usize,
     concurrency: Vec<usize>,
@@ -44,11 +47,18 @@ impl Plan {
         self.only.is_empty() || self.only.iter().any(|g| g == group)
     }
 
-    fn new(quick: bool, only: Vec<String>) -> Self {
+    fn wants_peer(&self, peer: &str) -> bool {
+        self.peers
+            .as_ref()
+            .is_none_or(|peers| peers.iter().any(|p| p == peer))
+    }
+
+    fn new(quick: bool, only: Vec<String>, peers: Option<Vec<String>>) -> Self {
         if quick {
             Self {
                 quick,
                 only,
+                peers,
                 duration: Duration::from_millis(1500),
                 rounds: 1,
                 concurrency: vec![1, 32],
@@ -62,6 +72,7 @@ impl Plan {
             Self {
                 quick,
                 only,
+                peers,
                 duration: Duration::from_secs(4),
                 rounds: 3,
                 concurrency: vec![1, 16, 64],
@@ -93,13 +104,14 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
-    let report = runtime.block_on(run(&Plan::new(quick, only)));
+    let list = |flag: &str| -> Option<Vec<String>> {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(|s| s.split(',').map(str::to_owned).collect())
+    };
+    let plan = Plan::new(quick, list("--only").unwrap_or_default(), list("--peers"));
+    let report = runtime.block_on(run(&plan));
     print!("{}", report.table());
     if let Some(path) = json {
         let written = path
@@ -183,9 +195,15 @@ async fn run(plan: &Plan) -> Report {
         &[origin.port(), source.port(), echo.port()],
         upstream,
     );
-    let squid = peers::squid();
-    let tinyproxy = peers::tinyproxy();
-    let unbound = peers::unbound(upstream);
+    let squid = plan.wants_peer("squid").then(peers::squid).flatten();
+    let tinyproxy = plan
+        .wants_peer("tinyproxy")
+        .then(peers::tinyproxy)
+        .flatten();
+    let unbound = plan
+        .wants_peer("unbound")
+        .then(|| peers::unbound(upstream))
+        .flatten();
     for peer in [squid.as_ref(), tinyproxy.as_ref(), unbound.as_ref()]
         .into_iter()
         .flatten()
