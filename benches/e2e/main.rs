@@ -257,22 +257,30 @@ async fn run(plan: &Plan) -> Report {
         report.extend(rows);
     }
 
-    let mut bulk = Row::new("CONNECT bulk download", "MB/s");
+    let mut bulk = [
+        Row::new("CONNECT bulk download", "MB/s"),
+        Row::new("machine CPU during bulk", "cores"),
+        Row::new("CPU per GB moved (all processes)", "core-s"),
+    ];
     let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
     for _ in 0..if plan.wants("bulk") { plan.rounds } else { 0 } {
-        if let Some(mbps) = load::bulk(Via::Direct, source, plan.bulk_bytes).await {
-            push(&mut samples, "direct", [mbps, 0.0, 0.0]);
-        }
-        for proxy in &proxies {
-            let mbps = load::bulk(Via::Proxy(proxy.addr), source, plan.bulk_bytes)
-                .await
-                .unwrap_or(0.0);
-            push(&mut samples, proxy.name, [mbps, 0.0, 0.0]);
+        for (name, via) in std::iter::once(("direct", Via::Direct))
+            .chain(proxies.iter().map(|p| (p.name, Via::Proxy(p.addr))))
+        {
+            let before = peers::machine_ticks();
+            let mbps = load::bulk(via, source, plan.bulk_bytes).await;
+            let cores = peers::busy_cores(before, peers::machine_ticks());
+            match mbps {
+                Some(mbps) if mbps > 0.0 => {
+                    push(&mut samples, name, [mbps, cores, cores / (mbps / 1000.0)]);
+                }
+                _ => push(&mut samples, name, [0.0; 3]),
+            }
         }
     }
-    set_medians(std::slice::from_mut(&mut bulk), &samples);
+    set_medians(&mut bulk, &samples);
     if plan.wants("bulk") {
-        report.push(bulk);
+        report.extend(bulk);
     }
 
     let mut rows = [

@@ -323,3 +323,28 @@ pub fn cpu_secs(pid: u32) -> f64 {
     };
     (ticks(14) + ticks(15)) as f64 / 100.0
 }
+
+/// Busy and total CPU time of the whole machine so far, in ticks (the first line of
+/// `/proc/stat`); busy is everything but idle and iowait.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Cores the whole machine kept busy between two [`machine_ticks`] readings.
+pub fn busy_cores(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    match (before, after) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64 * cores,
+        _ => 0.0,
+    }
+}
