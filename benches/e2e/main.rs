@@ -229,8 +229,9 @@ async fn run(plan: &Plan) -> Report {
             Row::new(&format!("HTTP keep-alive, {concurrency} conn"), "req/s"),
             Row::new(&format!("HTTP p50, {concurrency} conn"), "ms"),
             Row::new(&format!("HTTP p99, {concurrency} conn"), "ms"),
+            Row::new(&format!("proxy CPU per request, {concurrency} conn"), "µs"),
         ];
-        let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
+        let mut samples: Vec<(&str, Vec<[f64; 4]>)> = Vec::new();
         for _ in 0..plan.rounds {
             let mut direct = load::http(Via::Direct, origin, concurrency, plan.duration).await;
             push(
@@ -240,15 +241,24 @@ async fn run(plan: &Plan) -> Report {
                     direct.rate(),
                     direct.percentile_ms(0.5),
                     direct.percentile_ms(0.99),
+                    // No proxy: no proxy CPU (the row stays empty for direct).
+                    f64::NAN,
                 ],
             );
             for proxy in &proxies {
+                let cpu = proxy.cpu_secs();
                 let mut s =
                     load::http(Via::Proxy(proxy.addr), origin, concurrency, plan.duration).await;
+                let cpu_us = (proxy.cpu_secs() - cpu) * 1e6 / s.ops.max(1) as f64;
                 let figure = if s.errors > s.ops {
-                    [0.0; 3]
+                    [0.0; 4]
                 } else {
-                    [s.rate(), s.percentile_ms(0.5), s.percentile_ms(0.99)]
+                    [
+                        s.rate(),
+                        s.percentile_ms(0.5),
+                        s.percentile_ms(0.99),
+                        cpu_us,
+                    ]
                 };
                 push(&mut samples, proxy.name, figure);
             }
@@ -324,9 +334,9 @@ async fn run(plan: &Plan) -> Report {
         report.extend(rows);
     }
 
-    let resolvers: Vec<(&str, std::net::SocketAddr)> = [
-        egressd.dns.map(|a| ("egressd", a)),
-        unbound.as_ref().and_then(|u| u.dns.map(|a| ("unbound", a))),
+    let resolvers: Vec<(&peers::Peer, std::net::SocketAddr)> = [
+        egressd.dns.map(|a| (&egressd, a)),
+        unbound.as_ref().and_then(|u| u.dns.map(|a| (u, a))),
     ]
     .into_iter()
     .flatten()
@@ -352,18 +362,21 @@ async fn run(plan: &Plan) -> Report {
         let mut rows = [
             Row::new(&format!("DNS {mix}"), "queries/s"),
             Row::new(&format!("DNS {mix} p99"), "ms"),
+            Row::new(&format!("DNS {mix}: server CPU per query"), "µs"),
         ];
         let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
         for _ in 0..plan.rounds {
-            for (name, addr) in &resolvers {
+            for (server, addr) in &resolvers {
+                let cpu = server.cpu_secs();
                 let mut s =
                     load::dns(*addr, names.clone(), plan.dns_concurrency, plan.duration).await;
+                let cpu_us = (server.cpu_secs() - cpu) * 1e6 / s.ops.max(1) as f64;
                 let figure = if s.errors > s.ops {
                     [0.0; 3]
                 } else {
-                    [s.rate(), s.percentile_ms(0.99), 0.0]
+                    [s.rate(), s.percentile_ms(0.99), cpu_us]
                 };
-                push(&mut samples, name, figure);
+                push(&mut samples, server.name, figure);
             }
         }
         set_medians(&mut rows, &samples);
@@ -414,19 +427,24 @@ async fn idle_tunnels(
     drop(tunnels);
 }
 
-/// Sets row `i` of `rows`, for each contender, to the median of column `i` of its samples.
-fn set_medians(rows: &mut [Row], samples: &[(&str, Vec<[f64; 3]>)]) {
+/// Sets row `i` of `rows`, for each contender, to the median of column `i` of its samples
+/// (NaN: not applicable, left empty).
+fn set_medians<const N: usize>(rows: &mut [Row], samples: &[(&str, Vec<[f64; N]>)]) {
     for (name, values) in samples {
         for (i, row) in rows.iter_mut().enumerate() {
-            row.set(
-                name,
-                median(&values.iter().map(|v| v[i]).collect::<Vec<_>>()),
-            );
+            let value = median(&values.iter().map(|v| v[i]).collect::<Vec<_>>());
+            if !value.is_nan() {
+                row.set(name, value);
+            }
         }
     }
 }
 
-fn push<'a>(samples: &mut Vec<(&'a str, Vec<[f64; 3]>)>, name: &'a str, value: [f64; 3]) {
+fn push<'a, const N: usize>(
+    samples: &mut Vec<(&'a str, Vec<[f64; N]>)>,
+    name: &'a str,
+    value: [f64; N],
+) {
     match samples.iter_mut().find(|(n, _)| *n == name) {
         Some((_, values)) => values.push(value),
         None => samples.push((name, vec![value])),
