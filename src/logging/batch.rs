@@ -112,9 +112,14 @@ fn write_batches<W: Write>(shared: &Shared, mut out: W, name: &str) {
         if let Err(error) = written
             && !failed
         {
-            // Reported once; the process keeps serving (the lines are gone either way).
+            // Reported once; the process keeps serving (the lines are gone either way). Not
+            // `eprintln!`: it panics when stderr is gone, and this thread must not die, or
+            // loggers would wait on it forever.
             failed = true;
-            eprintln!("egressd: {name}: cannot write log lines: {error}");
+            let _ = writeln!(
+                io::stderr(),
+                "egressd: {name}: cannot write log lines: {error}"
+            );
         }
         batch.clear();
         if batch.capacity() > 4 * BATCH_BYTES {
@@ -234,6 +239,30 @@ mod tests {
         assert_eq!(&*sink.bytes.lock().unwrap(), b"one\n");
         drop(guard);
         assert_eq!(*sink.writes.lock().unwrap(), 1);
+    }
+
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_destination_never_stalls_logging() {
+        let (writer, guard) = spawn("test-log", Broken).unwrap();
+        let mut w = writer.make_writer();
+        let line = [b'x'; 1023];
+        // Four times what may be queued: this returns only if the writer keeps draining.
+        for _ in 0..4 * MAX_QUEUED / 1024 {
+            w.write_all(&line).unwrap();
+            w.write_all(b"\n").unwrap();
+        }
+        drop(guard);
     }
 
     #[test]
