@@ -1,15 +1,17 @@
 //! Micro-benchmarks of the hot paths: policy decisions (small and large policies), the DNS stub's
-//! per-query work, and header rewriting. `cargo bench --bench micro` (add `-- --quick` for a fast
+//! per-query work (the pure decision, and the stub's whole request → response path for a REFUSED
+//! and a cached answer), and header rewriting. `cargo bench --bench micro` (add `-- --quick` for a fast
 //! pass, as CI does).
 
 use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dnsstub::StubConfig;
 use dnsstub::answer::{self, Action};
+use dnsstub::{Stub, StubConfig};
 use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use http::{HeaderMap, HeaderValue};
 use policy::{HeaderTemplate, Policy, Target};
 
@@ -116,6 +118,63 @@ fn dns(c: &mut Criterion) {
     });
 }
 
+/// A loopback upstream that answers every A query with one public address, on its own thread
+/// (the process exits when the benchmark ends).
+fn loopback_upstream() -> std::net::SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+            reply.metadata.recursion_desired = true;
+            reply.metadata.recursion_available = true;
+            for q in &query.queries {
+                reply.add_query(q.clone());
+                let data = RData::A(A([93, 184, 215, 14].into()));
+                reply.add_answer(Record::from_rdata(q.name().clone(), 300, data));
+            }
+            if let Ok(bytes) = reply.to_vec() {
+                let _ = socket.send_to(&bytes, peer);
+            }
+        }
+    });
+    addr
+}
+
+/// The stub's whole path for one query (decision, cache, reply, encoding, audit event), as the
+/// UDP and TCP listeners call it.
+fn dns_stub(c: &mut Criterion) {
+    let upstream = loopback_upstream();
+    let policy = Policy::parse(
+        &format!(
+            "version = 1\n[[allow]]\nhost = \"*.allowed.test\"\n[dns]\nupstreams = [\"{upstream}\"]\n"
+        ),
+        "dns.toml",
+    )
+    .expect("valid");
+    let stub = Stub::new(policy, StubConfig::default(), Vec::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let refused = query("example.org.");
+    let cached = query("www.allowed.test.");
+    // The first answer comes from the upstream and fills the cache.
+    let first = runtime.block_on(stub.answer(&cached, "127.0.0.1:5353", "udp", 1232));
+    let first = Message::from_vec(&first.expect("an answer")).expect("parses");
+    assert_eq!(first.answers.len(), 1, "the upstream's answer was not kept");
+    c.bench_function("dns/stub-refused", |b| {
+        b.iter(|| runtime.block_on(stub.answer(black_box(&refused), "127.0.0.1:5353", "udp", 1232)))
+    });
+    c.bench_function("dns/stub-cached-answer", |b| {
+        b.iter(|| runtime.block_on(stub.answer(black_box(&cached), "127.0.0.1:5353", "udp", 1232)))
+    });
+}
+
 fn headers(c: &mut Criterion) {
     let templates = [
         HeaderTemplate::parse("X-Sandbox-Id", "{sandbox_id}").expect("valid"),
@@ -145,5 +204,5 @@ fn headers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decisions, dns, headers);
+criterion_group!(benches, decisions, dns, dns_stub, headers);
 criterion_main!(benches);
