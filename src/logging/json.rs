@@ -9,6 +9,7 @@
 //! JSON formatter of tracing-subscriber goes through serde and a UTF-8 re-check per write, which
 //! was a tenth of the DNS stub's profile (docs/benchmarks.md).
 
+use std::cell::RefCell;
 use std::fmt::{self, Write};
 use std::time::SystemTime;
 
@@ -32,39 +33,65 @@ where
         mut out: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
-        write!(
-            out,
-            "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
-            humantime::format_rfc3339_micros(SystemTime::now()),
-            meta.level()
-        )?;
-        let mut fields = Fields {
-            out: &mut out,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        if let Some(scope) = ctx.event_scope() {
-            let mut spans = String::new();
-            for span in scope.from_root() {
-                if !spans.is_empty() {
-                    spans.push(':');
-                }
-                spans.push_str(span.name());
-                if let Some(f) = span.extensions().get::<FormattedFields<N>>()
-                    && !f.is_empty()
-                {
-                    write!(spans, "{{{f}}}")?;
-                }
+        // The line is built in a plain String (inlined writes), then handed over in one piece:
+        // the layer's writer is a `dyn fmt::Write`, costly for the dozens of small writes.
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                line_into(&mut line, ctx, event)?;
+                out.write_str(&line)
             }
-            out.write_str(",\"spans\":")?;
-            string(&mut out, &spans)?;
-        }
-        out.write_str(",\"target\":")?;
-        string(&mut out, meta.target())?;
-        out.write_str("}\n")
+            Err(_) => {
+                let mut line = String::new();
+                line_into(&mut line, ctx, event)?;
+                out.write_str(&line)
+            }
+        })
     }
+}
+
+thread_local! {
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn line_into<S, N>(out: &mut String, ctx: &FmtContext<'_, S, N>, event: &Event<'_>) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let meta = event.metadata();
+    write!(
+        out,
+        "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
+        humantime::format_rfc3339_micros(SystemTime::now()),
+        meta.level()
+    )?;
+    let mut fields = Fields {
+        out: &mut *out,
+        result: Ok(()),
+    };
+    event.record(&mut fields);
+    fields.result?;
+    if let Some(scope) = ctx.event_scope() {
+        let mut spans = String::new();
+        for span in scope.from_root() {
+            if !spans.is_empty() {
+                spans.push(':');
+            }
+            spans.push_str(span.name());
+            if let Some(f) = span.extensions().get::<FormattedFields<N>>()
+                && !f.is_empty()
+            {
+                write!(spans, "{{{f}}}")?;
+            }
+        }
+        out.push_str(",\"spans\":");
+        string(out, &spans)?;
+    }
+    out.push_str(",\"target\":");
+    string(out, meta.target())?;
+    out.push_str("}\n");
+    Ok(())
 }
 
 /// Writes each field as `,"name":value`.
@@ -136,11 +163,18 @@ fn string<W: Write>(out: &mut W, value: &str) -> fmt::Result {
     out.write_str("\"")
 }
 
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
+}
+
 /// Escapes what it is given for the inside of a JSON string (RFC 8259 §7).
 struct Escaped<'a, W>(&'a mut W);
 
 impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        if !s.bytes().any(needs_escape) {
+            return self.0.write_str(s);
+        }
         let mut plain = 0;
         for (i, b) in s.bytes().enumerate() {
             let escape = match b {
