@@ -1,6 +1,7 @@
 //! The stub's listeners (UDP and TCP on one address), the cache and upstream path, and audit
 //! events.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub struct Stub {
 
 /// What an audit event says about one query.
 struct Outcome<'a> {
-    client: &'a str,
+    client: &'a (dyn fmt::Display + Sync),
     transport: &'static str,
     reply: &'a Message,
     name: Option<&'a str>,
@@ -126,20 +127,21 @@ impl Stub {
                 },
             };
             let generation = self.shared.generation.load_full();
-            let client = peer.to_string();
+            // Formatted only into the audit line, never allocated on its own.
+            let client: &(dyn fmt::Display + Sync) = &peer;
             match answer::classify(&buf[..n], &generation.policy, &self.shared.config) {
                 Action::Drop => {
                     tracing::debug!(%client, bytes = n, "dropped a packet that is not a query")
                 }
                 Action::Reply(reply) => {
-                    if let Some(bytes) = self.local(&reply, &client, "udp", reply.udp_limit) {
+                    if let Some(bytes) = self.local(&reply, client, "udp", reply.udp_limit) {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
                 }
                 Action::Forward(forward) => {
                     let limit = answer::udp_limit(Some(&forward.query));
                     if let Some(cached) =
-                        self.cached_reply(&generation, &forward, &client, "udp", limit)
+                        self.cached_reply(&generation, &forward, client, "udp", limit)
                     {
                         if let Some(bytes) = cached {
                             let _ = socket.send_to(&bytes, peer).await;
@@ -147,7 +149,7 @@ impl Stub {
                         continue;
                     }
                     let Ok(permit) = self.shared.lookups.clone().try_acquire_owned() else {
-                        if let Some(bytes) = overloaded(&forward, &client, limit) {
+                        if let Some(bytes) = overloaded(&forward, client, limit) {
                             let _ = socket.send_to(&bytes, peer).await;
                         }
                         continue;
@@ -157,7 +159,7 @@ impl Stub {
                         let _permit = permit;
                         let limit = answer::udp_limit(Some(&forward.query));
                         if let Some(bytes) = stub
-                            .resolve(&generation, &forward, &client, "udp", limit)
+                            .resolve(&generation, &forward, &peer, "udp", limit)
                             .await
                         {
                             let _ = socket.send_to(&bytes, peer).await;
@@ -244,12 +246,12 @@ impl Stub {
         let generation = self.shared.generation.load_full();
         match answer::classify(bytes, &generation.policy, &self.shared.config) {
             Action::Drop => None,
-            Action::Reply(reply) => self.local(&reply, client, transport, limit),
+            Action::Reply(reply) => self.local(&reply, &client, transport, limit),
             Action::Forward(forward) => {
                 let Ok(_permit) = self.shared.lookups.clone().try_acquire_owned() else {
-                    return overloaded(&forward, client, limit);
+                    return overloaded(&forward, &client, limit);
                 };
-                self.resolve(&generation, &forward, client, transport, limit)
+                self.resolve(&generation, &forward, &client, transport, limit)
                     .await
             }
         }
@@ -258,7 +260,7 @@ impl Stub {
     fn local(
         &self,
         reply: &Reply,
-        client: &str,
+        client: &(dyn fmt::Display + Sync),
         transport: &'static str,
         limit: usize,
     ) -> Option<Vec<u8>> {
@@ -281,7 +283,7 @@ impl Stub {
         &self,
         generation: &Generation,
         forward: &Forward,
-        client: &str,
+        client: &(dyn fmt::Display + Sync),
         transport: &'static str,
         limit: usize,
     ) -> Option<Option<Vec<u8>>> {
@@ -296,7 +298,7 @@ impl Stub {
         &self,
         generation: &Generation,
         forward: &Forward,
-        client: &str,
+        client: &(dyn fmt::Display + Sync),
         transport: &'static str,
         limit: usize,
     ) -> Option<Vec<u8>> {
@@ -331,7 +333,7 @@ impl Stub {
         &self,
         forward: &Forward,
         filtered: Option<answer::Filtered>,
-        client: &str,
+        client: &(dyn fmt::Display + Sync),
         transport: &'static str,
         limit: usize,
         cached: bool,
@@ -369,7 +371,7 @@ impl Stub {
         tracing::info!(
             target: policy::AUDIT_TARGET,
             sandbox_id = %self.shared.config.sandbox_id,
-            client = o.client,
+            client = %o.client,
             transport = o.transport,
             name = o.name.unwrap_or(""),
             qtype = o.qtype.as_deref().unwrap_or(""),
@@ -387,7 +389,11 @@ impl Stub {
 }
 
 /// SERVFAIL at once for a query that would need an upstream lookup while too many are in flight.
-fn overloaded(forward: &Forward, client: &str, limit: usize) -> Option<Vec<u8>> {
+fn overloaded(
+    forward: &Forward,
+    client: &(dyn fmt::Display + Sync),
+    limit: usize,
+) -> Option<Vec<u8>> {
     tracing::warn!(%client, "too many upstream lookups in flight; answering SERVFAIL");
     let reply = answer::reply(
         &forward.query,
