@@ -29,8 +29,6 @@ struct State {
     queued: Vec<u8>,
     /// The writer is waiting for a first line (and must be woken for it).
     writer_idle: bool,
-    /// The writer was woken for a full batch and has not taken it yet.
-    batch_signalled: bool,
     closed: bool,
 }
 
@@ -105,7 +103,6 @@ fn write_batches<W: Write>(shared: &Shared, mut out: W, name: &str) {
             return;
         }
         std::mem::swap(&mut batch, &mut state.queued);
-        state.batch_signalled = false;
         drop(state);
         shared.room.notify_all();
         let written = out.write_all(&batch).and_then(|()| out.flush());
@@ -148,13 +145,12 @@ impl Write for Batched {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        let first = state.queued.is_empty();
+        let before = state.queued.len();
         state.queued.extend_from_slice(line);
-        let wake = (first && state.writer_idle)
-            || (state.queued.len() >= BATCH_BYTES && !state.batch_signalled);
-        if state.queued.len() >= BATCH_BYTES {
-            state.batch_signalled = true;
-        }
+        // Wake the writer for a first line, and once more when the batch becomes full (the
+        // queue only grows until the writer takes it, so it crosses the mark once per batch).
+        let wake = (before == 0 && state.writer_idle)
+            || (before < BATCH_BYTES && state.queued.len() >= BATCH_BYTES);
         drop(state);
         if wake {
             shared.wake.notify_one();

@@ -35,17 +35,19 @@ where
     ) -> fmt::Result {
         // The line is built in a plain String (inlined writes), then handed over in one piece:
         // the layer's writer is a `dyn fmt::Write`, costly for the dozens of small writes.
-        LINE.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                line_into(&mut line, ctx, event)?;
-                out.write_str(&line)
-            }
-            Err(_) => {
-                let mut line = String::new();
-                line_into(&mut line, ctx, event)?;
-                out.write_str(&line)
-            }
+        LINE.with(|cell| {
+            // Busy only if formatting a field logged an event itself: then a fresh String.
+            let mut fresh = String::new();
+            let mut reused = cell.try_borrow_mut();
+            let line = match &mut reused {
+                Ok(line) => {
+                    line.clear();
+                    &mut **line
+                }
+                Err(_) => &mut fresh,
+            };
+            line_into(line, ctx, event)?;
+            out.write_str(line)
         })
     }
 }
