@@ -249,7 +249,7 @@ async fn run(plan: &Plan) -> Report {
                 let cpu = proxy.cpu_secs();
                 let mut s =
                     load::http(Via::Proxy(proxy.addr), origin, concurrency, plan.duration).await;
-                let cpu_us = (proxy.cpu_secs() - cpu) * 1e6 / s.ops.max(1) as f64;
+                let cpu_us = proxy.cpu_us_per_op(cpu, s.ops);
                 let figure = if s.errors > s.ops {
                     [0.0; 4]
                 } else {
@@ -274,9 +274,7 @@ async fn run(plan: &Plan) -> Report {
     ];
     let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
     for _ in 0..if plan.wants("bulk") { plan.rounds } else { 0 } {
-        for (name, via) in std::iter::once(("direct", Via::Direct))
-            .chain(proxies.iter().map(|p| (p.name, Via::Proxy(p.addr))))
-        {
+        for (name, via) in contenders(&proxies) {
             let before = peers::machine_ticks();
             let mbps = load::bulk(via, source, plan.bulk_bytes).await;
             let cores = peers::busy_cores(before, peers::machine_ticks());
@@ -306,9 +304,7 @@ async fn run(plan: &Plan) -> Report {
     } else {
         0
     } {
-        for (name, via) in std::iter::once(("direct", Via::Direct))
-            .chain(proxies.iter().map(|p| (p.name, Via::Proxy(p.addr))))
-        {
+        for (name, via) in contenders(&proxies) {
             let cpu_before = peers::cpu_secs(std::process::id());
             let mut s = load::tunnels(via, origin, plan.tunnel_concurrency, plan.duration).await;
             let cores = (peers::cpu_secs(std::process::id()) - cpu_before) / s.secs.max(0.001);
@@ -370,7 +366,7 @@ async fn run(plan: &Plan) -> Report {
                 let cpu = server.cpu_secs();
                 let mut s =
                     load::dns(*addr, names.clone(), plan.dns_concurrency, plan.duration).await;
-                let cpu_us = (server.cpu_secs() - cpu) * 1e6 / s.ops.max(1) as f64;
+                let cpu_us = server.cpu_us_per_op(cpu, s.ops);
                 let figure = if s.errors > s.ops {
                     [0.0; 3]
                 } else {
@@ -425,6 +421,12 @@ async fn idle_tunnels(
             .egressd(before + per_tunnel_kib * 10_000.0 / 1024.0),
     );
     drop(tunnels);
+}
+
+/// The direct path, then each proxy: who a load is measured through.
+fn contenders<'a>(proxies: &'a [&'a peers::Peer]) -> impl Iterator<Item = (&'a str, Via)> + 'a {
+    std::iter::once(("direct", Via::Direct))
+        .chain(proxies.iter().map(|p| (p.name, Via::Proxy(p.addr))))
 }
 
 /// Sets row `i` of `rows`, for each contender, to the median of column `i` of its samples

@@ -36,6 +36,11 @@ impl Peer {
     pub fn cpu_secs(&self) -> f64 {
         tree(self.pid()).iter().map(|pid| cpu_secs(*pid)).sum()
     }
+
+    /// CPU microseconds per operation since a [`Peer::cpu_secs`] reading of `since`.
+    pub fn cpu_us_per_op(&self, since: f64, ops: u64) -> f64 {
+        (self.cpu_secs() - since) * 1e6 / ops.max(1) as f64
+    }
 }
 
 impl Drop for Peer {
