@@ -48,6 +48,14 @@ impl Stats {
         f64::from(self.latencies_us[i]) / 1000.0
     }
 
+    /// One operation done, started at `started`.
+    fn completed(&mut self, started: Instant) {
+        self.ops += 1;
+        let micros = started.elapsed().as_micros();
+        self.latencies_us
+            .push(u32::try_from(micros).unwrap_or(u32::MAX));
+    }
+
     fn merge(&mut self, other: Stats) {
         self.ops += other.ops;
         self.errors += other.errors;
@@ -104,10 +112,7 @@ pub async fn http(via: Via, origin: SocketAddr, concurrency: usize, duration: Du
                     }
                     continue;
                 }
-                stats.ops += 1;
-                stats
-                    .latencies_us
-                    .push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                stats.completed(started);
             }
             stats
         }
@@ -154,10 +159,7 @@ pub async fn tunnels(
                 .await;
                 match ok {
                     Some(()) => {
-                        stats.ops += 1;
-                        stats
-                            .latencies_us
-                            .push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        stats.completed(started);
                     }
                     None => stats.errors += 1,
                 }
@@ -242,10 +244,7 @@ pub async fn dns(
                 .await;
                 match answered {
                     Ok(Some(())) => {
-                        stats.ops += 1;
-                        stats
-                            .latencies_us
-                            .push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        stats.completed(started);
                     }
                     _ => stats.errors += 1,
                 }
