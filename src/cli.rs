@@ -1,10 +1,13 @@
 //! Command-line flags. Every flag's help text is what `--help` shows; keep it accurate.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use proxy::Limits;
 
 /// egressd: the egress-control sidecar for sandboxes.
 ///
@@ -169,8 +172,8 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESSD_EXIT_ON_STDIN_EOF")]
     pub exit_on_stdin_eof: bool,
     /// On SIGTERM/SIGINT, how long open connections and tunnels may take to finish.
-    #[arg(long, env = "EGRESSD_DRAIN_TIMEOUT", value_parser = duration, default_value = "10s")]
-    pub drain_timeout: Duration,
+    #[arg(long, env = "EGRESSD_DRAIN_TIMEOUT", default_value = "10s")]
+    pub drain_timeout: Dur,
     /// Worker threads serving connections and queries; 0 runs everything on one thread. Default:
     /// one per core.
     #[arg(long, env = "EGRESSD_THREADS", value_parser = clap::value_parser!(u16).range(0..=256))]
@@ -194,27 +197,27 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct LimitArgs {
     /// Time allowed to connect to one destination address.
-    #[arg(long, env = "EGRESSD_CONNECT_TIMEOUT", value_parser = duration, default_value = "10s")]
-    pub connect_timeout: Duration,
+    #[arg(long, env = "EGRESSD_CONNECT_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.connect_timeout))]
+    pub connect_timeout: Dur,
     /// Time allowed for a name lookup.
-    #[arg(long, env = "EGRESSD_DNS_TIMEOUT", value_parser = duration, default_value = "5s")]
-    pub dns_timeout: Duration,
+    #[arg(long, env = "EGRESSD_DNS_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.dns_timeout))]
+    pub dns_timeout: Dur,
     /// A tunnel with no traffic either way for this long is closed.
-    #[arg(long, env = "EGRESSD_TUNNEL_IDLE_TIMEOUT", value_parser = duration, default_value = "5m")]
-    pub tunnel_idle_timeout: Duration,
+    #[arg(long, env = "EGRESSD_TUNNEL_IDLE_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.tunnel_idle_timeout))]
+    pub tunnel_idle_timeout: Dur,
     /// Time allowed for a client to send a request head (and for an idle keep-alive connection
     /// to send its next one).
-    #[arg(long, env = "EGRESSD_HEADER_READ_TIMEOUT", value_parser = duration, default_value = "10s")]
-    pub header_read_timeout: Duration,
+    #[arg(long, env = "EGRESSD_HEADER_READ_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.header_read_timeout))]
+    pub header_read_timeout: Dur,
     /// Time allowed for an origin to start its response.
-    #[arg(long, env = "EGRESSD_RESPONSE_TIMEOUT", value_parser = duration, default_value = "60s")]
-    pub response_timeout: Duration,
+    #[arg(long, env = "EGRESSD_RESPONSE_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.response_timeout))]
+    pub response_timeout: Dur,
     /// Largest request head, in bytes (at least 8192); larger gets 431.
-    #[arg(long, env = "EGRESSD_MAX_HEADER_BYTES", default_value_t = 65536,
+    #[arg(long, env = "EGRESSD_MAX_HEADER_BYTES", default_value_t = Limits::DEFAULT.max_header_bytes as u32,
           value_parser = clap::value_parser!(u32).range(8192..=16_777_216))]
     pub max_header_bytes: u32,
     /// Connections served at once; beyond it a new connection gets 503.
-    #[arg(long, env = "EGRESSD_MAX_CONNECTIONS", default_value_t = 1024,
+    #[arg(long, env = "EGRESSD_MAX_CONNECTIONS", default_value_t = Limits::DEFAULT.max_connections as u32,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 }
@@ -234,13 +237,27 @@ pub enum LogLevel {
     Trace,
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
-    let d =
-        humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 10s, 500ms, 5m)"))?;
-    if d.is_zero() {
-        return Err("must be more than zero".to_owned());
+/// A duration flag, written and shown like `10s`, `500ms`, `5m`; never zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
     }
-    Ok(d)
+}
+
+impl FromStr for Dur {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let d = humantime::parse_duration(text)
+            .map_err(|e| format!("{e} (write e.g. 10s, 500ms, 5m)"))?;
+        if d.is_zero() {
+            return Err("must be more than zero".to_owned());
+        }
+        Ok(Self(d))
+    }
 }
 
 /// What `pf` and `nft` share.

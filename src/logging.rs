@@ -1,41 +1,61 @@
-//! Logging: human or JSON lines on stderr, and audit events to stderr, a file or stdout.
+//! Logging: the human log (text or JSON lines) on stderr through `tracing`, and where audit
+//! events go: a file, stdout (`-`), or stderr beside the log.
 //!
-//! Both writers run on their own threads: events are formatted where they happen, queued, and
-//! written in batches (one `write(2)` per batch, not per event; see [`batch`]). The queue never
-//! drops: when it is full, the logging task waits. Dropping the returned [`Guards`] writes out
-//! what is queued.
+//! Both destinations are written by writer threads of the audit crate ([`audit::Batched`]):
+//! lines are formatted where they happen, queued, and written in batches. The queue never drops:
+//! when it is full, the logging task waits. Dropping [`Logs`] writes out what is queued.
 
 use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use audit::{Batched, Guard, Sink};
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::{FilterExt, FilterFn, Targets};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 
 use crate::cli::{LogFormat, LogLevel};
 
-mod batch;
 mod json;
 
 use json::JsonLines;
 
-/// Keeps the writer threads alive; dropping it writes out what they have queued.
-pub struct Guards {
-    _guards: Vec<batch::Guard>,
+/// The running writers; dropping it writes out what they have queued.
+pub struct Logs {
+    audit: Sink,
+    _guards: Vec<Guard>,
 }
 
-fn writer_thread<W: Write + Send + 'static>(
+impl Logs {
+    /// Where audit events go.
+    pub fn audit_sink(&self) -> Sink {
+        self.audit.clone()
+    }
+}
+
+/// The log's writer, handed to tracing.
+#[derive(Clone)]
+struct LogWriter(Batched);
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = Batched;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.0.clone()
+    }
+}
+
+fn writer_thread<W: std::io::Write + Send + 'static>(
     name: &str,
     out: W,
-) -> anyhow::Result<(batch::Batched, batch::Guard)> {
-    batch::spawn(name, out).with_context(|| format!("cannot start the {name} thread"))
+) -> anyhow::Result<(Batched, Guard)> {
+    audit::spawn_writer(name, out).with_context(|| format!("cannot start the {name} thread"))
 }
 
-/// Installs the global subscriber. Audit events (target `egressd::audit`) go to `audit` when given
-/// (`-` is stdout), and to the normal log otherwise.
-pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow::Result<Guards> {
+/// Installs the global subscriber for the human log, and opens the audit destination: `audit`
+/// when given (`-` is stdout), else stderr beside the log.
+pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow::Result<Logs> {
     let level = match level {
         LogLevel::Error => LevelFilter::ERROR,
         LogLevel::Warn => LevelFilter::WARN,
@@ -49,50 +69,46 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
         .with_target("egressd", level)
         .with_target("proxy", level)
         .with_target("dnsstub", level)
+        .with_target("resolve", level)
+        .with_target("serve", level)
         .with_target("policy", level);
-    let separate_audit = audit.is_some();
-    let not_audit =
-        FilterFn::new(move |meta| !(separate_audit && meta.target() == policy::AUDIT_TARGET));
-    let (stderr_writer, stderr_guard) = writer_thread("egressd-log", std::io::stderr())?;
+    let (stderr, stderr_guard) = writer_thread("egressd-log", std::io::stderr())?;
     let mut guards = vec![stderr_guard];
-    let stderr = match format {
+    let layer = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(stderr_writer)
+            .with_writer(LogWriter(stderr.clone()))
             .with_ansi(false)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .event_format(JsonLines)
-            .with_writer(stderr_writer)
+            .with_writer(LogWriter(stderr.clone()))
             .boxed(),
     }
-    .with_filter(ours.and(not_audit));
-
-    let audit_layer = match audit {
-        None => None,
-        Some(path) => {
-            let (writer, guard) = if path == Path::new("-") {
-                writer_thread("egressd-audit", std::io::stdout())?
-            } else {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("cannot open audit log {}", path.display()))?;
-                writer_thread("egressd-audit", file)?
-            };
+    .with_filter(ours);
+    let audit_writer = match audit {
+        None => stderr,
+        Some(path) if path == Path::new("-") => {
+            let (writer, guard) = writer_thread("egressd-audit", std::io::stdout())?;
             guards.push(guard);
-            let only_audit = FilterFn::new(|meta| meta.target() == policy::AUDIT_TARGET);
-            let layer = tracing_subscriber::fmt::layer()
-                .event_format(JsonLines)
-                .with_writer(writer)
-                .with_filter(only_audit);
-            Some(layer.boxed())
+            writer
+        }
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open audit log {}", path.display()))?;
+            let (writer, guard) = writer_thread("egressd-audit", file)?;
+            guards.push(guard);
+            writer
         }
     };
     tracing_subscriber::registry()
-        .with(stderr)
-        .with(audit_layer)
+        .with(layer)
         .try_init()
         .context("cannot install the logger")?;
-    Ok(Guards { _guards: guards })
+    Ok(Logs {
+        audit: Sink::new(audit_writer),
+        _guards: guards,
+    })
 }

@@ -2,12 +2,12 @@
 //! policy, hand off to the crate that does the work, and map the outcome to an exit code.
 #![forbid(unsafe_code)]
 
+mod app;
 mod cli;
 mod commands;
 mod exit;
 mod load;
 mod logging;
-mod signals;
 
 use std::process::ExitCode;
 

@@ -127,12 +127,35 @@ fn refused_names_never_reach_upstream_and_allowed_ones_do() {
     assert_eq!(addresses(&r), [PUBLIC.to_string()]);
     assert_eq!(upstream.seen(), ["www.allowed.test. A"]);
     sidecar.stderr.wait_for("dns query", 4);
-    let log = sidecar.stderr.text();
-    assert!(
-        log.contains("name=\"example.org.\" qtype=\"A\" decision=\"deny\" reason=\"default-deny\""),
-        "{log}"
+    // Without --audit-log, audit events are JSON lines on stderr beside the log.
+    let events = audit_events(&sidecar.stderr.text(), audit::DnsQuery::MESSAGE);
+    use audit::fields as f;
+    let refused = events
+        .iter()
+        .find(|e| e[f::NAME] == "example.org.")
+        .expect("an event for the refused name");
+    assert_eq!(
+        (
+            &refused[f::QTYPE],
+            &refused[f::DECISION],
+            &refused[f::REASON]
+        ),
+        (&"A".into(), &"deny".into(), &"default-deny".into())
     );
-    assert!(log.contains("rcode=\"NOERROR\" answers=1"), "{log}");
+    let answered = events
+        .iter()
+        .find(|e| e[f::NAME] == "www.allowed.test.")
+        .expect("an event for the allowed name");
+    assert_eq!(answered[f::RCODE], "NOERROR");
+    assert_eq!(answered[f::ANSWERS], 1);
+}
+
+/// The audit events of kind `message` among the lines of `log`.
+fn audit_events(log: &str, message: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v[audit::fields::MESSAGE] == message)
+        .collect()
 }
 
 #[test]

@@ -400,9 +400,18 @@ fn audit_log_has_one_json_line_per_request() {
         403
     );
     let read = || std::fs::read_to_string(&audit).unwrap_or_default();
+    // Every line is one JSON object; request events are the ones with the request message (the
+    // others are lifecycle events: ready, reloads, stopping).
+    let requests = || -> Vec<serde_json::Value> {
+        read()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e[audit::fields::MESSAGE] == audit::Request::MESSAGE)
+            .collect()
+    };
     // Events are written when requests end; the tunnel's only after curl closed it.
     let deadline = std::time::Instant::now() + PATIENCE;
-    while read().lines().count() < 3 {
+    while requests().len() < 3 {
         assert!(
             std::time::Instant::now() < deadline,
             "audit log: {}",
@@ -410,10 +419,8 @@ fn audit_log_has_one_json_line_per_request() {
         );
         std::thread::yield_now();
     }
-    let events: Vec<serde_json::Value> = read()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = requests();
+    assert_eq!(events.len(), 3, "one event per request: {}", read());
     let by_method = |m: &str| events.iter().find(|e| e["method"] == m).unwrap().clone();
     let get = events
         .iter()

@@ -4,8 +4,8 @@
 
 use std::sync::LazyLock;
 
-use dnsstub::StubConfig;
-use dnsstub::answer::{self, Action};
+use dnsstub::classify::{Action, classify};
+use dnsstub::wire;
 use hickory_proto::op::Message;
 use libfuzzer_sys::fuzz_target;
 use policy::Policy;
@@ -20,21 +20,21 @@ static POLICY: LazyLock<Policy> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let config = StubConfig::default();
-    match answer::classify(data, &POLICY, &config) {
+    match classify(data, &POLICY) {
         Action::Drop => {}
         Action::Reply(reply) => {
             let limit = reply.udp_limit;
-            let bytes = answer::encode(&reply.message, limit).expect("a local reply encodes within its limit");
+            let bytes = wire::encode(&reply.message, limit).expect("a local reply encodes within its limit");
             assert!(bytes.len() <= limit);
             let back = Message::from_vec(&bytes).expect("our reply parses");
             assert_eq!(back.metadata.id, u16::from_be_bytes([data[0], data[1]]));
         }
         Action::Forward(forward) => {
-            let query = answer::upstream_query(&forward, 7);
+            let question = &forward.question;
+            let query = resolve::upstream::query_for(&question.owner, question.qtype, 7);
             let bytes = query.to_vec().expect("the upstream query encodes");
             assert!(Message::from_vec(&bytes).is_ok());
-            assert!(answer::answers(&query, &{
+            assert!(resolve::upstream::answers(&query, &{
                 let mut echo = query.clone();
                 echo.metadata.message_type = hickory_proto::op::MessageType::Response;
                 echo

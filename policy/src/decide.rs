@@ -201,7 +201,7 @@ impl Policy {
         if !name_decision.is_allowed() {
             return name_decision.clone();
         }
-        match self.address_stage(addr, port) {
+        match self.check_address(addr, port) {
             Err(denied) => denied,
             Ok(carve_out) => Decision {
                 carve_out,
@@ -237,7 +237,19 @@ impl Policy {
     /// matches it, or when it is in a special range that no carve-out opens (on any port).
     /// `Ok` carries the carve-out that let a special address through, if one did.
     pub fn screen_answer(&self, addr: IpAddr) -> Result<Option<CarveOut>, Decision> {
-        self.check_address(addr, |ports| *ports == PortSet::Any, |_| true)
+        self.screen_address(addr, |ports| *ports == PortSet::Any, |_| true)
+    }
+
+    /// Judges one address a name resolved to, on `port`: stages 2 and 3 (CIDR deny rules, then
+    /// the special ranges and carve-outs). `Ok` carries the carve-out that opened a special
+    /// address, if one did. The caller has already decided the name; this is the half of
+    /// [`Policy::check_resolved`] that does not need the name's decision again.
+    pub fn check_address(&self, addr: IpAddr, port: u16) -> Result<Option<CarveOut>, Decision> {
+        self.screen_address(
+            addr,
+            |ports| ports.contains(port),
+            |ports| ports.contains(port),
+        )
     }
 
     fn decide_name(&self, name: &DomainName, port: u16) -> Decision {
@@ -254,7 +266,7 @@ impl Policy {
     }
 
     fn decide_ip(&self, ip: IpAddr, port: u16) -> Decision {
-        let carve_out = match self.address_stage(ip, port) {
+        let carve_out = match self.check_address(ip, port) {
             Err(denied) => return denied,
             Ok(carve_out) => carve_out,
         };
@@ -275,18 +287,9 @@ impl Policy {
         }
     }
 
-    /// Stages 2 and 3 for an address and port: CIDR deny rules, then special ranges and carve-outs.
-    fn address_stage(&self, addr: IpAddr, port: u16) -> Result<Option<CarveOut>, Decision> {
-        self.check_address(
-            addr,
-            |ports| ports.contains(port),
-            |ports| ports.contains(port),
-        )
-    }
-
     /// CIDR deny rules whose ports satisfy `deny_applies`, then the special ranges, opened by a
     /// carve-out whose ports satisfy `carve_applies`.
-    fn check_address(
+    fn screen_address(
         &self,
         addr: IpAddr,
         deny_applies: impl Fn(&PortSet) -> bool,

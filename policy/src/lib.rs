@@ -50,7 +50,7 @@ pub use addr::{Embedding, embedded_ipv4};
 pub use decide::{CarveOut, Decision, Reason, Verdict};
 pub use error::{ErrorKind, PolicyError, PolicyErrors};
 pub use headers::{HeaderError, HeaderTemplate, HeaderVars};
-pub use model::{Action, DnsSettings, Matcher, Policy, Rule, RuleKind};
+pub use model::{Action, DnsSettings, Matcher, Policy, Rule, RuleKind, RuleLabel};
 pub use name::{DomainName, HostPattern, NameError, PatternError};
 pub use ports::{PortItem, PortSet, PortsError};
 pub use ranges::{SPECIAL_RANGES, SpecialMatch, SpecialRange, classify, denied_networks};
@@ -59,10 +59,6 @@ pub use target::{Host, Target, TargetError};
 /// The built-in default policy's text, used when egressd is given no policy file: every public
 /// destination on any port, and none of the special ranges.
 pub const BUILTIN_POLICY: &str = include_str!("builtin.toml");
-
-/// The tracing target of audit events, shared by the proxy and the DNS stub so that
-/// `--audit-log` collects both.
-pub const AUDIT_TARGET: &str = "egressd::audit";
 
 /// The name the built-in policy reports as its origin.
 pub const BUILTIN_ORIGIN: &str = "<built-in>";

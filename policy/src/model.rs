@@ -86,9 +86,10 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Short label for headers and logs: `allow[0] line 9`.
-    pub fn label(&self) -> String {
-        format!("{}[{}] line {}", self.kind.table(), self.index, self.line)
+    /// Short label for headers and logs: `allow[0] line 9`. Formatted where it is written, so an
+    /// audit event pays no allocation for it.
+    pub fn label(&self) -> RuleLabel<'_> {
+        RuleLabel(self)
     }
 
     /// True when `addr` is in this rule's network, directly or as the IPv4 address it carries.
@@ -104,6 +105,22 @@ impl Rule {
             }
             Matcher::Host(_) => false,
         }
+    }
+}
+
+/// A rule's short label; see [`Rule::label`].
+#[derive(Clone, Copy, Debug)]
+pub struct RuleLabel<'a>(&'a Rule);
+
+impl fmt::Display for RuleLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}[{}] line {}",
+            self.0.kind.table(),
+            self.0.index,
+            self.0.line
+        )
     }
 }
 

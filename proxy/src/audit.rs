@@ -1,17 +1,15 @@
-//! Audit events: exactly one per request or tunnel, emitted when it ends (so byte counts and
-//! duration are final), on the `egressd::audit` tracing target. The field names are part of the
-//! launcher contract (docs/launcher.md).
+//! The audit record of one request or tunnel: filled in as the request is decided and served,
+//! emitted as one [`audit::Request`] event when dropped (so byte counts and duration are final).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use policy::Decision;
+use audit::{Sink, Verdict};
+use policy::{Decision, Rule};
 
-use crate::error::{Failure, rule_label};
-
-pub use policy::AUDIT_TARGET;
+use crate::error::Failure;
 
 /// Byte counters shared with the bodies and tunnels that move the bytes.
 #[derive(Clone, Debug, Default)]
@@ -22,17 +20,23 @@ pub struct Bytes {
     pub down: Arc<AtomicU64>,
 }
 
+/// Who is asking, for every record of one connection.
+#[derive(Clone)]
+pub struct Caller {
+    pub(crate) sink: Sink,
+    pub(crate) sandbox_id: Arc<str>,
+    pub(crate) client: Arc<str>,
+}
+
 /// One request's audit record; emitted when dropped.
-#[derive(Debug)]
 pub struct Audit {
-    sandbox_id: Arc<str>,
-    client: Arc<str>,
+    caller: Caller,
     method: String,
     target: String,
     resolved: Option<SocketAddr>,
-    verdict: &'static str,
+    verdict: Verdict,
     reason: &'static str,
-    rule: Option<String>,
+    rule: Option<Arc<Rule>>,
     status: u16,
     /// Moved bytes, updated by whoever moves them.
     pub bytes: Bytes,
@@ -41,14 +45,13 @@ pub struct Audit {
 
 impl Audit {
     /// A record for a request that just arrived.
-    pub fn new(sandbox_id: Arc<str>, client: Arc<str>, method: &str, target: String) -> Self {
+    pub fn new(caller: Caller, method: &str, target: String) -> Self {
         Self {
-            sandbox_id,
-            client,
+            caller,
             method: method.to_owned(),
             target,
             resolved: None,
-            verdict: "error",
+            verdict: Verdict::Error,
             reason: "unknown",
             rule: None,
             status: 0,
@@ -59,22 +62,29 @@ impl Audit {
 
     /// The destination was allowed and reached at `addr`.
     pub fn allowed(&mut self, decision: &Decision, addr: Option<SocketAddr>, status: u16) {
-        self.verdict = "allow";
+        self.verdict = Verdict::Allow;
         self.reason = decision.reason.code();
-        self.rule = rule_label(decision);
+        self.rule = decision.rule.clone();
         self.resolved = addr;
         self.status = status;
+    }
+
+    /// Refused by egressd itself before any request was read (overload).
+    pub fn failed_with(&mut self, status: http::StatusCode, reason: &'static str) {
+        self.verdict = Verdict::Error;
+        self.reason = reason;
+        self.status = status.as_u16();
     }
 
     /// The request ended with `failure`.
     pub fn failed(&mut self, failure: &Failure) {
         self.verdict = if failure.decision().is_some() {
-            "deny"
+            Verdict::Deny
         } else {
-            "error"
+            Verdict::Error
         };
         self.reason = failure.reason_code();
-        self.rule = failure.decision().and_then(rule_label);
+        self.rule = failure.decision().and_then(|d| d.rule.clone());
         self.status = failure.status().as_u16();
         if let Failure::Connect { addr, .. } | Failure::ConnectTimeout { addr } = failure {
             self.resolved = Some(*addr);
@@ -84,23 +94,19 @@ impl Audit {
 
 impl Drop for Audit {
     fn drop(&mut self) {
-        let resolved = self.resolved.map(|a| a.to_string());
-        let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(
-            target: AUDIT_TARGET,
-            sandbox_id = &*self.sandbox_id,
-            client = &*self.client,
-            method = %self.method,
-            destination = %self.target,
-            resolved = resolved.as_deref().unwrap_or(""),
-            decision = self.verdict,
-            reason = self.reason,
-            rule = self.rule.as_deref().unwrap_or(""),
-            status = self.status,
-            bytes_up = self.bytes.up.load(Ordering::Relaxed),
-            bytes_down = self.bytes.down.load(Ordering::Relaxed),
-            duration_ms = (duration_ms * 1000.0).round() / 1000.0,
-            "request"
-        );
+        self.caller.sink.emit(&audit::Request {
+            sandbox_id: &self.caller.sandbox_id,
+            client: &self.caller.client,
+            method: &self.method,
+            destination: &self.target,
+            resolved: self.resolved,
+            verdict: self.verdict,
+            reason: self.reason,
+            rule: self.rule.as_deref(),
+            status: self.status,
+            bytes_up: self.bytes.up.load(Ordering::Relaxed),
+            bytes_down: self.bytes.down.load(Ordering::Relaxed),
+            duration: self.start.elapsed(),
+        });
     }
 }

@@ -1,12 +1,12 @@
 //! Proxy settings that do not come from the policy: limits, timeouts, identity, parent proxy.
+//! Every default is defined here once; the command line shows these values.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::HeaderValue;
+use crate::parent::ParentProxy;
 
-/// Limits and timeouts. The defaults are documented in docs/launcher.md.
-#[derive(Clone, Debug)]
+/// Limits and timeouts (docs/launcher.md, "Limits and timeouts").
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Time allowed to establish a TCP connection to one address.
     pub connect_timeout: Duration,
@@ -27,31 +27,27 @@ pub struct Limits {
     pub tunnel_buffer_bytes: usize,
 }
 
+impl Limits {
+    /// The defaults.
+    pub const DEFAULT: Self = Self {
+        connect_timeout: Duration::from_secs(10),
+        dns_timeout: Duration::from_secs(5),
+        tunnel_idle_timeout: Duration::from_secs(300),
+        header_read_timeout: Duration::from_secs(10),
+        max_header_bytes: 64 * 1024,
+        max_connections: 1024,
+        response_timeout: Duration::from_secs(60),
+        tunnel_buffer_bytes: 256 * 1024,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(10),
-            dns_timeout: Duration::from_secs(5),
-            tunnel_idle_timeout: Duration::from_secs(300),
-            header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 64 * 1024,
-            max_connections: 1024,
-            response_timeout: Duration::from_secs(60),
-            tunnel_buffer_bytes: 256 * 1024,
-        }
+        Self::DEFAULT
     }
 }
 
-/// A parent HTTP proxy that egressd forwards everything through, after enforcing the policy.
-#[derive(Clone, Debug)]
-pub struct ParentProxy {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// Sent as `Proxy-Authorization` on every request to it.
-    pub authorization: Option<HeaderValue>,
-}
-
-/// Everything the proxy needs besides the policy.
+/// Everything the proxy needs besides the policy and the resolver.
 #[derive(Clone, Debug, Default)]
 pub struct ProxyConfig {
     /// The sandbox this egressd serves: filled into `{sandbox_id}` header templates and logged.

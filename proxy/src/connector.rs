@@ -1,5 +1,6 @@
-//! The connector behind the origin connection pool: every new origin connection is routed through
-//! the policy ([`Router::connect`]), or, with a parent proxy, opened to the parent.
+//! The connector behind the origin connection pool: a new origin connection is opened by the
+//! router ([`Router::open`]: resolution and address checks for a name the caller already decided),
+//! or, with a parent proxy, to the parent.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,8 +15,9 @@ use hyper_util::rt::TokioIo;
 use policy::Target;
 use tokio::net::TcpStream;
 
-use crate::config::ParentProxy;
+use crate::config::Limits;
 use crate::error::Failure;
+use crate::parent::ParentProxy;
 use crate::route::Router;
 
 /// The address an origin connection reached; set in every response's extensions.
@@ -24,9 +26,11 @@ pub struct PeerAddr(pub SocketAddr);
 
 /// Opens origin connections for the pool.
 #[derive(Clone)]
-pub struct Connector {
-    pub(crate) router: Arc<Router>,
-    pub(crate) parent: Option<ParentProxy>,
+pub enum Connector {
+    /// To the origin, through the router.
+    Direct(Arc<Router>),
+    /// To the parent proxy.
+    Parent(ParentProxy, Limits),
 }
 
 /// A pooled origin (or parent proxy) connection.
@@ -46,34 +50,29 @@ impl tower::Service<Uri> for Connector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let router = self.router.clone();
-        let parent = self.parent.clone();
+        let connector = self.clone();
         Box::pin(async move {
-            if let Some(parent) = parent {
-                let stream = dial_parent(&router, parent.addr).await?;
-                return Ok(OriginIo {
-                    io: TokioIo::new(stream),
+            match connector {
+                Connector::Parent(parent, limits) => Ok(OriginIo {
+                    io: TokioIo::new(parent.dial(&limits).await?),
                     peer: parent.addr,
                     via_parent: true,
-                });
+                }),
+                Connector::Direct(router) => {
+                    let host = uri
+                        .host()
+                        .ok_or(Failure::BadRequest("request URI has no host"))?;
+                    let target = Target::new(host, uri.port_u16().unwrap_or(80));
+                    let opened = router.open(&target).await?;
+                    Ok(OriginIo {
+                        io: TokioIo::new(opened.stream),
+                        peer: opened.addr,
+                        via_parent: false,
+                    })
+                }
             }
-            let host = uri
-                .host()
-                .ok_or(Failure::BadRequest("request URI has no host"))?;
-            let target = Target::new(host, uri.port_u16().unwrap_or(80));
-            let routed = router.connect(&target).await?;
-            Ok(OriginIo {
-                io: TokioIo::new(routed.stream),
-                peer: routed.addr,
-                via_parent: false,
-            })
         })
     }
-}
-
-/// Connects to the parent proxy under the connect timeout.
-pub(crate) async fn dial_parent(router: &Router, addr: SocketAddr) -> Result<TcpStream, Failure> {
-    crate::route::dial(addr, router.limits.connect_timeout).await
 }
 
 impl Connection for OriginIo {

@@ -3,12 +3,13 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use http::StatusCode;
 use policy::Decision;
 
 /// Everything that ends a request without a response from the origin.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Failure {
     /// The request cannot be proxied as written.
     #[error("bad request: {0}")]
@@ -16,6 +17,14 @@ pub enum Failure {
     /// The policy refuses the destination as named.
     #[error("denied: {0}")]
     Denied(Decision),
+    /// The name is allowed, but its resolution passes through a name the policy refuses.
+    #[error("denied: the name resolves through {via}, which the policy refuses: {decision}")]
+    ChainDenied {
+        /// The refused name on the CNAME chain.
+        via: String,
+        /// Its decision.
+        decision: Decision,
+    },
     /// The name is allowed, but every address it resolved to is refused.
     #[error("denied: every address refused; first {addr}: {decision}")]
     AddressesDenied {
@@ -39,7 +48,7 @@ pub enum Failure {
         /// The last address tried.
         addr: SocketAddr,
         /// What the last attempt returned.
-        error: io::Error,
+        error: Arc<io::Error>,
     },
     /// The connection did not complete in time.
     #[error("connection to {addr} timed out")]
@@ -63,7 +72,9 @@ impl Failure {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Denied(_) | Self::AddressesDenied { .. } => StatusCode::FORBIDDEN,
+            Self::Denied(_) | Self::ChainDenied { .. } | Self::AddressesDenied { .. } => {
+                StatusCode::FORBIDDEN
+            }
             Self::NoAddress
             | Self::Dns(_)
             | Self::Connect { .. }
@@ -78,9 +89,10 @@ impl Failure {
     /// The stable reason code, sent in the `X-Egressd-Reason` header and the audit log.
     pub fn reason_code(&self) -> &'static str {
         match self {
+            Self::Denied(decision)
+            | Self::ChainDenied { decision, .. }
+            | Self::AddressesDenied { decision, .. } => decision.reason.code(),
             Self::BadRequest(_) => "bad-request",
-            Self::Denied(decision) => decision.reason.code(),
-            Self::AddressesDenied { decision, .. } => decision.reason.code(),
             Self::NoAddress => "no-address",
             Self::Dns(_) => "dns-failure",
             Self::DnsTimeout => "dns-timeout",
@@ -97,13 +109,10 @@ impl Failure {
     /// The policy decision behind a refusal, if the policy refused.
     pub fn decision(&self) -> Option<&Decision> {
         match self {
-            Self::Denied(decision) | Self::AddressesDenied { decision, .. } => Some(decision),
+            Self::Denied(decision)
+            | Self::ChainDenied { decision, .. }
+            | Self::AddressesDenied { decision, .. } => Some(decision),
             _ => None,
         }
     }
-}
-
-/// A rule's short label for headers and logs: `allow[0] line 9`.
-pub fn rule_label(decision: &Decision) -> Option<String> {
-    decision.rule.as_ref().map(|rule| rule.label())
 }

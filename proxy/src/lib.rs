@@ -1,11 +1,18 @@
 //! egressd's HTTP forward proxy: `CONNECT host:port` tunnels and absolute-form requests
-//! (`GET http://host/path`), HTTP/1.1 and 1.0, on loopback or a Unix socket.
+//! (`GET http://host/path`), HTTP/1.1 and 1.0, on loopback or a Unix socket, served by the shared
+//! [`serve`] loop.
 //!
-//! Every request is decided by the [`policy`] crate before anything is dialed: the name first (a
-//! denied name is never resolved), then every address it resolves to; egressd connects only to an
-//! address that passed, and never resolves twice. Attribution headers replace whatever the client
-//! sent under the same names; hop-by-hop headers are stripped. One audit event is emitted per
-//! request or tunnel on the [`AUDIT_TARGET`] tracing target.
+//! Every request is decided by the [`policy`] crate before anything is dialed, once: the name
+//! first (a denied name is never resolved), then every address the shared [`resolve`] resolver
+//! keeps for it, checked again on the requested port; egressd connects only to an address that
+//! passed, and never resolves twice. Attribution headers replace whatever the client sent under
+//! the same names; hop-by-hop headers are stripped. One [`audit::Request`] event is emitted per
+//! request or tunnel.
+//!
+//! The path of a request, file by file: `handler` (connection, dispatch, generation) →
+//! `connect` or `forward` → `route` (resolve, check, dial) or `parent` (chaining) → `tunnel` /
+//! the pooled client → `respond` for refusals, `audit` for the event. docs/architecture.md
+//! draws it.
 //!
 //! What this crate does not do: terminate TLS (`https://` URLs must be tunneled with CONNECT),
 //! HTTP/2 to clients, or its own logging setup (the binary installs the subscriber).
@@ -14,19 +21,20 @@
 mod audit;
 mod body;
 mod config;
+mod connect;
 mod connector;
 mod error;
+mod forward;
+mod handler;
 mod headers;
-mod resolve;
+mod parent;
+mod respond;
 mod route;
-mod server;
-mod service;
 mod tunnel;
 
-pub use audit::AUDIT_TARGET;
-pub use config::{Limits, ParentProxy, ProxyConfig};
+pub use config::{Limits, ProxyConfig};
 pub use error::Failure;
+pub use handler::Proxy;
 pub use headers::{Attribution, strip_hop_by_hop};
-pub use resolve::{Resolver, ResolverSetupError};
-pub use server::{Listener, Proxy};
-pub use service::{REASON_HEADER, RULE_HEADER};
+pub use parent::ParentProxy;
+pub use respond::{REASON_HEADER, RULE_HEADER};

@@ -1,40 +1,42 @@
-//! From a requested destination to an open TCP connection, deciding before dialing:
-//! name decision → resolution (allowed names only) → every address re-checked → dial only
+//! From an allowed destination to an open TCP connection: resolution (names only, through the
+//! shared resolver and its chain filter) → every address checked again on this port → dial only
 //! addresses that passed, in order, each under the connect timeout. The addresses dialed are the
-//! ones checked: nothing is resolved twice.
+//! ones checked: nothing is resolved twice. The name itself was decided by the caller, once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use policy::{Decision, Host, Policy, Target};
+use policy::{Decision, DomainName, Host, Policy, Target};
+use resolve::{Removed, ResolveError, Resolver, UpstreamError};
 use tokio::net::TcpStream;
 
 use crate::config::Limits;
 use crate::error::Failure;
-use crate::resolve::Resolver;
 
-/// What routing needs: the policy and resolver of one generation, and the limits.
+/// What routing needs: one generation's resolver (and its policy), and the limits.
 pub struct Router {
-    pub(crate) policy: Arc<Policy>,
-    pub(crate) resolver: Resolver,
+    pub(crate) resolver: Arc<Resolver>,
     pub(crate) limits: Limits,
 }
 
 /// An open connection to an address that passed the policy.
-pub struct Routed {
+pub struct Opened {
     /// The connection.
     pub stream: TcpStream,
     /// The address it reached.
     pub addr: SocketAddr,
-    /// The decision that allowed it.
-    pub decision: Decision,
 }
 
 impl Router {
+    /// The policy in force for this generation.
+    pub fn policy(&self) -> &Policy {
+        self.resolver.policy()
+    }
+
     /// The policy decision for the destination as named; `Err` when it is refused.
     pub fn decide(&self, target: &Target) -> Result<Decision, Failure> {
-        let decision = self.policy.decide(target);
+        let decision = self.policy().decide(target);
         if decision.is_allowed() {
             Ok(decision)
         } else {
@@ -42,54 +44,73 @@ impl Router {
         }
     }
 
-    /// Decides, resolves and connects.
-    pub async fn connect(&self, target: &Target) -> Result<Routed, Failure> {
-        let decision = self.decide(target)?;
-        let candidates: Vec<(IpAddr, Decision)> = match &target.host {
-            Host::Ip(ip) => vec![(*ip, decision)],
-            Host::Name(name) => {
-                let addrs = self.resolver.resolve(name).await?;
-                let checked: Vec<(IpAddr, Decision)> = addrs
-                    .into_iter()
-                    .map(|addr| {
-                        (
-                            addr,
-                            self.policy.check_resolved(&decision, addr, target.port),
-                        )
-                    })
-                    .collect();
-                if let Some((addr, refused)) = checked.iter().find(|(_, d)| !d.is_allowed()) {
-                    if checked.iter().all(|(_, d)| !d.is_allowed()) {
-                        return Err(Failure::AddressesDenied {
-                            addr: *addr,
-                            decision: refused.clone(),
-                        });
-                    }
-                    tracing::debug!(%addr, reason = refused.reason.code(), "skipping refused address");
-                }
-                checked
-                    .into_iter()
-                    .filter(|(_, d)| d.is_allowed())
-                    .collect()
-            }
-            // `decide` refuses malformed hosts, so this arm is never reached with an allow.
+    /// Resolves (names only), checks every address and connects to the first that answers.
+    /// Call only for a destination [`Router::decide`] allowed.
+    pub async fn open(&self, target: &Target) -> Result<Opened, Failure> {
+        let candidates = match &target.host {
+            // An IP literal was judged whole by `decide`: special ranges and CIDR rules included.
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(name) => self.addresses(name, target.port).await?,
             Host::Malformed(_) => return Err(Failure::BadRequest("malformed host")),
         };
         let mut last = None;
-        for (ip, decision) in candidates {
+        for ip in candidates {
             let addr = SocketAddr::new(ip, target.port);
             match dial(addr, self.limits.connect_timeout).await {
-                Ok(stream) => {
-                    return Ok(Routed {
-                        stream,
-                        addr,
-                        decision,
-                    });
-                }
+                Ok(stream) => return Ok(Opened { stream, addr }),
                 Err(failure) => last = Some(failure),
             }
         }
         Err(last.unwrap_or(Failure::NoAddress))
+    }
+
+    /// The addresses of `name` that may be connected to on `port`, in the resolver's order.
+    async fn addresses(&self, name: &DomainName, port: u16) -> Result<Vec<IpAddr>, Failure> {
+        let found = tokio::time::timeout(self.limits.dns_timeout, self.resolver.addresses(name))
+            .await
+            .map_err(|_| Failure::DnsTimeout)?
+            .map_err(resolve_failure)?;
+        let mut refused: Option<(IpAddr, Decision)> = None;
+        let allowed: Vec<IpAddr> = found
+            .kept
+            .into_iter()
+            .filter(|&addr| match self.policy().check_address(addr, port) {
+                Ok(_) => true,
+                Err(decision) => {
+                    tracing::debug!(%addr, reason = decision.reason.code(), "skipping refused address");
+                    refused.get_or_insert((addr, decision));
+                    false
+                }
+            })
+            .collect();
+        if !allowed.is_empty() {
+            return Ok(allowed);
+        }
+        for removed in found.removed {
+            match removed {
+                Removed::Cname { target, decision } => {
+                    return Err(Failure::ChainDenied {
+                        via: target,
+                        decision,
+                    });
+                }
+                Removed::Address { addr, decision } => {
+                    refused.get_or_insert((addr, decision));
+                }
+                Removed::OffChain => {}
+            }
+        }
+        match refused {
+            Some((addr, decision)) => Err(Failure::AddressesDenied { addr, decision }),
+            None => Err(Failure::NoAddress),
+        }
+    }
+}
+
+fn resolve_failure(error: ResolveError) -> Failure {
+    match error {
+        ResolveError::Upstream(UpstreamError::Timeout) => Failure::DnsTimeout,
+        other => Failure::Dns(other.to_string()),
     }
 }
 
@@ -101,7 +122,10 @@ pub(crate) async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
             let _ = stream.set_nodelay(true);
             Ok(stream)
         }
-        Ok(Err(error)) => Err(Failure::Connect { addr, error }),
+        Ok(Err(error)) => Err(Failure::Connect {
+            addr,
+            error: Arc::new(error),
+        }),
         Err(_) => Err(Failure::ConnectTimeout { addr }),
     }
 }

@@ -5,9 +5,8 @@
 //! ```
 //!
 //! The event's fields keep their order, flattened into the object; an event inside a span gets
-//! `"spans":"conn{client.addr=...}"`. Written straight into the layer's line buffer: the generic
-//! JSON formatter of tracing-subscriber goes through serde and a UTF-8 re-check per write, which
-//! was a tenth of the DNS stub's profile (docs/benchmarks.md).
+//! `"spans":"conn{client.addr=...}"`. The escaping is the audit encoder's ([`audit::json`]), so
+//! both kinds of line are written the same way.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write};
@@ -18,6 +17,8 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use audit::json::{Escaped, string};
 
 /// The event formatter; see the module documentation.
 pub struct JsonLines;
@@ -158,75 +159,9 @@ impl<W: Write> Visit for Fields<'_, W> {
     }
 }
 
-/// A JSON string literal.
-fn string<W: Write>(out: &mut W, value: &str) -> fmt::Result {
-    out.write_str("\"")?;
-    Escaped(&mut *out).write_str(value)?;
-    out.write_str("\"")
-}
-
-fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
-}
-
-/// Escapes what it is given for the inside of a JSON string (RFC 8259 §7).
-struct Escaped<'a, W>(&'a mut W);
-
-impl<W: Write> Write for Escaped<'_, W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if !s.bytes().any(needs_escape) {
-            return self.0.write_str(s);
-        }
-        let mut plain = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let escape = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..0x20 | 0x7f => "",
-                _ => continue,
-            };
-            // Bytes that need escaping are ASCII, so `i` is on a character boundary.
-            self.0.write_str(&s[plain..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            plain = i + 1;
-        }
-        self.0.write_str(&s[plain..])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn escaped(s: &str) -> String {
-        let mut out = String::new();
-        string(&mut out, s).unwrap();
-        out
-    }
-
-    #[test]
-    fn strings_are_escaped_as_serde_json_would_read_them() {
-        for s in [
-            "plain",
-            "",
-            "quote \" and backslash \\",
-            "line\nfeed\r\ttab",
-            "nul \0 bell \x07 esc \x1b del \x7f",
-            "ünïcödé ☃ 𝄞",
-            "\"\"\\\\",
-        ] {
-            let json = escaped(s);
-            let back: String = serde_json::from_str(&json).unwrap();
-            assert_eq!(back, s, "{json}");
-        }
-    }
 
     #[test]
     fn a_line_is_one_json_object_with_fields_in_order() {

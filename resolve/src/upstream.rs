@@ -4,14 +4,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hickory_proto::op::Message;
+use hickory_proto::op::{Edns, Message, MessageType, Query};
+use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::answer::answers;
+/// The UDP payload size egressd offers upstream and accepts from clients (the DNS flag day 2020
+/// recommendation: no fragmentation).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// Why no upstream answered.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
     /// None configured (and none in the host's resolver configuration).
     #[error("no upstream resolver configured")]
@@ -42,6 +45,35 @@ pub async fn ask(
         }
     }
     Err(last)
+}
+
+/// The query egressd sends upstream: a fresh random ID, recursion desired, one question, EDNS
+/// with our payload size.
+pub fn query_for(owner: &Name, qtype: RecordType, id: u16) -> Message {
+    let mut message = Message::query();
+    message.metadata.id = id;
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(owner.clone(), qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(MAX_UDP_PAYLOAD);
+    message.edns = Some(edns);
+    message
+}
+
+/// True when `upstream` answers `sent` (same ID, a response, the same question).
+pub fn answers(sent: &Message, upstream: &Message) -> bool {
+    upstream.metadata.id == sent.metadata.id
+        && upstream.metadata.message_type == MessageType::Response
+        && match (sent.queries.first(), upstream.queries.first()) {
+            (Some(a), Some(b)) => question_eq(a, b),
+            _ => false,
+        }
+}
+
+fn question_eq(a: &Query, b: &Query) -> bool {
+    a.query_type() == b.query_type()
+        && a.query_class() == b.query_class()
+        && a.name().to_lowercase() == b.name().to_lowercase()
 }
 
 async fn ask_one(upstream: SocketAddr, query: &Message, bytes: &[u8]) -> std::io::Result<Message> {

@@ -15,8 +15,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tracing_subscriber::fmt::MakeWriter;
-
 /// How long the writer lets a batch gather after its first line: the most a line waits.
 const GATHER: Duration = Duration::from_millis(2);
 /// A batch this large is written at once.
@@ -47,7 +45,7 @@ impl Shared {
     }
 }
 
-/// The `MakeWriter` handed to a tracing layer. Cheap to clone.
+/// The handle that queues lines for the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Batched {
     shared: Arc<Shared>,
@@ -60,7 +58,7 @@ pub struct Guard {
 }
 
 /// Starts a writer thread named `name` writing to `out`.
-pub fn spawn<W: Write + Send + 'static>(name: &str, out: W) -> io::Result<(Batched, Guard)> {
+pub fn spawn_writer<W: Write + Send + 'static>(name: &str, out: W) -> io::Result<(Batched, Guard)> {
     let shared = Arc::new(Shared::default());
     let thread = std::thread::Builder::new().name(name.to_owned()).spawn({
         let shared = shared.clone();
@@ -135,8 +133,9 @@ impl Drop for Guard {
     }
 }
 
-impl Write for Batched {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+impl Batched {
+    /// Queues `line` (whole lines: the writer never splits what it is given).
+    pub fn push(&self, line: &[u8]) {
         let shared = &*self.shared;
         let mut state = shared.lock();
         while state.queued.len() >= MAX_QUEUED && !state.closed {
@@ -155,19 +154,17 @@ impl Write for Batched {
         if wake {
             shared.wake.notify_one();
         }
+    }
+}
+
+impl Write for Batched {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        self.push(line);
         Ok(line.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Batched {
-    type Writer = Batched;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
     }
 }
 
@@ -195,10 +192,10 @@ mod tests {
     #[test]
     fn every_line_arrives_in_order_from_many_threads_and_in_few_writes() {
         let sink = Sink::default();
-        let (writer, guard) = spawn("test-log", sink.clone()).unwrap();
+        let (writer, guard) = spawn_writer("test-log", sink.clone()).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|t| {
-                let mut w = writer.make_writer();
+                let mut w = writer.clone();
                 std::thread::spawn(move || {
                     for i in 0..20_000 {
                         w.write_all(format!("{t} {i}\n").as_bytes()).unwrap();
@@ -226,8 +223,8 @@ mod tests {
     #[test]
     fn a_single_line_is_written_without_more_traffic() {
         let sink = Sink::default();
-        let (writer, guard) = spawn("test-log", sink.clone()).unwrap();
-        writer.make_writer().write_all(b"one\n").unwrap();
+        let (writer, guard) = spawn_writer("test-log", sink.clone()).unwrap();
+        writer.clone().write_all(b"one\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while sink.bytes.lock().unwrap().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
@@ -250,8 +247,8 @@ mod tests {
 
     #[test]
     fn a_failing_destination_never_stalls_logging() {
-        let (writer, guard) = spawn("test-log", Broken).unwrap();
-        let mut w = writer.make_writer();
+        let (writer, guard) = spawn_writer("test-log", Broken).unwrap();
+        let mut w = writer.clone();
         let line = [b'x'; 1023];
         // Four times what may be queued: this returns only if the writer keeps draining.
         for _ in 0..4 * MAX_QUEUED / 1024 {
@@ -264,8 +261,8 @@ mod tests {
     #[test]
     fn dropping_the_guard_writes_what_is_queued() {
         let sink = Sink::default();
-        let (writer, guard) = spawn("test-log", sink.clone()).unwrap();
-        let mut w = writer.make_writer();
+        let (writer, guard) = spawn_writer("test-log", sink.clone()).unwrap();
+        let mut w = writer.clone();
         for i in 0..1000 {
             w.write_all(format!("{i}\n").as_bytes()).unwrap();
         }

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use crate::answer::Filtered;
+use crate::chain::Answer;
 
 /// Cache key: canonical name and type.
 type Key = (String, RecordType);
 
 struct Entry {
-    answer: Filtered,
+    answer: Answer,
     stored: Instant,
     expires: Instant,
 }
@@ -35,7 +35,7 @@ impl Cache {
 
     /// The answer for `name`/`qtype` at `now`, TTLs reduced by the time spent in the cache; `None`
     /// if absent or expired.
-    pub fn get(&self, name: &str, qtype: RecordType, now: Instant) -> Option<Filtered> {
+    pub fn get(&self, name: &str, qtype: RecordType, now: Instant) -> Option<Answer> {
         let entries = self
             .entries
             .lock()
@@ -54,7 +54,7 @@ impl Cache {
 
     /// Stores `answer` for its `cache_ttl`. Answers with TTL 0 are not stored; when the cache is
     /// full, expired entries are swept, and if it is still full the answer is not stored.
-    pub fn put(&self, name: &str, qtype: RecordType, answer: Filtered, now: Instant) {
+    pub fn put(&self, name: &str, qtype: RecordType, answer: Answer, now: Instant) {
         if answer.cache_ttl == 0 {
             return;
         }
@@ -87,16 +87,16 @@ mod tests {
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{Name, RData, Record};
 
-    fn answer(ttl: u32) -> Filtered {
+    fn answer(ttl: u32) -> Answer {
         let record = Record::from_rdata(
             Name::from_ascii("a.test.").unwrap(),
             ttl,
             RData::A(A([192, 0, 2, 1].into())),
         );
-        Filtered {
+        Answer {
             rcode: ResponseCode::NoError,
             records: vec![record],
-            stripped: 0,
+            removed: Vec::new(),
             cache_ttl: ttl,
         }
     }
@@ -122,10 +122,10 @@ mod tests {
     fn negative_answers_are_cached_and_expire_too() {
         let cache = Cache::new(8);
         let t0 = Instant::now();
-        let negative = Filtered {
+        let negative = Answer {
             rcode: ResponseCode::NXDomain,
             records: vec![],
-            stripped: 0,
+            removed: Vec::new(),
             cache_ttl: 5,
         };
         cache.put("nx.test", RecordType::A, negative.clone(), t0);

@@ -1,0 +1,217 @@
+//! The audit events: one type per kind, each writing its own fields in a fixed order.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use policy::Rule;
+
+use crate::fields as f;
+use crate::json::{Object, millis};
+
+/// An audit event: a kind (the line's `message`) and its fields.
+pub trait Event {
+    /// The line's `message`: what kind of event this is.
+    fn message(&self) -> &'static str;
+    /// Appends the event's fields, in their documented order.
+    fn write_fields(&self, out: &mut Object<'_>);
+}
+
+/// What became of a request or query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed (and served, or at least attempted).
+    Allow,
+    /// The policy refused it.
+    Deny,
+    /// It failed for another reason: malformed, unreachable, overloaded.
+    Error,
+}
+
+impl Verdict {
+    /// The `decision` field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One proxied request or CONNECT tunnel (or a connection refused before its request was read),
+/// written when it ends so byte counts and duration are final.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The sandbox.
+    pub sandbox_id: &'a str,
+    /// The client's address.
+    pub client: &'a str,
+    /// `CONNECT`, `GET`, ...; empty when no request was read.
+    pub method: &'a str,
+    /// The CONNECT authority or absolute URL as requested; empty when no request was read.
+    pub destination: &'a str,
+    /// The address connected to (the parent proxy's when chaining).
+    pub resolved: Option<SocketAddr>,
+    /// Allow, deny or error.
+    pub verdict: Verdict,
+    /// Policy reason or failure code.
+    pub reason: &'a str,
+    /// The deciding rule.
+    pub rule: Option<&'a Rule>,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Bytes client → destination.
+    pub bytes_up: u64,
+    /// Bytes destination → client.
+    pub bytes_down: u64,
+    /// From the request head to the end.
+    pub duration: Duration,
+}
+
+impl Request<'_> {
+    /// The `message` of request events.
+    pub const MESSAGE: &'static str = "request";
+}
+
+impl Event for Request<'_> {
+    fn message(&self) -> &'static str {
+        Self::MESSAGE
+    }
+
+    fn write_fields(&self, out: &mut Object<'_>) {
+        out.str(f::SANDBOX_ID, self.sandbox_id);
+        out.str(f::CLIENT, self.client);
+        out.str(f::METHOD, self.method);
+        out.str(f::DESTINATION, self.destination);
+        out.display_or_empty(f::RESOLVED, self.resolved.as_ref().map(|a| a as _));
+        out.str(f::DECISION, self.verdict.as_str());
+        out.str(f::REASON, self.reason);
+        let label = self.rule.map(Rule::label);
+        out.display_or_empty(f::RULE, label.as_ref().map(|l| l as _));
+        out.u64(f::STATUS, u64::from(self.status));
+        out.u64(f::BYTES_UP, self.bytes_up);
+        out.u64(f::BYTES_DOWN, self.bytes_down);
+        out.f64(f::DURATION_MS, millis(self.duration));
+    }
+}
+
+/// One DNS query answered (or refused) by the stub.
+#[derive(Clone, Copy)]
+pub struct DnsQuery<'a> {
+    /// The sandbox.
+    pub sandbox_id: &'a str,
+    /// The client's address.
+    pub client: &'a dyn fmt::Display,
+    /// `udp` or `tcp`.
+    pub transport: &'static str,
+    /// The name asked, when one could be read.
+    pub name: Option<&'a dyn fmt::Display>,
+    /// The type asked, when one could be read.
+    pub qtype: Option<&'a dyn fmt::Display>,
+    /// Allow, deny or error.
+    pub verdict: Verdict,
+    /// Policy reason or failure code.
+    pub reason: &'a str,
+    /// The deciding rule.
+    pub rule: Option<&'a Rule>,
+    /// The response code sent, as dig prints it.
+    pub rcode: &'static str,
+    /// Records sent.
+    pub answers: usize,
+    /// Records the policy removed.
+    pub stripped: usize,
+    /// Served from the cache.
+    pub cached: bool,
+    /// Time the upstream took, when one was asked.
+    pub upstream: Option<Duration>,
+}
+
+impl DnsQuery<'_> {
+    /// The `message` of DNS query events.
+    pub const MESSAGE: &'static str = "dns query";
+}
+
+impl Event for DnsQuery<'_> {
+    fn message(&self) -> &'static str {
+        Self::MESSAGE
+    }
+
+    fn write_fields(&self, out: &mut Object<'_>) {
+        out.str(f::SANDBOX_ID, self.sandbox_id);
+        out.display(f::CLIENT, self.client);
+        out.str(f::TRANSPORT, self.transport);
+        out.display_or_empty(f::NAME, self.name);
+        out.display_or_empty(f::QTYPE, self.qtype);
+        out.str(f::DECISION, self.verdict.as_str());
+        out.str(f::REASON, self.reason);
+        let label = self.rule.map(Rule::label);
+        out.display_or_empty(f::RULE, label.as_ref().map(|l| l as _));
+        out.str(f::RCODE, self.rcode);
+        out.u64(f::ANSWERS, self.answers as u64);
+        out.u64(f::STRIPPED, self.stripped as u64);
+        out.bool(f::CACHED, self.cached);
+        if let Some(upstream) = self.upstream {
+            out.f64(f::UPSTREAM_MS, millis(upstream));
+        }
+    }
+}
+
+/// A step in the sidecar's life, so an audit trail says under which policy its events happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Listening, readiness line printed.
+    Ready,
+    /// A new policy is in force.
+    Reloaded,
+    /// A reload was refused; the policy named is still in force.
+    ReloadFailed,
+    /// Shutting down: no new connections from here on.
+    Stopping,
+}
+
+impl Step {
+    /// The `event` field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Reloaded => "reloaded",
+            Self::ReloadFailed => "reload-failed",
+            Self::Stopping => "stopping",
+        }
+    }
+}
+
+/// A lifecycle event.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifecycle<'a> {
+    /// The sandbox.
+    pub sandbox_id: &'a str,
+    /// What happened.
+    pub step: Step,
+    /// Where the policy in force came from.
+    pub policy: &'a str,
+    /// Its SHA-256.
+    pub sha256: &'a str,
+    /// Why (a reload error, the reason for stopping).
+    pub detail: Option<&'a str>,
+}
+
+impl Lifecycle<'_> {
+    /// The `message` of lifecycle events.
+    pub const MESSAGE: &'static str = "lifecycle";
+}
+
+impl Event for Lifecycle<'_> {
+    fn message(&self) -> &'static str {
+        Self::MESSAGE
+    }
+
+    fn write_fields(&self, out: &mut Object<'_>) {
+        out.str(f::SANDBOX_ID, self.sandbox_id);
+        out.str(f::EVENT, self.step.as_str());
+        out.str(f::POLICY, self.policy);
+        out.str(f::SHA256, self.sha256);
+        out.str(f::DETAIL, self.detail.unwrap_or(""));
+    }
+}

@@ -1,0 +1,159 @@
+//! The stub's first decision, without I/O: what to do with one packet. A function of the bytes and
+//! the policy only, so it is unit-tested and fuzzed directly.
+
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use policy::{Decision, DomainName, Policy};
+use resolve::Question;
+
+use crate::wire::{self, CLASSIC_UDP_PAYLOAD, Ede};
+
+/// What to do with one incoming packet.
+#[derive(Debug)]
+pub enum Action {
+    /// Nothing: not even a header could be read, or it was not a query.
+    Drop,
+    /// Answer now with this message.
+    Reply(Box<Local>),
+    /// Answer from the resolver (static records, cache or upstream).
+    Forward(Box<Forward>),
+}
+
+/// A reply built here, with what its audit event needs.
+#[derive(Debug)]
+pub struct Local {
+    /// The response.
+    pub message: Message,
+    /// The name asked, as received, if one could be read.
+    pub name: Option<Name>,
+    /// The type asked.
+    pub qtype: Option<RecordType>,
+    /// The policy's decision, when the policy was asked.
+    pub decision: Option<Decision>,
+    /// The largest UDP response the client accepts.
+    pub udp_limit: usize,
+}
+
+/// A query for an allowed name and a type the stub answers.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    /// The client's message, as parsed.
+    pub query: Message,
+    /// The question for the resolver.
+    pub question: Question,
+    /// The policy decision that allowed the name.
+    pub decision: Decision,
+}
+
+impl Local {
+    fn new(query: &Message, rcode: ResponseCode, decision: Option<Decision>) -> Self {
+        let ede = (rcode == ResponseCode::Refused).then_some(Ede::Blocked);
+        Self {
+            message: wire::reply(query, rcode, Vec::new(), ede),
+            name: None,
+            qtype: None,
+            decision,
+            udp_limit: wire::udp_limit(query),
+        }
+    }
+}
+
+/// Reads one packet and decides: drop, answer here (FORMERR, NOTIMP, BADVERS, REFUSED, empty
+/// answers for types not served), or forward to the resolver.
+pub fn classify(bytes: &[u8], policy: &Policy) -> Action {
+    if bytes.len() < 12 {
+        return Action::Drop;
+    }
+    // The header alone: ID, QR and opcode are at fixed offsets, for a FORMERR to a message that
+    // does not parse.
+    let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+    let is_response = bytes[2] & 0x80 != 0;
+    let opcode = OpCode::from_u8((bytes[2] >> 3) & 0x0f);
+    if is_response {
+        return Action::Drop;
+    }
+    let query = match Message::from_vec(bytes) {
+        Ok(query) => query,
+        Err(_) => {
+            return Action::Reply(Box::new(Local {
+                message: wire::bare_reply(id, opcode, ResponseCode::FormErr),
+                name: None,
+                qtype: None,
+                decision: None,
+                udp_limit: usize::from(CLASSIC_UDP_PAYLOAD),
+            }));
+        }
+    };
+    if query.metadata.op_code != OpCode::Query {
+        return Action::Reply(Box::new(Local::new(&query, ResponseCode::NotImp, None)));
+    }
+    if query.queries.len() != 1 {
+        // No question to echo: a reply carrying dozens of them could outgrow any limit.
+        let mut local = Local::new(&query, ResponseCode::FormErr, None);
+        local.message.queries.clear();
+        return Action::Reply(Box::new(local));
+    }
+    if query.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
+        return Action::Reply(Box::new(Local::new(&query, ResponseCode::BADVERS, None)));
+    }
+    let question = &query.queries[0];
+    let qtype = question.query_type();
+    let owner = question.name().clone();
+    let local = |rcode, decision: Option<Decision>| {
+        let mut local = Local::new(&query, rcode, decision);
+        local.name = Some(owner.clone());
+        local.qtype = Some(qtype);
+        Action::Reply(Box::new(local))
+    };
+    if question.query_class() != DNSClass::IN {
+        return local(ResponseCode::Refused, None);
+    }
+    let Ok(name) = DomainName::parse(&owner.to_ascii()) else {
+        return local(ResponseCode::Refused, None);
+    };
+    let decision = policy.decide_resolution(&name);
+    if !decision.is_allowed() {
+        return local(ResponseCode::Refused, Some(decision));
+    }
+    match qtype {
+        RecordType::A | RecordType::AAAA | RecordType::CNAME => {}
+        // HTTPS/SVCB records carry address hints and ECH keys egressd would have to filter; an
+        // empty answer makes clients fall back to A/AAAA, which are filtered.
+        RecordType::HTTPS | RecordType::SVCB => {
+            return local(ResponseCode::NoError, Some(decision));
+        }
+        // ANY, TXT, MX, NULL...: nothing a client needs to reach an allowed host, and the usual
+        // carriers of DNS tunnels.
+        _ => return local(ResponseCode::Refused, Some(decision)),
+    }
+    Action::Forward(Box::new(Forward {
+        question: Question::asked(owner, name, qtype),
+        query,
+        decision,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::Query;
+
+    use super::*;
+
+    #[test]
+    fn multi_question_formerr_echoes_no_question() {
+        let policy = Policy::parse("version = 1\n", "t").unwrap();
+        let mut query = Message::query();
+        for i in 0..30 {
+            query.add_query(Query::query(
+                Name::from_ascii(format!("q{i}.example.")).unwrap(),
+                RecordType::A,
+            ));
+        }
+        let Action::Reply(reply) = classify(&query.to_vec().unwrap(), &policy) else {
+            panic!("expected a reply");
+        };
+        assert_eq!(reply.message.metadata.response_code, ResponseCode::FormErr);
+        assert!(reply.message.queries.is_empty());
+        assert!(wire::encode(&reply.message, 512).unwrap().len() <= 512);
+    }
+}

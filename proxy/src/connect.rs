@@ -1,0 +1,104 @@
+//! `CONNECT host:port`: decided, resolved, checked and dialed before the client hears `200`;
+//! then a tunnel on a tracked task, which keeps the connection's place under the limit.
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use policy::Target;
+
+use crate::audit::Audit;
+use crate::body::{ResponseBody, empty};
+use crate::error::Failure;
+use crate::handler::{Connection, Generation};
+use crate::respond::refuse;
+use crate::tunnel::{self, TunnelEnd};
+
+/// The far side of a tunnel.
+enum Origin {
+    Direct(tokio::net::TcpStream),
+    Parent(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+pub(crate) async fn connect(
+    connection: &Connection,
+    generation: &Generation,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let mut audit = Audit::new(connection.caller.clone(), "CONNECT", authority.clone());
+    let Ok(target) = Target::parse_authority(&authority) else {
+        return refuse(
+            &mut audit,
+            &authority,
+            Failure::BadRequest("CONNECT needs HOST:PORT"),
+        );
+    };
+    let decision = match generation.router.decide(&target) {
+        Ok(decision) => decision,
+        Err(failure) => return refuse(&mut audit, &authority, failure),
+    };
+    let config = &connection.shared.config;
+    let limits = &config.limits;
+    let opened = match &config.parent {
+        None => generation
+            .router
+            .open(&target)
+            .await
+            .map(|opened| (Origin::Direct(opened.stream), opened.addr)),
+        Some(parent) => parent
+            .tunnel(&target, &generation.attribution, limits)
+            .await
+            .map(|upgraded| (Origin::Parent(TokioIo::new(upgraded)), parent.addr)),
+    };
+    let (origin, addr) = match opened {
+        Ok(opened) => opened,
+        Err(failure) => return refuse(&mut audit, &authority, failure),
+    };
+    audit.allowed(&decision, Some(addr), 200);
+    let (idle, buffer) = (limits.tunnel_idle_timeout, limits.tunnel_buffer_bytes);
+    let permit = connection.permit.clone();
+    connection.tasks.spawn(async move {
+        // The connection's place under the limit lives as long as the tunnel.
+        let _permit = permit;
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "client left before the tunnel opened");
+                return;
+            }
+        };
+        let end = match origin {
+            Origin::Direct(stream) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+                Ok(parts) => {
+                    let client = parts.io.into_inner();
+                    // `read_buf` is a view into hyper's whole read buffer (8 KiB or more): copy
+                    // out the few bytes it holds and let the buffer go, or every tunnel keeps one.
+                    let pending = parts.read_buf.to_vec();
+                    drop(parts.read_buf);
+                    tunnel::run_tcp(client, &pending, stream, &audit.bytes, idle, buffer).await
+                }
+                Err(upgraded) => {
+                    tunnel::run(TokioIo::new(upgraded), stream, &audit.bytes, idle, buffer).await
+                }
+            },
+            Origin::Parent(io) => {
+                tunnel::run(TokioIo::new(upgraded), io, &audit.bytes, idle, buffer).await
+            }
+        };
+        match end {
+            TunnelEnd::Closed => {}
+            TunnelEnd::Idle => {
+                tracing::debug!(target = %authority, "tunnel closed after the idle timeout")
+            }
+            TunnelEnd::Error(error) => {
+                tracing::debug!(target = %authority, %error, "tunnel ended with an error")
+            }
+        }
+        drop(audit);
+    });
+    Response::new(empty())
+}

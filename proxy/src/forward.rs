@@ -1,0 +1,75 @@
+//! Absolute-form requests (`GET http://host/path`): decided once, then sent over the generation's
+//! pooled client, whose connector resolves, checks and dials (or reaches the parent proxy).
+//! Hop-by-hop headers go in both directions; attribution headers replace the client's.
+
+use http::header;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use policy::Target;
+
+use crate::audit::Audit;
+use crate::body::{Counted, ResponseBody};
+use crate::connector::PeerAddr;
+use crate::error::Failure;
+use crate::handler::{Connection, Generation, client_failure};
+use crate::headers::strip_hop_by_hop;
+use crate::respond::refuse;
+
+pub(crate) async fn forward(
+    connection: &Connection,
+    generation: &Generation,
+    mut req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let uri_text = req.uri().to_string();
+    let mut audit = Audit::new(
+        connection.caller.clone(),
+        req.method().as_str(),
+        uri_text.clone(),
+    );
+    let host = match (req.uri().scheme_str(), req.uri().host()) {
+        (Some("http"), Some(host)) => host,
+        (Some(_), Some(_)) => {
+            let failure = Failure::BadRequest(
+                "only http:// URLs are forwarded; tunnel https:// with CONNECT",
+            );
+            return refuse(&mut audit, &uri_text, failure);
+        }
+        _ => {
+            let failure = Failure::BadRequest(
+                "egressd is a forward proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port",
+            );
+            return refuse(&mut audit, &uri_text, failure);
+        }
+    };
+    let target = Target::new(host, req.uri().port_u16().unwrap_or(80));
+    let decision = match generation.router.decide(&target) {
+        Ok(decision) => decision,
+        Err(failure) => return refuse(&mut audit, &uri_text, failure),
+    };
+    let config = &connection.shared.config;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    // The origin learns the host from the request URI, never from a header the sandbox wrote.
+    headers.remove(header::HOST);
+    generation.attribution.apply(headers);
+    if let Some(parent) = &config.parent {
+        parent.authorize(headers);
+    }
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, Counted::new(body, audit.bytes.up.clone()));
+    let timeout = config.limits.response_timeout;
+    let response = match tokio::time::timeout(timeout, generation.client.request(req)).await {
+        Err(_) => return refuse(&mut audit, &uri_text, Failure::ResponseTimeout),
+        Ok(Err(error)) => return refuse(&mut audit, &uri_text, client_failure(&error)),
+        Ok(Ok(response)) => response,
+    };
+    let peer = response.extensions().get::<PeerAddr>().map(|p| p.0);
+    audit.allowed(&decision, peer, response.status().as_u16());
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let down = audit.bytes.down.clone();
+    Response::from_parts(
+        parts,
+        http_body_util::BodyExt::boxed(Counted::with_audit(body, down, audit)),
+    )
+}

@@ -1,0 +1,191 @@
+//! The proxy as a [`serve::Handler`]: one HTTP/1 connection per accepted socket, each request
+//! dispatched to [`crate::connect`] or [`crate::forward`] under the policy generation in force
+//! when it arrived.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit::Sink;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use resolve::Resolver;
+use serve::{Conn, Handler, Peer, Snapshot};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::{Audit, Caller};
+use crate::body::{Counted, ResponseBody};
+use crate::config::ProxyConfig;
+use crate::connector::Connector;
+use crate::error::Failure;
+use crate::headers::Attribution;
+use crate::respond::{OVERLOADED, OVERLOADED_STATUS};
+use crate::route::Router;
+
+/// How long an idle pooled origin connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+/// Idle pooled connections kept per origin.
+const POOL_PER_HOST: usize = 32;
+
+/// The forward proxy. Cheap to clone; every clone serves the same state.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    generation: Snapshot<Generation>,
+    pub(crate) config: ProxyConfig,
+    sandbox_id: Arc<str>,
+    sink: Sink,
+}
+
+/// Everything that changes when the policy is reloaded.
+pub(crate) struct Generation {
+    pub(crate) router: Arc<Router>,
+    pub(crate) attribution: Attribution,
+    pub(crate) client: Client<Connector, Counted<Incoming>>,
+}
+
+/// What every request of one connection shares.
+pub(crate) struct Connection {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) caller: Caller,
+    /// The connection's place under the limit; tunnels keep it for their whole life.
+    pub(crate) permit: Arc<OwnedSemaphorePermit>,
+    /// Where tunnels run, drained at shutdown.
+    pub(crate) tasks: TaskTracker,
+}
+
+impl Generation {
+    fn new(resolver: Arc<Resolver>, config: &ProxyConfig) -> Self {
+        let policy = resolver.policy().clone();
+        let attribution =
+            Attribution::render(policy.headers(), &config.extra_headers, &config.sandbox_id);
+        let router = Arc::new(Router {
+            resolver,
+            limits: config.limits.clone(),
+        });
+        let connector = match &config.parent {
+            None => Connector::Direct(router.clone()),
+            Some(parent) => Connector::Parent(parent.clone(), config.limits.clone()),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(POOL_PER_HOST)
+            .set_host(true)
+            .build(connector);
+        Self {
+            router,
+            attribution,
+            client,
+        }
+    }
+}
+
+impl Proxy {
+    /// The proxy for the policy of `resolver`, which resolves the names it allows; audit events
+    /// go to `sink`.
+    pub fn new(resolver: Arc<Resolver>, config: ProxyConfig, sink: Sink) -> Self {
+        let generation = Generation::new(resolver, &config);
+        Self {
+            shared: Arc::new(Shared {
+                generation: Snapshot::new(generation),
+                sandbox_id: Arc::from(config.sandbox_id.as_str()),
+                config,
+                sink,
+            }),
+        }
+    }
+
+    /// Puts a new policy generation in force atomically: requests already decided finish under
+    /// the old one, new requests see the new one, and pooled origin connections are not reused
+    /// across the change (the pool belongs to the generation).
+    pub fn reload(&self, resolver: Arc<Resolver>) {
+        let generation = Generation::new(resolver, &self.shared.config);
+        self.shared.generation.store(generation);
+    }
+
+    fn caller(&self, peer: Peer) -> Caller {
+        Caller {
+            sink: self.shared.sink.clone(),
+            sandbox_id: self.shared.sandbox_id.clone(),
+            client: Arc::from(peer.to_string()),
+        }
+    }
+}
+
+impl<Io> Handler<Io> for Proxy
+where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn serve(self, conn: Conn<Io>) {
+        let limits = &self.shared.config.limits;
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .keep_alive(true);
+        let connection = Arc::new(Connection {
+            caller: self.caller(conn.peer),
+            shared: self.shared.clone(),
+            permit: Arc::new(conn.permit),
+            tasks: conn.tasks,
+        });
+        let service = service_fn(move |req| handle(connection.clone(), req));
+        let http = builder
+            .serve_connection(TokioIo::new(conn.io), service)
+            .with_upgrades();
+        tokio::pin!(http);
+        let result = tokio::select! {
+            result = http.as_mut() => result,
+            () = conn.shutdown.cancelled() => {
+                http.as_mut().graceful_shutdown();
+                http.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "client connection ended with an error");
+        }
+    }
+
+    /// Says 503 without reading the request, within two seconds at most, and audits it.
+    async fn overloaded(self, mut io: Io, peer: Peer) {
+        let mut audit = Audit::new(self.caller(peer), "", String::new());
+        audit.failed_with(OVERLOADED_STATUS, "overloaded");
+        let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(OVERLOADED)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+    }
+}
+
+/// Serves one request under the generation in force now.
+async fn handle(
+    connection: Arc<Connection>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+    let generation = connection.shared.generation.load();
+    let response = if req.method() == Method::CONNECT {
+        crate::connect::connect(&connection, &generation, req).await
+    } else {
+        crate::forward::forward(&connection, &generation, req).await
+    };
+    Ok(response)
+}
+
+/// The failure behind a pool client error: the connector's own, or an upstream protocol error.
+pub(crate) fn client_failure(error: &hyper_util::client::legacy::Error) -> Failure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(failure) = e.downcast_ref::<Failure>() {
+            return failure.clone();
+        }
+        source = e.source();
+    }
+    Failure::Upstream(format!("{error:#}"))
+}

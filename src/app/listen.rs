@@ -1,0 +1,128 @@
+//! Binding every listener and starting its loop on the shared serve loop. A listener that cannot
+//! be bound fails start-up (exit 3); one whose loop fails later ends the process (exit 4).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use dnsstub::Stub;
+use proxy::Proxy;
+use serve::Server;
+use tokio::task::JoinSet;
+
+use crate::exit::Failure;
+
+/// The running accept and receive loops; one ending with an error ends the process.
+pub type Loops = JoinSet<anyhow::Result<()>>;
+
+/// Binds the proxy's TCP listener and starts it.
+pub async fn proxy_tcp(
+    addr: SocketAddr,
+    proxy: &Proxy,
+    server: &Server,
+    loops: &mut Loops,
+) -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+        .map_err(Failure::start)?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")
+        .map_err(Failure::start)?;
+    let (proxy, server) = (proxy.clone(), server.clone());
+    loops.spawn(async move {
+        server
+            .serve("proxy", listener, proxy)
+            .await
+            .map_err(|e| anyhow!("proxy listener: {e}"))
+    });
+    Ok(bound)
+}
+
+/// Binds the proxy's Unix socket and starts it.
+#[cfg(unix)]
+pub fn proxy_unix(
+    path: &Path,
+    proxy: &Proxy,
+    server: &Server,
+    loops: &mut Loops,
+) -> Result<(), Failure> {
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on unix socket {}", path.display()))
+        .map_err(Failure::start)?;
+    let (proxy, server) = (proxy.clone(), server.clone());
+    loops.spawn(async move {
+        server
+            .serve("proxy unix", listener, proxy)
+            .await
+            .map_err(|e| anyhow!("unix listener: {e}"))
+    });
+    Ok(())
+}
+
+/// Unix sockets do not exist here; settings refuse `--proxy-unix` before this is reached.
+#[cfg(not(unix))]
+pub fn proxy_unix(_: &Path, _: &Proxy, _: &Server, _: &mut Loops) -> Result<(), Failure> {
+    Err(Failure::bad_input(anyhow!(
+        "--proxy-unix needs a Unix system"
+    )))
+}
+
+/// Binds the stub's UDP socket and a TCP listener on the same port, both exclusively. With port 0,
+/// the kernel's UDP port may be taken for TCP; a few fresh tries settle it. One receive loop per
+/// core shares the UDP socket, so queries are answered on every core. (`SO_REUSEPORT` would do the
+/// same with one socket per core, but a port-0 bind with it may join another same-user process's
+/// group: another sandbox's stub could receive this sandbox's queries.)
+pub async fn dns(
+    addr: SocketAddr,
+    stub: &Stub,
+    server: &Server,
+    loops: &mut Loops,
+) -> Result<SocketAddr, Failure> {
+    let receivers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut last = None;
+    for _ in 0..10 {
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (DNS, UDP)"))
+            .map_err(Failure::start)?;
+        let bound = udp
+            .local_addr()
+            .context("cannot read the bound DNS address")
+            .map_err(Failure::start)?;
+        let tcp = match tokio::net::TcpListener::bind(bound).await {
+            Ok(tcp) => tcp,
+            Err(e) if addr.port() == 0 => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => {
+                return Err(Failure::start(anyhow!(
+                    "cannot listen on {bound} (DNS, TCP): {e}"
+                )));
+            }
+        };
+        let udp = Arc::new(udp);
+        for _ in 0..receivers {
+            let (stub, server, udp) = (stub.clone(), server.clone(), udp.clone());
+            loops.spawn(async move {
+                stub.serve_udp(udp, &server)
+                    .await
+                    .map_err(|e| anyhow!("DNS UDP listener: {e}"))
+            });
+        }
+        let (stub, server) = (stub.clone(), server.clone());
+        loops.spawn(async move {
+            server
+                .serve("dns tcp", tcp, stub)
+                .await
+                .map_err(|e| anyhow!("DNS TCP listener: {e}"))
+        });
+        return Ok(bound);
+    }
+    Err(Failure::start(anyhow!(
+        "cannot find a port free for both DNS UDP and TCP on {addr}: {last:?}"
+    )))
+}

@@ -1,0 +1,221 @@
+//! The App: the one owner of the sidecar's life. `egressd run` builds it from flags; it starts
+//! (builds the resolver, proxy and stub, binds every listener), announces (the readiness line),
+//! serves until asked to stop (reloading on SIGHUP), drains, cleans up and says how to exit.
+//! docs/architecture.md walks through it; docs/launcher.md is the contract it keeps.
+
+mod listen;
+mod ready;
+mod settings;
+mod stop;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, anyhow};
+use audit::{Lifecycle, Sink, Step};
+use dnsstub::Stub;
+use policy::Policy;
+use proxy::Proxy;
+use resolve::{Lookups, Resolver};
+use serve::Server;
+use tokio_util::sync::CancellationToken;
+
+use crate::exit::{Exit, Failure};
+use crate::load;
+use listen::Loops;
+use ready::{Bound, PolicyInfo, Ready};
+pub use settings::Settings;
+use stop::{Request, Requests};
+
+/// A started sidecar: everything bound, nothing announced yet.
+pub struct App {
+    settings: Settings,
+    sink: Sink,
+    generations: Generations,
+    policy: PolicyInfo,
+    proxy: Proxy,
+    stub: Option<Stub>,
+    proxy_server: Server,
+    dns_server: Server,
+    shutdown: CancellationToken,
+    loops: Loops,
+    bound: Bound,
+}
+
+/// What every policy generation's resolver shares: settings, the bound on lookups in flight, and
+/// the host's resolvers (read once, when a policy first needs them).
+struct Generations {
+    settings: resolve::Settings,
+    lookups: Lookups,
+    system_upstreams: OnceLock<Vec<SocketAddr>>,
+}
+
+impl Generations {
+    /// A resolver (and so a policy generation) for `policy`.
+    fn resolver(&self, policy: Policy) -> Arc<Resolver> {
+        let system: &[SocketAddr] = if policy.dns().upstreams.is_empty() {
+            self.system_upstreams.get_or_init(resolve::system_upstreams)
+        } else {
+            &[]
+        };
+        Arc::new(Resolver::new(
+            Arc::new(policy),
+            system,
+            &self.settings,
+            self.lookups.clone(),
+        ))
+    }
+}
+
+impl App {
+    /// Builds the proxy and the stub for `policy` and binds every listener. Fails (exit 3) if a
+    /// listener cannot be bound; nothing has been announced then.
+    pub async fn start(settings: Settings, policy: Policy, sink: Sink) -> Result<Self, Failure> {
+        let generations = Generations {
+            lookups: Lookups::new(settings.resolver.max_lookups),
+            settings: settings.resolver.clone(),
+            system_upstreams: OnceLock::new(),
+        };
+        let info = PolicyInfo {
+            origin: policy.origin().to_owned(),
+            sha256: policy.digest().to_owned(),
+        };
+        let resolver = generations.resolver(policy);
+        let shutdown = CancellationToken::new();
+        let proxy_server = Server::new(settings.proxy.limits.max_connections, shutdown.clone());
+        let dns_server = Server::new(settings.stub.max_tcp_connections, shutdown.clone());
+        let mut loops = Loops::new();
+        let proxy = Proxy::new(resolver.clone(), settings.proxy.clone(), sink.clone());
+        let mut bound = Bound {
+            proxy: listen::proxy_tcp(settings.proxy_listen, &proxy, &proxy_server, &mut loops)
+                .await?,
+            proxy_unix: settings.proxy_unix.clone(),
+            dns: None,
+        };
+        if let Some(path) = &settings.proxy_unix {
+            listen::proxy_unix(path, &proxy, &proxy_server, &mut loops)?;
+        }
+        let stub = match settings.dns_listen {
+            None => None,
+            Some(addr) => {
+                let stub = Stub::new(resolver, settings.stub.clone(), sink.clone());
+                bound.dns = Some(listen::dns(addr, &stub, &dns_server, &mut loops).await?);
+                Some(stub)
+            }
+        };
+        Ok(Self {
+            settings,
+            sink,
+            generations,
+            policy: info,
+            proxy,
+            stub,
+            proxy_server,
+            dns_server,
+            shutdown,
+            loops,
+            bound,
+        })
+    }
+
+    /// Announces readiness, serves until a stop request (or a listener failure), drains and cleans
+    /// up. `Ok(Exit::Ok)` after a clean stop; exit 4 when a listener failed.
+    pub async fn run(mut self) -> Result<Exit, Failure> {
+        let mut requests = Requests::install(self.settings.exit_on_stdin_eof)
+            .context("cannot install signal handlers")
+            .map_err(Failure::start)?;
+        let ready = Ready::new(&self.settings.sandbox_id, &self.bound, self.policy.clone());
+        ready.announce(self.settings.ready_file.as_deref())?;
+        self.lifecycle(Step::Ready, None);
+        tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, sandbox_id = %self.settings.sandbox_id, "ready");
+        let outcome = loop {
+            tokio::select! {
+                request = requests.next() => match request {
+                    Request::Shutdown(why) => break Ok(why),
+                    Request::Reload => self.reload(),
+                },
+                ended = self.loops.join_next() => {
+                    break Err(match ended {
+                        Some(Ok(Err(e))) => e,
+                        Some(Err(e)) => anyhow!("listener task failed: {e}"),
+                        Some(Ok(Ok(()))) | None => anyhow!("a listener stopped"),
+                    });
+                }
+            }
+        };
+        let why = match &outcome {
+            Ok(why) => (*why).to_owned(),
+            Err(error) => format!("{error:#}"),
+        };
+        self.lifecycle(Step::Stopping, Some(&why));
+        self.shutdown.cancel();
+        // The accept loops return at once when cancelled; waiting for them means every listening
+        // socket is closed before draining starts, so no connection is accepted after this point.
+        while self.loops.join_next().await.is_some() {}
+        let created: Vec<&Path> = [&self.settings.proxy_unix, &self.settings.ready_file]
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path())
+            .collect();
+        ready::cleanup(&created);
+        if let Err(error) = outcome {
+            tracing::error!(%error, "exiting");
+            return Err(Failure {
+                code: Exit::RuntimeFailed,
+                error,
+            });
+        }
+        tracing::info!(%why, deadline = ?self.settings.drain_timeout, "shutting down; draining");
+        let deadline = self.settings.drain_timeout;
+        let (proxy, dns) = tokio::join!(
+            self.proxy_server.drain(deadline),
+            self.dns_server.drain(deadline)
+        );
+        if proxy.left + dns.left > 0 {
+            tracing::warn!(
+                open = proxy.left + dns.left,
+                "drain deadline passed; closing what is left"
+            );
+        }
+        Ok(Exit::Ok)
+    }
+
+    /// Rereads the policy file; a bad one is logged and the current policy stays.
+    fn reload(&mut self) {
+        let Some(path) = self.settings.policy_path.clone() else {
+            tracing::info!("SIGHUP: running the built-in policy; nothing to reload");
+            return;
+        };
+        match load::policy(Some(&path)) {
+            Err(failure) => {
+                let error = format!("{:#}", failure.error);
+                tracing::error!(%error, "SIGHUP: policy reload failed; keeping the current policy");
+                self.lifecycle(Step::ReloadFailed, Some(&error));
+            }
+            Ok(policy) => {
+                self.policy = PolicyInfo {
+                    origin: policy.origin().to_owned(),
+                    sha256: policy.digest().to_owned(),
+                };
+                let resolver = self.generations.resolver(policy);
+                self.proxy.reload(resolver.clone());
+                if let Some(stub) = &self.stub {
+                    stub.reload(resolver);
+                }
+                tracing::info!(policy = %path.display(), sha256 = %self.policy.sha256, "SIGHUP: policy reloaded");
+                self.lifecycle(Step::Reloaded, None);
+            }
+        }
+    }
+
+    fn lifecycle(&self, step: Step, detail: Option<&str>) {
+        self.sink.emit(&Lifecycle {
+            sandbox_id: &self.settings.sandbox_id,
+            step,
+            policy: &self.policy.origin,
+            sha256: &self.policy.sha256,
+            detail,
+        });
+    }
+}

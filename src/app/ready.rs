@@ -1,0 +1,117 @@
+//! The readiness line: the launcher contract's one JSON object (docs/launcher.md, "Readiness"),
+//! printed on stdout and optionally written to a file, once everything is bound.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::exit::Failure;
+
+/// The readiness line.
+#[derive(Serialize)]
+pub struct Ready {
+    event: &'static str,
+    version: &'static str,
+    pid: u32,
+    sandbox_id: String,
+    proxy: String,
+    proxy_url: String,
+    proxy_unix: Option<String>,
+    dns: Option<String>,
+    policy: PolicyInfo,
+    env: BTreeMap<&'static str, String>,
+}
+
+/// The policy in force at start.
+#[derive(Clone, Serialize)]
+pub struct PolicyInfo {
+    /// Its path, or `<built-in>`.
+    pub origin: String,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+/// Where egressd ended up listening.
+pub struct Bound {
+    /// The proxy's TCP address.
+    pub proxy: SocketAddr,
+    /// The proxy's Unix socket.
+    pub proxy_unix: Option<PathBuf>,
+    /// The DNS stub's address.
+    pub dns: Option<SocketAddr>,
+}
+
+impl Ready {
+    /// The line for `bound` listeners.
+    pub fn new(sandbox_id: &str, bound: &Bound, policy: PolicyInfo) -> Self {
+        let url = format!("http://{}", bound.proxy);
+        let no_proxy = "localhost,127.0.0.1,::1".to_owned();
+        let env = BTreeMap::from([
+            ("HTTP_PROXY", url.clone()),
+            ("HTTPS_PROXY", url.clone()),
+            ("http_proxy", url.clone()),
+            ("https_proxy", url.clone()),
+            ("NO_PROXY", no_proxy.clone()),
+            ("no_proxy", no_proxy),
+        ]);
+        Self {
+            event: "ready",
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            sandbox_id: sandbox_id.to_owned(),
+            proxy: bound.proxy.to_string(),
+            proxy_url: url,
+            proxy_unix: bound.proxy_unix.as_ref().map(|p| p.display().to_string()),
+            dns: bound.dns.map(|a| a.to_string()),
+            policy,
+            env,
+        }
+    }
+
+    /// Writes the ready file (aside, then renamed into place; readable by its owner only) and
+    /// prints the line.
+    pub fn announce(&self, ready_file: Option<&Path>) -> Result<(), Failure> {
+        let line = serde_json::to_string(self)
+            .context("cannot encode the readiness line")
+            .map_err(Failure::start)?;
+        if let Some(path) = ready_file {
+            write_private(path, &format!("{line}\n"))
+                .with_context(|| format!("cannot write ready file {}", path.display()))
+                .map_err(Failure::start)?;
+        }
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .context("cannot write the readiness line")
+            .map_err(Failure::start)?;
+        Ok(())
+    }
+}
+
+/// Writes `text` to `path` atomically: into `PATH.tmp` (mode 0600 on Unix), then renamed.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".tmp");
+    let aside = PathBuf::from(aside);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&aside)?;
+    file.write_all(text.as_bytes())?;
+    drop(file);
+    std::fs::rename(&aside, path)
+}
+
+/// Removes what egressd created at start (the Unix socket, the ready file).
+pub fn cleanup(paths: &[&Path]) {
+    for path in paths {
+        if let Err(error) = std::fs::remove_file(path) {
+            tracing::debug!(path = %path.display(), %error, "could not remove at exit");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! From `egressd run`'s flags to what the App needs: every check of a flag's value happens here,
+//! before anything starts, so a bad flag exits 2 with nothing bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use dnsstub::StubConfig;
+use policy::HeaderTemplate;
+use proxy::{Limits, ParentProxy, ProxyConfig};
+
+use crate::cli::RunArgs;
+use crate::exit::Failure;
+
+/// What `egressd run` was asked to do.
+pub struct Settings {
+    /// The policy file; `None`: the built-in policy (nothing to reload).
+    pub policy_path: Option<PathBuf>,
+    /// The sandbox's identity.
+    pub sandbox_id: String,
+    /// The proxy's TCP address.
+    pub proxy_listen: SocketAddr,
+    /// The proxy's Unix socket, if any.
+    pub proxy_unix: Option<PathBuf>,
+    /// The DNS stub's address; `None` without a stub.
+    pub dns_listen: Option<SocketAddr>,
+    /// Where to write the readiness line too.
+    pub ready_file: Option<PathBuf>,
+    /// Stop when stdin closes.
+    pub exit_on_stdin_eof: bool,
+    /// How long draining may take.
+    pub drain_timeout: Duration,
+    /// The proxy's settings.
+    pub proxy: ProxyConfig,
+    /// The stub's settings.
+    pub stub: StubConfig,
+    /// The resolver's settings.
+    pub resolver: resolve::Settings,
+}
+
+impl Settings {
+    /// Checks and converts the flags.
+    pub fn from_args(args: &RunArgs) -> Result<Self, Failure> {
+        let dns_listen = (!args.no_dns).then_some(args.dns_listen);
+        for (flag, addr) in [
+            ("--proxy-listen", Some(args.proxy_listen)),
+            ("--dns-listen", dns_listen),
+        ] {
+            if let Some(addr) = addr
+                && !addr.ip().is_loopback()
+                && !args.danger_listen_non_loopback
+            {
+                return Err(Failure::bad_input(anyhow!(
+                    "{flag} {addr} is not a loopback address; add --danger-listen-non-loopback if you mean it"
+                )));
+            }
+        }
+        #[cfg(not(unix))]
+        if args.proxy_unix.is_some() {
+            return Err(Failure::bad_input(anyhow!(
+                "--proxy-unix needs a Unix system"
+            )));
+        }
+        let l = &args.limits;
+        let limits = Limits {
+            connect_timeout: l.connect_timeout.0,
+            dns_timeout: l.dns_timeout.0,
+            tunnel_idle_timeout: l.tunnel_idle_timeout.0,
+            header_read_timeout: l.header_read_timeout.0,
+            max_header_bytes: l.max_header_bytes as usize,
+            max_connections: l.max_connections as usize,
+            response_timeout: l.response_timeout.0,
+            ..Limits::DEFAULT
+        };
+        Ok(Self {
+            policy_path: args.policy.clone(),
+            sandbox_id: args.sandbox_id.clone(),
+            proxy_listen: args.proxy_listen,
+            proxy_unix: args.proxy_unix.clone(),
+            dns_listen,
+            ready_file: args.ready_file.clone(),
+            exit_on_stdin_eof: args.exit_on_stdin_eof,
+            drain_timeout: args.drain_timeout.0,
+            proxy: ProxyConfig {
+                sandbox_id: args.sandbox_id.clone(),
+                extra_headers: extra_headers(&args.headers)?,
+                limits,
+                parent: parent_proxy(args)?,
+            },
+            stub: StubConfig {
+                sandbox_id: args.sandbox_id.clone(),
+                ..StubConfig::default()
+            },
+            resolver: resolve::Settings::DEFAULT,
+        })
+    }
+}
+
+fn extra_headers(headers: &[String]) -> Result<Vec<HeaderTemplate>, Failure> {
+    headers
+        .iter()
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| {
+            let (name, value) = h.split_once(':').ok_or_else(|| {
+                Failure::bad_input(anyhow!("--header {h:?}: write 'Name: value'"))
+            })?;
+            HeaderTemplate::parse(name.trim(), value.trim())
+                .map_err(|e| Failure::bad_input(anyhow!("--header {h:?}: {e}")))
+        })
+        .collect()
+}
+
+fn parent_proxy(args: &RunArgs) -> Result<Option<ParentProxy>, Failure> {
+    let Some(addr) = args.parent_proxy else {
+        return Ok(None);
+    };
+    let authorization = match &args.parent_proxy_auth {
+        None => None,
+        Some(value) => Some(http::HeaderValue::from_str(value).map_err(|_| {
+            Failure::bad_input(anyhow!("--parent-proxy-auth is not a valid header value"))
+        })?),
+    };
+    Ok(Some(ParentProxy {
+        addr,
+        authorization,
+    }))
+}
