@@ -55,10 +55,14 @@ pub enum Command {
     ///
     /// Exit status: 0 on success, 2 for bad input.
     Nft(NftArgs),
-    /// Print the network section of a sandbox-exec profile: outbound only to egressd's ports.
+    /// Print the network section of a sandbox-exec profile: outbound only to loopback and
+    /// egressd's ports, and no system resolver.
     ///
-    /// Denies all other outbound traffic, including the system resolver's socket. Append it at the
-    /// end of the profile; see docs/launcher.md.
+    /// Denies every other outbound connection, loopback port 53, the system resolver's socket and
+    /// its Mach services (com.apple.dnssd.service and mDNSResponder's others); trust services
+    /// that TLS certificate checks need are left alone. Loopback is open by default (CI jobs call
+    /// their own servers); --loopback sidecar closes it but for egressd. Append the section at
+    /// the end of the profile; see docs/sbpl.md and docs/launcher.md.
     ///
     /// Exit status: 0 on success, 2 for bad input.
     Sbpl(SbplArgs),
@@ -285,7 +289,8 @@ pub struct SidecarArgs {
     /// Take the addresses from the readiness JSON of a running `egressd run` (its --ready-file).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["proxy_port", "dns_port"])]
     pub from_ready: Option<PathBuf>,
-    /// Also let the user reach every other loopback port (sidecar-only, sbpl).
+    /// Also let the user reach every other loopback port (pf/nft sidecar-only; sbpl opens
+    /// loopback by default, see --loopback).
     #[arg(long)]
     pub allow_loopback: bool,
 }
@@ -313,6 +318,10 @@ pub struct NftArgs {
 pub struct SbplArgs {
     #[command(flatten)]
     pub sidecar: SidecarArgs,
+    /// What the job may reach on loopback besides egressd: open (every port but 53: the job's own
+    /// test servers and databases) or sidecar (egressd's ports only).
+    #[arg(long, value_enum, default_value_t = LoopbackArg::Open, conflicts_with = "allow_loopback")]
+    pub loopback: LoopbackArg,
     /// Write the section to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -328,4 +337,10 @@ pub enum FirewallMode {
 pub enum BlockPolicyArg {
     Return,
     Drop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoopbackArg {
+    Open,
+    Sidecar,
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow};
 use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort};
 
 use crate::cli::{
-    BlockPolicyArg, FirewallArgs, FirewallMode, NftArgs, PfArgs, SbplArgs, SidecarArgs,
+    BlockPolicyArg, FirewallArgs, FirewallMode, LoopbackArg, NftArgs, PfArgs, SbplArgs, SidecarArgs,
 };
 use crate::exit::{Exit, Failure};
 use crate::load;
@@ -40,8 +40,12 @@ pub fn sbpl(args: &SbplArgs) -> Result<Exit, Failure> {
     let ports = sidecar_ports(&args.sidecar)?;
     let proxy = ports.iter().find(|p| !p.udp).map(|p| p.port);
     let dns = ports.iter().find(|p| p.udp).map(|p| p.port);
-    let text = pf::sbpl::render(&generator(), proxy, dns, args.sidecar.allow_loopback)
-        .map_err(Failure::bad_input)?;
+    // --allow-loopback (shared with pf/nft) says what --loopback open, the default, says.
+    let loopback = match args.loopback {
+        LoopbackArg::Open => pf::sbpl::Loopback::Open,
+        LoopbackArg::Sidecar => pf::sbpl::Loopback::SidecarOnly,
+    };
+    let text = pf::sbpl::render(&generator(), proxy, dns, loopback).map_err(Failure::bad_input)?;
     emit(&text, args.output.as_deref())
 }
 
