@@ -22,18 +22,23 @@ pub mod sbpl;
 
 pub use plan::{Dest, Family, Plan, Rule, Section, TableEntry, Verdict};
 
-/// Lowest uid accepted without `--allow-system-uid`: macOS gives normal accounts 501 and up, and
-/// system and service accounts below 500.
+/// Lowest uid accepted as a normal account ([`UidRange::Regular`]): macOS gives normal accounts
+/// 501 and up, and system and service accounts below 500.
 pub const MIN_USER_UID: u32 = 500;
 
 /// Why rules cannot be generated.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// uid 0 or a system account.
+    /// uid 0 or a system account, for [`UidRange::Regular`].
     #[error(
-        "uid {0} is root or a system account (below {MIN_USER_UID}); rules for it would cut off system services. Use a dedicated sandbox user, or --allow-system-uid if you really mean it"
+        "uid {0} is root or a system account (below {MIN_USER_UID}); rules for it would cut off system services. Use a dedicated sandbox user; if this uid is one (a CI runner's hidden service user), add --service-user (never for root or a macOS daemon's account)"
     )]
     SystemUid(u32),
+    /// uid 0 under [`UidRange::Service`].
+    #[error(
+        "uid 0 is root, not a service user: rules for it would cut off the system itself (--service-user accepts any uid but 0)"
+    )]
+    RootAsServiceUser,
     /// An anchor name pf would reject.
     #[error(
         "invalid anchor name {0:?}: use letters, digits, '_', '-' and '.', in segments separated by '/', not starting with '_'"
@@ -57,13 +62,31 @@ pub struct SandboxUser {
     name: Option<String>,
 }
 
+/// Which uids may be a sandbox user.
+///
+/// Rules for a system daemon's account would cut that service off for the whole host (filtering
+/// `_mdnsresponder`, uid 65, would end name resolution for everyone), and a name does not tell a
+/// daemon's account from a runner's: both are `_`-prefixed and below 500 on macOS. So going below
+/// 500 is the admin's explicit statement, never a guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UidRange {
+    /// Normal accounts: uid [`MIN_USER_UID`] and up.
+    Regular,
+    /// Also a dedicated service account below [`MIN_USER_UID`] (`--service-user`), such as the
+    /// hidden user a macOS CI runner runs its jobs as; never uid 0.
+    Service,
+    /// Any uid, root included (`--danger-allow-system-uid`).
+    DangerAny,
+}
+
 impl SandboxUser {
-    /// Checks `uid`: root and system accounts are refused unless `allow_system`.
-    pub fn new(uid: u32, name: Option<String>, allow_system: bool) -> Result<Self, Error> {
-        if uid < MIN_USER_UID && !allow_system {
-            return Err(Error::SystemUid(uid));
+    /// Checks `uid` against `range`.
+    pub fn new(uid: u32, name: Option<String>, range: UidRange) -> Result<Self, Error> {
+        match range {
+            UidRange::Regular if uid < MIN_USER_UID => Err(Error::SystemUid(uid)),
+            UidRange::Service if uid == 0 => Err(Error::RootAsServiceUser),
+            _ => Ok(Self { uid, name }),
         }
-        Ok(Self { uid, name })
     }
 
     /// The numeric uid.
@@ -101,13 +124,18 @@ pub struct SidecarPort {
 pub enum Mode {
     /// Close the special ranges (minus carve-outs) for the user; everything else unchanged.
     Lan,
-    /// The user may reach only the sidecar's ports (and, if asked, the rest of loopback).
+    /// The user may reach only the sidecar's ports (and, if asked, the rest of loopback). One
+    /// sandbox per user: a second job's sidecar-only rules would refuse the first job's ports.
     SidecarOnly {
         /// The sidecar's listeners.
         ports: Vec<SidecarPort>,
         /// Also let the user reach every other loopback port.
         allow_loopback: bool,
     },
+    /// The user may reach loopback only, where every job's egressd listens: one rule set per
+    /// user, right for any number of jobs and sidecars at once (docs/pf.md, "Many jobs under one
+    /// service user"). egressd itself must then run as another user.
+    LoopbackOnly,
 }
 
 /// How refused packets are answered.

@@ -110,6 +110,7 @@ impl Plan {
                 ports,
                 allow_loopback,
             } => sidecar_only(ports, *allow_loopback)?,
+            Mode::LoopbackOnly => loopback_only(),
         };
         about.extend(mode_about);
         if options.block_icmp {
@@ -196,6 +197,7 @@ fn sidecar_only(
     let about = vec![
         "mode:   sidecar-only: the user's TCP and UDP may reach only egressd's listeners".into(),
         format!("        {rest}; everything else from this user is refused."),
+        "        One sandbox per user: for many jobs of one user, use --mode loopback-only.".into(),
     ];
     let mut sections = vec![Section {
         comment: "egressd's listeners.".into(),
@@ -206,6 +208,27 @@ fn sidecar_only(
     }
     sections.push(refuse_everything_else());
     Ok((about, sections))
+}
+
+/// `--mode loopback-only`: loopback, where every job's sidecar listens, and nothing else. No
+/// port of any one sidecar appears, so the rules stay right as jobs come and go.
+fn loopback_only() -> (Vec<String>, Vec<Section>) {
+    let about = vec![
+        "mode:   loopback-only: the user's TCP and UDP may reach loopback only, where every".into(),
+        "        job's egressd listens; everything else from this user is refused. Load it once"
+            .into(),
+        "        per user: it names no job, so jobs and their sidecars come and go under it."
+            .into(),
+        "        egressd must run as another user (its own traffic from this one is refused)."
+            .into(),
+    ];
+    let sections = vec![
+        loopback_section(
+            "Loopback: every job's egressd listens here, and jobs use their own services.",
+        ),
+        refuse_everything_else(),
+    ];
+    (about, sections)
 }
 
 /// Refuses every remaining TCP and UDP destination of the user.

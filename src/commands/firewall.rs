@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort};
+use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort, UidRange};
 
 use crate::cli::{
     BlockPolicyArg, FirewallArgs, FirewallMode, LoopbackArg, NftArgs, PfArgs, SbplArgs, SidecarArgs,
@@ -55,19 +55,25 @@ fn generator() -> String {
 
 fn plan(args: &FirewallArgs) -> Result<Plan, Failure> {
     let policy = load::policy(args.policy.as_deref())?;
-    let user = resolve_user(&args.user, args.allow_system_uid)?;
+    let range = if args.danger_allow_system_uid {
+        UidRange::DangerAny
+    } else if args.service_user {
+        UidRange::Service
+    } else {
+        UidRange::Regular
+    };
+    let user = resolve_user(&args.user, range)?;
+    let has_ports = args.sidecar.proxy_port.is_some()
+        || args.sidecar.dns_port.is_some()
+        || args.sidecar.from_ready.is_some();
     let mode = match args.mode {
-        FirewallMode::Lan => {
-            if args.sidecar.proxy_port.is_some()
-                || args.sidecar.dns_port.is_some()
-                || args.sidecar.from_ready.is_some()
-            {
-                return Err(Failure::bad_input(anyhow!(
-                    "sidecar ports only apply to --mode sidecar-only"
-                )));
-            }
-            Mode::Lan
+        FirewallMode::Lan | FirewallMode::LoopbackOnly if has_ports => {
+            return Err(Failure::bad_input(anyhow!(
+                "sidecar ports only apply to --mode sidecar-only"
+            )));
         }
+        FirewallMode::Lan => Mode::Lan,
+        FirewallMode::LoopbackOnly => Mode::LoopbackOnly,
         FirewallMode::SidecarOnly => Mode::SidecarOnly {
             ports: sidecar_ports(&args.sidecar)?,
             allow_loopback: args.sidecar.allow_loopback,
@@ -87,12 +93,12 @@ fn plan(args: &FirewallArgs) -> Result<Plan, Failure> {
 }
 
 /// A numeric uid as given, or a name resolved through the system's user database.
-fn resolve_user(text: &str, allow_system: bool) -> Result<SandboxUser, Failure> {
+fn resolve_user(text: &str, range: UidRange) -> Result<SandboxUser, Failure> {
     if let Ok(uid) = text.parse::<u32>() {
-        return SandboxUser::new(uid, None, allow_system).map_err(Failure::bad_input);
+        return SandboxUser::new(uid, None, range).map_err(Failure::bad_input);
     }
     let uid = lookup_uid(text)?;
-    SandboxUser::new(uid, Some(text.to_owned()), allow_system).map_err(Failure::bad_input)
+    SandboxUser::new(uid, Some(text.to_owned()), range).map_err(Failure::bad_input)
 }
 
 #[cfg(unix)]
