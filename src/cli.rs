@@ -40,28 +40,34 @@ pub enum Command {
     /// start-up fails (address in use, unusable socket path), 4 when a listener fails while
     /// running.
     Run(Box<RunArgs>),
-    /// Print a macOS pf anchor that closes the LAN (or everything but egressd) to one user.
+    /// Print a macOS pf anchor that closes the LAN (or everything but loopback) to one user.
     ///
     /// The sandbox user's TCP and UDP to every special range of the policy crate's built-in list is
     /// blocked (minus the policy's carve-outs; the policy's CIDR deny rules too); loopback stays
-    /// usable. With --mode sidecar-only the user may reach only egressd's ports. The header of the
-    /// output says how to load, verify, enable and remove it; see docs/pf.md.
+    /// usable. With --mode loopback-only the user may reach loopback only: one rule set for any
+    /// number of jobs of that user, each with its own egressd on loopback. With --mode
+    /// sidecar-only the user may reach only one egressd's ports. The header of the output says how
+    /// to load, verify, enable and remove it; see docs/pf.md.
     ///
     /// Exit status: 0 on success, 2 for bad input (unknown user, system uid, bad anchor name or
     /// port, invalid policy, sidecar-only without ports).
     Pf(PfArgs),
     /// Print an nftables ruleset (Linux) doing what `egressd pf` does, with `meta skuid`.
     ///
-    /// The ruleset lives in its own `table inet` (default egressd_UID): `nft -f FILE` replaces an
-    /// earlier copy, `nft delete table inet NAME` removes it. TCP is refused with a reset, UDP with
-    /// an ICMP error. See docs/pf.md.
+    /// The ruleset lives in its own `table inet` (default egressd_UID, one per user): `nft -f FILE`
+    /// replaces an earlier copy, `nft delete table inet NAME` removes it. TCP is refused with a
+    /// reset, UDP with an ICMP error. See docs/pf.md.
     ///
     /// Exit status: 0 on success, 2 for bad input.
     Nft(NftArgs),
-    /// Print the network section of a sandbox-exec profile: outbound only to egressd's ports.
+    /// Print the network section of a sandbox-exec profile: outbound only to loopback and
+    /// egressd's ports, and no system resolver.
     ///
-    /// Denies all other outbound traffic, including the system resolver's socket. Append it at the
-    /// end of the profile; see docs/launcher.md.
+    /// Denies every other outbound connection, loopback port 53, the system resolver's socket and
+    /// its Mach services (com.apple.dnssd.service and mDNSResponder's others); trust services
+    /// that TLS certificate checks need are left alone. Loopback is open by default (CI jobs call
+    /// their own servers); --loopback sidecar closes it but for egressd. Append the section at
+    /// the end of the profile; see docs/sbpl.md and docs/launcher.md.
     ///
     /// Exit status: 0 on success, 2 for bad input.
     Sbpl(SbplArgs),
@@ -270,7 +276,9 @@ pub struct FirewallArgs {
     /// Policy file whose carve-outs and CIDR deny rules apply; default: the built-in policy.
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// lan: close the special ranges to the user. sidecar-only: allow only egressd's ports.
+    /// lan: close the special ranges to the user. loopback-only: allow only loopback, for any
+    /// number of jobs of the user, each with its own egressd there (egressd runs as another user).
+    /// sidecar-only: allow only one egressd's ports (one sandbox per user).
     #[arg(long, value_enum, default_value_t = FirewallMode::Lan)]
     pub mode: FirewallMode,
     #[command(flatten)]
@@ -282,9 +290,15 @@ pub struct FirewallArgs {
     /// macOS this rule applies to every user of the host (docs/pf.md).
     #[arg(long)]
     pub block_icmp: bool,
-    /// Accept uid 0 and uids below 500 (system accounts). Almost never what you want.
+    /// The user is a dedicated service account for sandboxes, such as the hidden user a macOS CI
+    /// runner runs its jobs as: accept it below uid 500 (never uid 0). Not for a macOS daemon's
+    /// own account (_mdnsresponder, ...): rules for it cut that service off for the whole host.
     #[arg(long)]
-    pub allow_system_uid: bool,
+    pub service_user: bool,
+    /// Accept any uid, root and system daemons' accounts included: rules for them cut off system
+    /// services. Almost never what you want.
+    #[arg(long, alias = "allow-system-uid", conflicts_with = "service_user")]
+    pub danger_allow_system_uid: bool,
     /// Write the rules to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -302,7 +316,8 @@ pub struct SidecarArgs {
     /// Take the addresses from the readiness JSON of a running `egressd run` (its --ready-file).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["proxy_port", "dns_port"])]
     pub from_ready: Option<PathBuf>,
-    /// Also let the user reach every other loopback port (sidecar-only, sbpl).
+    /// Also let the user reach every other loopback port (pf/nft sidecar-only; sbpl opens
+    /// loopback by default, see --loopback).
     #[arg(long)]
     pub allow_loopback: bool,
 }
@@ -330,6 +345,10 @@ pub struct NftArgs {
 pub struct SbplArgs {
     #[command(flatten)]
     pub sidecar: SidecarArgs,
+    /// What the job may reach on loopback besides egressd: open (every port but 53: the job's own
+    /// test servers and databases) or sidecar (egressd's ports only).
+    #[arg(long, value_enum, default_value_t = LoopbackArg::Open, conflicts_with = "allow_loopback")]
+    pub loopback: LoopbackArg,
     /// Write the section to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -338,6 +357,7 @@ pub struct SbplArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FirewallMode {
     Lan,
+    LoopbackOnly,
     SidecarOnly,
 }
 
@@ -345,4 +365,10 @@ pub enum FirewallMode {
 pub enum BlockPolicyArg {
     Return,
     Drop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoopbackArg {
+    Open,
+    Sidecar,
 }

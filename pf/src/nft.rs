@@ -1,11 +1,13 @@
-//! Linux nftables tables: the same plan as the pf anchor, with `meta skuid`, in a table of its
-//! own that `nft -f` replaces idempotently and one `nft delete table` removes.
+//! Linux nftables tables: the nft renderer of a [`Plan`], the same plan as the pf anchor, with
+//! `meta skuid`, in a table of its own that `nft -f` replaces idempotently and one
+//! `nft delete table` removes.
 
 use std::fmt::Write;
 
 use ipnet::IpNet;
 
-use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict, entry_label, port_list};
+use crate::plan::host_or_net;
+use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict};
 
 /// Checks a table name against nft's identifier grammar.
 pub fn check_table(name: &str) -> Result<(), crate::Error> {
@@ -69,12 +71,7 @@ fn set(out: &mut String, name: &str, kind: &str, entries: &[TableEntry]) {
         "\t# Special ranges from egressd's built-in list (docs/policy.md):"
     );
     for entry in entries {
-        let _ = writeln!(
-            out,
-            "\t#   {:<24} {}",
-            entry.net.to_string(),
-            entry_label(entry)
-        );
+        let _ = writeln!(out, "\t#   {:<24} {}", entry.net.to_string(), entry.label());
     }
     // Overlaps (broadcast inside reserved, ::1 inside the IPv4-compatible forms) are merged here:
     // an interval set refuses overlapping elements.
@@ -107,17 +104,15 @@ fn rule_lines(rule: &Rule, plan: &Plan) -> Vec<String> {
     };
     let uid = plan.uid;
     if rule.icmp_echo {
-        let loopback = if rule.family == Family::V4 {
-            "127.0.0.0/8"
-        } else {
-            "::1"
-        };
+        let loopback = host_or_net(&rule.family.loopback());
         return vec![format!(
             "meta skuid {uid} {ip} daddr != {loopback}{daddr} {icmp} {}",
             drop_or_reject(plan, None)
         )];
     }
-    let ports = port_list(&rule.ports, "-", ", ").map(|list| format!("{{ {list} }}"));
+    let ports = rule
+        .port_list("-", ", ")
+        .map(|list| format!("{{ {list} }}"));
     match rule.verdict {
         Verdict::Pass => {
             let protos = if rule.udp { "{ tcp, udp }" } else { "tcp" };

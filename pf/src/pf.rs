@@ -1,4 +1,4 @@
-//! macOS pf anchors.
+//! macOS pf anchors: the pf renderer of a [`Plan`].
 //!
 //! The output keeps to a small subset of pf.conf(5) that the OpenBSD-4.3-era pf of macOS 13–15
 //! accepts (see docs/pf.md): comments, `table <name> const { ... }` (continued with `\`), and
@@ -8,9 +8,8 @@
 
 use std::fmt::Write;
 
-use ipnet::IpNet;
-
-use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict, entry_label, port_list};
+use crate::plan::host_or_net;
+use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict};
 
 /// The default anchor: stock macOS `/etc/pf.conf` evaluates `anchor "com.apple/*"`, so rules
 /// loaded there take effect without editing pf.conf.
@@ -81,12 +80,7 @@ fn table(out: &mut String, name: &str, entries: &[TableEntry]) {
         "\n# Special ranges from egressd's built-in list (docs/policy.md):"
     );
     for entry in entries {
-        let _ = writeln!(
-            out,
-            "#   {:<24} {}",
-            entry.net.to_string(),
-            entry_label(entry)
-        );
+        let _ = writeln!(out, "#   {:<24} {}", entry.net.to_string(), entry.label());
     }
     let _ = writeln!(out, "table <{name}> const {{ \\");
     for (i, entry) in entries.iter().enumerate() {
@@ -107,17 +101,14 @@ fn rule_line(rule: &Rule, plan: &Plan) -> String {
         Family::V6 => ("inet6", TABLE6, "proto icmp6 icmp6-type echoreq"),
     };
     let to = match &rule.dest {
-        Dest::Net(net) => net_text(net),
+        Dest::Net(net) => host_or_net(net),
         Dest::Special => format!("<{table}>"),
         Dest::Any => "any".to_owned(),
     };
     if rule.icmp_echo {
         // pf's `user` matches sockets of TCP and UDP only: an ICMP rule is host-wide, and loopback
         // is excepted so the host can still ping itself.
-        let except = match rule.family {
-            Family::V4 => "127.0.0.0/8",
-            Family::V6 => "::1",
-        };
+        let except = host_or_net(&rule.family.loopback());
         return format!(
             "pass out quick {af} {icmp} from any to {except}\n{action} out quick {af} {icmp} from any to {to}"
         );
@@ -127,20 +118,12 @@ fn rule_line(rule: &Rule, plan: &Plan) -> String {
     } else {
         "proto tcp"
     };
-    let ports = port_list(&rule.ports, ":", " ")
+    let ports = rule
+        .port_list(":", " ")
         .map(|list| format!(" port {{ {list} }}"))
         .unwrap_or_default();
     format!(
         "{action} out quick {af} {proto} from any to {to}{ports} user {}",
         plan.uid
     )
-}
-
-/// A host without `/32` or `/128`, a network with its length.
-fn net_text(net: &IpNet) -> String {
-    if net.prefix_len() == net.max_prefix_len() {
-        net.addr().to_string()
-    } else {
-        net.to_string()
-    }
 }

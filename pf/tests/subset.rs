@@ -2,7 +2,7 @@
 //! pf.conf that docs/pf.md promises macOS accepts, and `user` never meets ICMP.
 #![allow(clippy::unwrap_used)]
 
-use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort};
+use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort, UidRange};
 use policy::Policy;
 use proptest::prelude::*;
 
@@ -161,23 +161,23 @@ proptest! {
     fn pf_output_stays_in_the_subset(
         text in policy_text(),
         uid in 500u32..100_000,
-        sidecar in any::<bool>(),
+        mode in 0u8..3,
         proxy_port in 1u16..,
         allow_loopback in any::<bool>(),
         drop in any::<bool>(),
         block_icmp in any::<bool>(),
     ) {
         let policy = Policy::parse(&text, "prop.toml").unwrap();
-        let mode = if sidecar {
-            Mode::SidecarOnly {
+        let mode = match mode {
+            0 => Mode::Lan,
+            1 => Mode::LoopbackOnly,
+            _ => Mode::SidecarOnly {
                 ports: vec![SidecarPort { ip: None, port: proxy_port, udp: false }],
                 allow_loopback,
-            }
-        } else {
-            Mode::Lan
+            },
         };
         let options = Options {
-            user: SandboxUser::new(uid, None, false).unwrap(),
+            user: SandboxUser::new(uid, None, UidRange::Regular).unwrap(),
             mode,
             block: if drop { BlockPolicy::Drop } else { BlockPolicy::Return },
             block_icmp,

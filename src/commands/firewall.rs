@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort};
+use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort, UidRange};
 
 use crate::cli::{
-    BlockPolicyArg, FirewallArgs, FirewallMode, NftArgs, PfArgs, SbplArgs, SidecarArgs,
+    BlockPolicyArg, FirewallArgs, FirewallMode, LoopbackArg, NftArgs, PfArgs, SbplArgs, SidecarArgs,
 };
 use crate::exit::{Exit, Failure};
 use crate::load;
@@ -40,8 +40,12 @@ pub fn sbpl(args: &SbplArgs) -> Result<Exit, Failure> {
     let ports = sidecar_ports(&args.sidecar)?;
     let proxy = ports.iter().find(|p| !p.udp).map(|p| p.port);
     let dns = ports.iter().find(|p| p.udp).map(|p| p.port);
-    let text = pf::sbpl::render(&generator(), proxy, dns, args.sidecar.allow_loopback)
-        .map_err(Failure::bad_input)?;
+    // --allow-loopback (shared with pf/nft) says what --loopback open, the default, says.
+    let loopback = match args.loopback {
+        LoopbackArg::Open => pf::sbpl::Loopback::Open,
+        LoopbackArg::Sidecar => pf::sbpl::Loopback::SidecarOnly,
+    };
+    let text = pf::sbpl::render(&generator(), proxy, dns, loopback).map_err(Failure::bad_input)?;
     emit(&text, args.output.as_deref())
 }
 
@@ -51,19 +55,25 @@ fn generator() -> String {
 
 fn plan(args: &FirewallArgs) -> Result<Plan, Failure> {
     let policy = load::policy(args.policy.as_deref())?;
-    let user = resolve_user(&args.user, args.allow_system_uid)?;
+    let range = if args.danger_allow_system_uid {
+        UidRange::DangerAny
+    } else if args.service_user {
+        UidRange::Service
+    } else {
+        UidRange::Regular
+    };
+    let user = resolve_user(&args.user, range)?;
+    let has_ports = args.sidecar.proxy_port.is_some()
+        || args.sidecar.dns_port.is_some()
+        || args.sidecar.from_ready.is_some();
     let mode = match args.mode {
-        FirewallMode::Lan => {
-            if args.sidecar.proxy_port.is_some()
-                || args.sidecar.dns_port.is_some()
-                || args.sidecar.from_ready.is_some()
-            {
-                return Err(Failure::bad_input(anyhow!(
-                    "sidecar ports only apply to --mode sidecar-only"
-                )));
-            }
-            Mode::Lan
+        FirewallMode::Lan | FirewallMode::LoopbackOnly if has_ports => {
+            return Err(Failure::bad_input(anyhow!(
+                "sidecar ports only apply to --mode sidecar-only"
+            )));
         }
+        FirewallMode::Lan => Mode::Lan,
+        FirewallMode::LoopbackOnly => Mode::LoopbackOnly,
         FirewallMode::SidecarOnly => Mode::SidecarOnly {
             ports: sidecar_ports(&args.sidecar)?,
             allow_loopback: args.sidecar.allow_loopback,
@@ -83,12 +93,12 @@ fn plan(args: &FirewallArgs) -> Result<Plan, Failure> {
 }
 
 /// A numeric uid as given, or a name resolved through the system's user database.
-fn resolve_user(text: &str, allow_system: bool) -> Result<SandboxUser, Failure> {
+fn resolve_user(text: &str, range: UidRange) -> Result<SandboxUser, Failure> {
     if let Ok(uid) = text.parse::<u32>() {
-        return SandboxUser::new(uid, None, allow_system).map_err(Failure::bad_input);
+        return SandboxUser::new(uid, None, range).map_err(Failure::bad_input);
     }
     let uid = lookup_uid(text)?;
-    SandboxUser::new(uid, Some(text.to_owned()), allow_system).map_err(Failure::bad_input)
+    SandboxUser::new(uid, Some(text.to_owned()), range).map_err(Failure::bad_input)
 }
 
 #[cfg(unix)]
