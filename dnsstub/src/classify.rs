@@ -61,41 +61,10 @@ impl Local {
 /// Reads one packet and decides: drop, answer here (FORMERR, NOTIMP, BADVERS, REFUSED, empty
 /// answers for types not served), or forward to the resolver.
 pub fn classify(bytes: &[u8], policy: &Policy) -> Action {
-    if bytes.len() < 12 {
-        return Action::Drop;
-    }
-    // The header alone: ID, QR and opcode are at fixed offsets, for a FORMERR to a message that
-    // does not parse.
-    let id = u16::from_be_bytes([bytes[0], bytes[1]]);
-    let is_response = bytes[2] & 0x80 != 0;
-    let opcode = OpCode::from_u8((bytes[2] >> 3) & 0x0f);
-    if is_response {
-        return Action::Drop;
-    }
-    let query = match Message::from_vec(bytes) {
+    let query = match well_formed(bytes) {
         Ok(query) => query,
-        Err(_) => {
-            return Action::Reply(Box::new(Local {
-                message: wire::bare_reply(id, opcode, ResponseCode::FormErr),
-                name: None,
-                qtype: None,
-                decision: None,
-                udp_limit: usize::from(CLASSIC_UDP_PAYLOAD),
-            }));
-        }
+        Err(action) => return action,
     };
-    if query.metadata.op_code != OpCode::Query {
-        return Action::Reply(Box::new(Local::new(&query, ResponseCode::NotImp, None)));
-    }
-    if query.queries.len() != 1 {
-        // No question to echo: a reply carrying dozens of them could outgrow any limit.
-        let mut local = Local::new(&query, ResponseCode::FormErr, None);
-        local.message.queries.clear();
-        return Action::Reply(Box::new(local));
-    }
-    if query.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
-        return Action::Reply(Box::new(Local::new(&query, ResponseCode::BADVERS, None)));
-    }
     let question = &query.queries[0];
     let qtype = question.query_type();
     let owner = question.name().clone();
@@ -131,6 +100,55 @@ pub fn classify(bytes: &[u8], policy: &Policy) -> Action {
         query,
         decision,
     }))
+}
+
+/// The header and message checks that need no policy: `Ok` with the query when it is one standard
+/// query with one question, else what to do instead.
+fn well_formed(bytes: &[u8]) -> Result<Message, Action> {
+    if bytes.len() < 12 {
+        return Err(Action::Drop);
+    }
+    // The header alone: ID, QR and opcode are at fixed offsets, for a FORMERR to a message that
+    // does not parse.
+    let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+    let is_response = bytes[2] & 0x80 != 0;
+    let opcode = OpCode::from_u8((bytes[2] >> 3) & 0x0f);
+    if is_response {
+        return Err(Action::Drop);
+    }
+    let query = match Message::from_vec(bytes) {
+        Ok(query) => query,
+        Err(_) => {
+            return Err(Action::Reply(Box::new(Local {
+                message: wire::bare_reply(id, opcode, ResponseCode::FormErr),
+                name: None,
+                qtype: None,
+                decision: None,
+                udp_limit: usize::from(CLASSIC_UDP_PAYLOAD),
+            })));
+        }
+    };
+    if query.metadata.op_code != OpCode::Query {
+        return Err(Action::Reply(Box::new(Local::new(
+            &query,
+            ResponseCode::NotImp,
+            None,
+        ))));
+    }
+    if query.queries.len() != 1 {
+        // No question to echo: a reply carrying dozens of them could outgrow any limit.
+        let mut local = Local::new(&query, ResponseCode::FormErr, None);
+        local.message.queries.clear();
+        return Err(Action::Reply(Box::new(local)));
+    }
+    if query.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
+        return Err(Action::Reply(Box::new(Local::new(
+            &query,
+            ResponseCode::BADVERS,
+            None,
+        ))));
+    }
+    Ok(query)
 }
 
 #[cfg(test)]

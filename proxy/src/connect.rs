@@ -59,6 +59,20 @@ pub(crate) async fn connect(
         Err(failure) => return refuse(&mut audit, &authority, failure),
     };
     audit.allowed(&decision, Some(addr), 200);
+    spawn_tunnel(connection, req, origin, audit, authority);
+    Response::new(empty())
+}
+
+/// Runs the tunnel on a tracked task once hyper hands over the client's connection: bytes both
+/// ways until both sides close or it idles out; the audit event is written when it ends.
+fn spawn_tunnel(
+    connection: &Connection,
+    req: Request<Incoming>,
+    origin: Origin,
+    audit: Audit,
+    authority: String,
+) {
+    let limits = &connection.shared.config.limits;
     let (idle, buffer) = (limits.tunnel_idle_timeout, limits.tunnel_buffer_bytes);
     let permit = connection.permit.clone();
     connection.tasks.spawn(async move {
@@ -100,5 +114,4 @@ pub(crate) async fn connect(
         }
         drop(audit);
     });
-    Response::new(empty())
 }

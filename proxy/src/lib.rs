@@ -38,3 +38,6 @@ pub use handler::Proxy;
 pub use headers::{Attribution, strip_hop_by_hop};
 pub use parent::ParentProxy;
 pub use respond::{REASON_HEADER, RULE_HEADER};
+
+#[cfg(test)]
+mod tests;

@@ -223,3 +223,99 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(300);
+
+    /// Two connected loopback sockets.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (far, _) = listener.accept().await.unwrap();
+        (near, far)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_tunnel_is_closed_after_the_idle_timeout_and_not_before() {
+        let (_client, client_end) = pair().await;
+        let (origin_end, _origin) = pair().await;
+        let started = Instant::now();
+        let end = run_tcp(client_end, &[], origin_end, &Bytes::default(), IDLE, 4096).await;
+        assert!(matches!(end, TunnelEnd::Idle), "{end:?}");
+        assert!(started.elapsed() >= IDLE, "{:?}", started.elapsed());
+        assert!(started.elapsed() < IDLE + Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn traffic_in_either_direction_keeps_a_tunnel_open() {
+        let (mut client, client_end) = pair().await;
+        let (origin_end, mut origin) = pair().await;
+        let bytes = Bytes::default();
+        let started = Instant::now();
+        let talk = async {
+            // Five exchanges, each after two thirds of the idle timeout: never idle for long.
+            for _ in 0..5 {
+                tokio::time::sleep(IDLE * 2 / 3).await;
+                client.write_all(b"ping").await.unwrap();
+                let mut buf = [0u8; 4];
+                origin.read_exact(&mut buf).await.unwrap();
+                origin.write_all(b"pong").await.unwrap();
+                client.read_exact(&mut buf).await.unwrap();
+            }
+        };
+        let (end, ()) = tokio::join!(
+            run_tcp(client_end, &[], origin_end, &bytes, IDLE, 4096),
+            talk
+        );
+        assert!(matches!(end, TunnelEnd::Idle), "{end:?}");
+        // Closed one idle timeout after the last exchange, not one after the first.
+        assert!(
+            started.elapsed() >= IDLE * 10 / 3 + IDLE,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(bytes.up.load(Ordering::Relaxed), 20);
+        assert_eq!(bytes.down.load(Ordering::Relaxed), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_generic_pump_idles_out_too() {
+        let (_client, client_end) = tokio::io::duplex(64);
+        let (origin_end, _origin) = tokio::io::duplex(64);
+        let started = Instant::now();
+        let end = run(client_end, origin_end, &Bytes::default(), IDLE, 4096).await;
+        assert!(matches!(end, TunnelEnd::Idle), "{end:?}");
+        assert!(started.elapsed() >= IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_side_ends_the_tunnel_at_once() {
+        let (client, client_end) = pair().await;
+        let (origin_end, mut origin) = pair().await;
+        drop(client);
+        let started = Instant::now();
+        let bytes = Bytes::default();
+        let (end, ()) = tokio::join!(
+            run_tcp(client_end, b"early", origin_end, &bytes, IDLE, 4096),
+            async {
+                let mut got = Vec::new();
+                origin.read_to_end(&mut got).await.unwrap();
+                assert_eq!(got, b"early");
+                drop(origin);
+            }
+        );
+        assert!(matches!(end, TunnelEnd::Closed), "{end:?}");
+        assert!(started.elapsed() < IDLE);
+    }
+}

@@ -94,9 +94,52 @@ pub fn filter(
     if rcode != ResponseCode::NoError {
         return Answer::failed();
     }
-    let mut chain: Vec<Name> = vec![question.owner.to_lowercase()];
     let mut records = Vec::new();
     let mut removed = Vec::new();
+    let chain = follow_chain(
+        policy,
+        question,
+        upstream,
+        settings,
+        &mut records,
+        &mut removed,
+    );
+    keep_addresses(
+        policy,
+        question,
+        upstream,
+        &chain,
+        settings,
+        &mut records,
+        &mut removed,
+    );
+    let cache_ttl = if records.is_empty() {
+        // Nothing usable: cached like a negative answer, but never longer than the records
+        // that were removed would have lived (a TTL-0 record is not remembered as NODATA).
+        let removed_ttl = upstream.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
+        settings.negative_ttl.min(removed_ttl)
+    } else {
+        records.iter().map(|r| r.ttl).min().unwrap_or(0)
+    };
+    Answer {
+        rcode: ResponseCode::NoError,
+        records,
+        removed,
+        cache_ttl,
+    }
+}
+
+/// Follows CNAMEs from the question through allowed names only (at most [`MAX_CHAIN`] links),
+/// keeping each link; returns the names on the chain, lower-cased.
+fn follow_chain(
+    policy: &Policy,
+    question: &Question,
+    upstream: &Message,
+    settings: &Settings,
+    records: &mut Vec<Record>,
+    removed: &mut Vec<Removed>,
+) -> Vec<Name> {
+    let mut chain: Vec<Name> = vec![question.owner.to_lowercase()];
     for _ in 0..MAX_CHAIN {
         let Some(current) = chain.last() else { break };
         let Some(cname) = upstream
@@ -125,6 +168,20 @@ pub fn filter(
         records.push(capped(cname, settings.max_ttl));
         chain.push(target_name);
     }
+    chain
+}
+
+/// Keeps the address records of the question's type for names on `chain` whose addresses may
+/// appear in an answer.
+fn keep_addresses(
+    policy: &Policy,
+    question: &Question,
+    upstream: &Message,
+    chain: &[Name],
+    settings: &Settings,
+    records: &mut Vec<Record>,
+    removed: &mut Vec<Removed>,
+) {
     for record in &upstream.answers {
         let addr = match &record.data {
             RData::A(a) if question.qtype == RecordType::A => IpAddr::V4(a.0),
@@ -139,20 +196,6 @@ pub fn filter(
             Ok(_) => records.push(capped(record, settings.max_ttl)),
             Err(decision) => removed.push(Removed::Address { addr, decision }),
         }
-    }
-    let cache_ttl = if records.is_empty() {
-        // Nothing usable: cached like a negative answer, but never longer than the records
-        // that were removed would have lived (a TTL-0 record is not remembered as NODATA).
-        let removed_ttl = upstream.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
-        settings.negative_ttl.min(removed_ttl)
-    } else {
-        records.iter().map(|r| r.ttl).min().unwrap_or(0)
-    };
-    Answer {
-        rcode: ResponseCode::NoError,
-        records,
-        removed,
-        cache_ttl,
     }
 }
 

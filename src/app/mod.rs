@@ -3,26 +3,25 @@
 //! serves until asked to stop (reloading on SIGHUP), drains, cleans up and says how to exit.
 //! docs/architecture.md walks through it; docs/launcher.md is the contract it keeps.
 
+mod generations;
 mod listen;
 mod ready;
 mod settings;
 mod stop;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, anyhow};
 use audit::{Lifecycle, Sink, Step};
 use dnsstub::Stub;
 use policy::Policy;
 use proxy::Proxy;
-use resolve::{Lookups, Resolver};
 use serve::Server;
 use tokio_util::sync::CancellationToken;
 
 use crate::exit::{Exit, Failure};
 use crate::load;
+use generations::Generations;
 use listen::Loops;
 use ready::{Bound, PolicyInfo, Ready};
 pub use settings::Settings;
@@ -43,40 +42,11 @@ pub struct App {
     bound: Bound,
 }
 
-/// What every policy generation's resolver shares: settings, the bound on lookups in flight, and
-/// the host's resolvers (read once, when a policy first needs them).
-struct Generations {
-    settings: resolve::Settings,
-    lookups: Lookups,
-    system_upstreams: OnceLock<Vec<SocketAddr>>,
-}
-
-impl Generations {
-    /// A resolver (and so a policy generation) for `policy`.
-    fn resolver(&self, policy: Policy) -> Arc<Resolver> {
-        let system: &[SocketAddr] = if policy.dns().upstreams.is_empty() {
-            self.system_upstreams.get_or_init(resolve::system_upstreams)
-        } else {
-            &[]
-        };
-        Arc::new(Resolver::new(
-            Arc::new(policy),
-            system,
-            &self.settings,
-            self.lookups.clone(),
-        ))
-    }
-}
-
 impl App {
     /// Builds the proxy and the stub for `policy` and binds every listener. Fails (exit 3) if a
     /// listener cannot be bound; nothing has been announced then.
     pub async fn start(settings: Settings, policy: Policy, sink: Sink) -> Result<Self, Failure> {
-        let generations = Generations {
-            lookups: Lookups::new(settings.resolver.max_lookups),
-            settings: settings.resolver.clone(),
-            system_upstreams: OnceLock::new(),
-        };
+        let generations = Generations::new(&settings.resolver);
         let info = PolicyInfo {
             origin: policy.origin().to_owned(),
             sha256: policy.digest().to_owned(),

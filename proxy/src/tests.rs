@@ -1,0 +1,139 @@
+//! The proxy in-process, on a duplex stream, with tokio's clock paused: timeouts are tested at
+//! their real values without waiting for them, and audit events are read back as typed fields.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit::{Recorded, Sink, fields as f};
+use policy::Policy;
+use resolve::{Lookups, Resolver, Settings};
+use serve::{Conn, Handler, Peer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{Limits, Proxy, ProxyConfig};
+
+/// A proxy allowing 127.0.0.1 on `port`, serving one client connection; returns the client end.
+fn proxy_for(port: u16) -> (DuplexStream, Recorded) {
+    let text = format!(
+        "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\ncidr = \"127.0.0.1/32\"\nports = [{port}]\n\
+         [[danger_carve_out]]\ncidr = \"127.0.0.1/32\"\nports = [{port}]\n[dns]\nupstreams = [\"127.0.0.1:9\"]\n"
+    );
+    let policy = Arc::new(Policy::parse(&text, "t.toml").unwrap());
+    let resolver = Arc::new(Resolver::new(
+        policy,
+        &[],
+        &Settings::DEFAULT,
+        Lookups::new(1),
+    ));
+    let (sink, recorded) = Sink::memory();
+    let config = ProxyConfig {
+        limits: Limits::DEFAULT,
+        ..ProxyConfig::default()
+    };
+    let proxy = Proxy::new(resolver, config, sink);
+    let (client, server_end) = tokio::io::duplex(64 * 1024);
+    let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+    let conn = Conn {
+        io: server_end,
+        peer: Peer::Tcp("127.0.0.1:50000".parse().unwrap()),
+        permit,
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    };
+    tokio::spawn(proxy.serve(conn));
+    (client, recorded)
+}
+
+/// Reads until the peer closes (or 64 KiB).
+async fn read_all(client: &mut DuplexStream) -> String {
+    let mut out = Vec::new();
+    let _ = client.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn events(recorded: &Recorded) -> Vec<serde_json::Value> {
+    recorded
+        .lines()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_origin_that_never_answers_gets_504_after_the_response_timeout() {
+    // Accepts, reads the request, never answers.
+    let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = origin.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut stream, _) = origin.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    });
+    let (mut client, recorded) = proxy_for(port);
+    let started = Instant::now();
+    let request =
+        format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    client.write_all(request.as_bytes()).await.unwrap();
+    let response = read_all(&mut client).await;
+    assert!(response.starts_with("HTTP/1.1 504"), "{response}");
+    assert!(
+        response.contains("x-egressd-reason: upstream-timeout"),
+        "{response}"
+    );
+    let waited = started.elapsed();
+    assert!(waited >= Limits::DEFAULT.response_timeout, "{waited:?}");
+    assert!(waited < Limits::DEFAULT.response_timeout + Duration::from_secs(1));
+    let events = events(&recorded);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0][f::STATUS], 504);
+    assert_eq!(events[0][f::REASON], "upstream-timeout");
+    assert_eq!(events[0][f::DECISION], "error");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_head_that_never_ends_is_cut_off_at_the_header_read_timeout() {
+    let (mut client, recorded) = proxy_for(80);
+    let started = Instant::now();
+    client
+        .write_all(b"GET http://127.0.0.1:80/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let response = read_all(&mut client).await;
+    let waited = started.elapsed();
+    assert!(waited >= Limits::DEFAULT.header_read_timeout, "{waited:?}");
+    assert!(waited < Limits::DEFAULT.header_read_timeout + Duration::from_secs(1));
+    assert!(!response.contains("200"), "{response}");
+    assert!(
+        recorded.lines().is_empty(),
+        "no request was read, so none is audited"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_denied_destination_is_refused_at_once_with_one_event() {
+    let (mut client, recorded) = proxy_for(80);
+    let started = Instant::now();
+    client
+        .write_all(b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 512];
+    let n = client.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    // The carve-out opens loopback on the allowed port only.
+    assert!(head.contains("x-egressd-reason: special-range"), "{head}");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    let events = events(&recorded);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0][f::METHOD], "CONNECT");
+    assert_eq!(events[0][f::DESTINATION], "127.0.0.1:22");
+    assert_eq!(events[0][f::DECISION], "deny");
+    assert_eq!(events[0][f::REASON], "special-range");
+    assert_eq!(events[0][f::RULE], "");
+}

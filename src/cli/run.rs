@@ -1,0 +1,160 @@
+//! `egressd run`'s flags.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+use proxy::Limits;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Policy file; without it, the built-in default policy (public destinations allowed, special
+    /// ranges denied).
+    #[arg(long, env = "EGRESSD_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Identity of the sandbox: logged in every audit event and filled into {sandbox_id} header
+    /// templates.
+    #[arg(long, env = "EGRESSD_SANDBOX_ID", default_value = "")]
+    pub sandbox_id: String,
+    /// Address for the proxy to listen on; port 0 picks a free port (reported on the readiness
+    /// line). Must be loopback unless --danger-listen-non-loopback.
+    #[arg(long, env = "EGRESSD_PROXY_LISTEN", default_value = "127.0.0.1:0")]
+    pub proxy_listen: SocketAddr,
+    /// Also serve the proxy on this Unix socket path (created; removed at exit), for launchers
+    /// that bridge a sandbox without a network.
+    #[arg(long, env = "EGRESSD_PROXY_UNIX", value_name = "PATH")]
+    pub proxy_unix: Option<PathBuf>,
+    /// Address for the DNS stub (UDP and TCP on the same port); port 0 picks a free port
+    /// (reported on the readiness line). Must be loopback unless --danger-listen-non-loopback.
+    #[arg(
+        long,
+        env = "EGRESSD_DNS_LISTEN",
+        default_value = "127.0.0.1:0",
+        conflicts_with = "no_dns"
+    )]
+    pub dns_listen: SocketAddr,
+    /// Do not start the DNS stub.
+    #[arg(long, env = "EGRESSD_NO_DNS")]
+    pub no_dns: bool,
+    /// Allow --proxy-listen and --dns-listen on non-loopback addresses. Anyone who can reach them
+    /// can then use the proxy and stub under this sandbox's identity.
+    #[arg(long, env = "EGRESSD_DANGER_LISTEN_NON_LOOPBACK")]
+    pub danger_listen_non_loopback: bool,
+    /// Attribution header 'Name: value' set on every forwarded request, replacing the client's
+    /// copy and the policy's header of the same name; {sandbox_id} is filled in (repeatable; in
+    /// the variable, one per line).
+    #[arg(
+        long = "header",
+        env = "EGRESSD_HEADERS",
+        value_name = "NAME: VALUE",
+        value_delimiter = '\n'
+    )]
+    pub headers: Vec<String>,
+    /// Log format on stderr.
+    #[arg(long, env = "EGRESSD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Least severe log level shown on stderr.
+    #[arg(long, env = "EGRESSD_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+    /// Write audit events (one JSON object per request or tunnel) to this file, appending, or to
+    /// stdout after the readiness line with '-'. Without it they go to the normal log.
+    #[arg(long, env = "EGRESSD_AUDIT_LOG", value_name = "PATH|-")]
+    pub audit_log: Option<PathBuf>,
+    /// Also write the readiness JSON to this file, atomically (written aside, then renamed).
+    #[arg(long, env = "EGRESSD_READY_FILE", value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Exit (draining as for SIGTERM) when stdin reaches end of file: start egressd with a pipe
+    /// from the launcher, and it cannot outlive the launcher.
+    #[arg(long, env = "EGRESSD_EXIT_ON_STDIN_EOF")]
+    pub exit_on_stdin_eof: bool,
+    /// On SIGTERM/SIGINT, how long open connections and tunnels may take to finish.
+    #[arg(long, env = "EGRESSD_DRAIN_TIMEOUT", default_value = "10s")]
+    pub drain_timeout: Dur,
+    /// Worker threads serving connections and queries; 0 runs everything on one thread. Default:
+    /// one per core.
+    #[arg(long, env = "EGRESSD_THREADS", value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub threads: Option<u16>,
+    /// Forward everything through this parent HTTP proxy (IP:PORT), after enforcing the policy.
+    #[arg(long, env = "EGRESSD_PARENT_PROXY", value_name = "IP:PORT")]
+    pub parent_proxy: Option<SocketAddr>,
+    /// Proxy-Authorization value sent to the parent proxy, e.g. 'Basic dXNlcjpwYXNz'.
+    #[arg(
+        long,
+        env = "EGRESSD_PARENT_PROXY_AUTH",
+        value_name = "VALUE",
+        requires = "parent_proxy"
+    )]
+    pub parent_proxy_auth: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits and timeouts; durations are written like 10s, 500ms, 5m.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Time allowed to connect to one destination address.
+    #[arg(long, env = "EGRESSD_CONNECT_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.connect_timeout))]
+    pub connect_timeout: Dur,
+    /// Time allowed for a name lookup.
+    #[arg(long, env = "EGRESSD_DNS_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.dns_timeout))]
+    pub dns_timeout: Dur,
+    /// A tunnel with no traffic either way for this long is closed.
+    #[arg(long, env = "EGRESSD_TUNNEL_IDLE_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.tunnel_idle_timeout))]
+    pub tunnel_idle_timeout: Dur,
+    /// Time allowed for a client to send a request head (and for an idle keep-alive connection
+    /// to send its next one).
+    #[arg(long, env = "EGRESSD_HEADER_READ_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.header_read_timeout))]
+    pub header_read_timeout: Dur,
+    /// Time allowed for an origin to start its response.
+    #[arg(long, env = "EGRESSD_RESPONSE_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.response_timeout))]
+    pub response_timeout: Dur,
+    /// Largest request head, in bytes (at least 8192); larger gets 431.
+    #[arg(long, env = "EGRESSD_MAX_HEADER_BYTES", default_value_t = Limits::DEFAULT.max_header_bytes as u32,
+          value_parser = clap::value_parser!(u32).range(8192..=16_777_216))]
+    pub max_header_bytes: u32,
+    /// Connections served at once; beyond it a new connection gets 503.
+    #[arg(long, env = "EGRESSD_MAX_CONNECTIONS", default_value_t = Limits::DEFAULT.max_connections as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// A duration flag, written and shown like `10s`, `500ms`, `5m`; never zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl FromStr for Dur {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let d = humantime::parse_duration(text)
+            .map_err(|e| format!("{e} (write e.g. 10s, 500ms, 5m)"))?;
+        if d.is_zero() {
+            return Err("must be more than zero".to_owned());
+        }
+        Ok(Self(d))
+    }
+}
