@@ -4,7 +4,25 @@
 //! (serde's generic path, with a UTF-8 re-check per write, was a tenth of the DNS stub's profile;
 //! docs/benchmarks.md).
 
+use std::cell::RefCell;
 use std::fmt::{self, Write};
+
+thread_local! {
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Runs `build` with an empty line buffer that is reused across calls on this thread, so a line
+/// costs no allocation once the buffer has grown. A nested call (formatting a value that itself
+/// logs) gets a fresh buffer.
+pub fn with_line<R>(build: impl FnOnce(&mut String) -> R) -> R {
+    LINE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            build(&mut line)
+        }
+        Err(_) => build(&mut String::new()),
+    })
+}
 
 /// Writes `value` as a JSON string literal.
 pub fn string<W: Write>(out: &mut W, value: &str) -> fmt::Result {

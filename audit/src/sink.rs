@@ -1,6 +1,5 @@
 //! Where audit lines go: a writer thread (a file, stdout or stderr), or memory for tests.
 
-use std::cell::RefCell;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -8,7 +7,7 @@ use std::time::SystemTime;
 use crate::batch::Batched;
 use crate::event::Event;
 use crate::fields as f;
-use crate::json::{Object, string};
+use crate::json::{Object, string, with_line};
 
 /// Encodes events and hands the lines on. Cheap to clone; clones write to the same place.
 #[derive(Clone)]
@@ -37,10 +36,6 @@ impl Recorded {
     }
 }
 
-thread_local! {
-    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
 impl Sink {
     /// Lines go to `writer`'s thread.
     pub fn new(writer: Batched) -> Self {
@@ -65,17 +60,7 @@ impl Sink {
 
     /// Encodes `event` as one JSON line and writes it.
     pub fn emit(&self, event: &dyn Event) {
-        LINE.with(|cell| {
-            // Busy only if an event's Display emitted an event itself: then a fresh String.
-            let mut fresh = String::new();
-            let mut reused = cell.try_borrow_mut();
-            let line = match &mut reused {
-                Ok(line) => {
-                    line.clear();
-                    &mut **line
-                }
-                Err(_) => &mut fresh,
-            };
+        with_line(|line| {
             encode(line, event);
             match &self.out {
                 Out::Writer(writer) => writer.push(line.as_bytes()),

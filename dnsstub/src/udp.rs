@@ -32,14 +32,10 @@ impl Stub {
                     received
                 }
                 Err(error) => {
-                    let pause = faults.failed(error)?;
-                    if !pause.is_zero() {
-                        tokio::select! {
-                            () = shutdown.cancelled() => return Ok(()),
-                            () = tokio::time::sleep(pause) => {}
-                        }
+                    if faults.recover(error, shutdown).await? {
+                        continue;
                     }
-                    continue;
+                    return Ok(());
                 }
             };
             let asker = Asker {

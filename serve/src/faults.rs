@@ -7,6 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// First pause after a resource error; doubled per error up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
@@ -97,6 +98,23 @@ impl Faults {
                 episode.pause = (pause * 2).min(MAX_PAUSE);
                 Ok(pause)
             }
+        }
+    }
+
+    /// Records a failed accept or receive and waits out the pause it calls for. `Ok(true)`: try
+    /// again; `Ok(false)`: shutdown was asked during the pause; `Err`: the socket is broken.
+    pub async fn recover(
+        &mut self,
+        error: io::Error,
+        shutdown: &CancellationToken,
+    ) -> io::Result<bool> {
+        let pause = self.failed(error)?;
+        if pause.is_zero() {
+            return Ok(true);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => Ok(false),
+            () = tokio::time::sleep(pause) => Ok(true),
         }
     }
 

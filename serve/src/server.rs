@@ -115,14 +115,10 @@ impl Server {
                     accepted
                 }
                 Err(error) => {
-                    let pause = faults.failed(error)?;
-                    if !pause.is_zero() {
-                        tokio::select! {
-                            () = inner.shutdown.cancelled() => return Ok(()),
-                            () = tokio::time::sleep(pause) => {}
-                        }
+                    if faults.recover(error, &inner.shutdown).await? {
+                        continue;
                     }
-                    continue;
+                    return Ok(());
                 }
             };
             let span = tracing::debug_span!("conn", client.addr = %peer);

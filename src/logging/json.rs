@@ -8,7 +8,6 @@
 //! `"spans":"conn{client.addr=...}"`. The escaping is the audit encoder's ([`audit::json`]), so
 //! both kinds of line are written the same way.
 
-use std::cell::RefCell;
 use std::fmt::{self, Write};
 use std::time::SystemTime;
 
@@ -18,7 +17,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use audit::json::{Escaped, string};
+use audit::json::{Escaped, string, with_line};
 
 /// The event formatter; see the module documentation.
 pub struct JsonLines;
@@ -36,25 +35,11 @@ where
     ) -> fmt::Result {
         // The line is built in a plain String (inlined writes), then handed over in one piece:
         // the layer's writer is a `dyn fmt::Write`, costly for the dozens of small writes.
-        LINE.with(|cell| {
-            // Busy only if formatting a field logged an event itself: then a fresh String.
-            let mut fresh = String::new();
-            let mut reused = cell.try_borrow_mut();
-            let line = match &mut reused {
-                Ok(line) => {
-                    line.clear();
-                    &mut **line
-                }
-                Err(_) => &mut fresh,
-            };
+        with_line(|line| {
             line_into(line, ctx, event)?;
             out.write_str(line)
         })
     }
-}
-
-thread_local! {
-    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 fn line_into<S, N>(out: &mut String, ctx: &FmtContext<'_, S, N>, event: &Event<'_>) -> fmt::Result
