@@ -31,7 +31,7 @@ fn readiness_line_and_ready_file_carry_the_contract() {
         serde_json::from_str(&std::fs::read_to_string(&ready_file).unwrap()).unwrap();
     assert_eq!(&from_file, ready);
     // Exactly one line on stdout.
-    sidecar.signal("TERM");
+    sidecar.signal(Signal::SIGTERM);
     assert!(sidecar.wait().success());
     assert_eq!(
         sidecar.stdout.text().lines().count(),
@@ -112,7 +112,7 @@ fn sighup_reloads_a_good_policy_and_keeps_the_old_one_on_a_bad_one() {
         "policy.toml",
         &format!("version = 1\n[defaults]\naction = \"deny\"\n{NO_RESOLVER}"),
     );
-    sidecar.signal("HUP");
+    sidecar.signal(Signal::SIGHUP);
     sidecar.stderr.wait_for("policy reloaded", 1);
     let r = curl(&sidecar.proxy_url(), &[&url]);
     assert_eq!(r.status, 403, "{r:?}");
@@ -122,7 +122,7 @@ fn sighup_reloads_a_good_policy_and_keeps_the_old_one_on_a_bad_one() {
         "policy.toml",
         "version = 1\n[[allow]]\nhost = \"a b\"\n",
     );
-    sidecar.signal("HUP");
+    sidecar.signal(Signal::SIGHUP);
     sidecar
         .stderr
         .wait_for("reload failed; keeping the current policy", 1);
@@ -162,7 +162,7 @@ fn sigterm_stops_accepting_and_drains_open_tunnels() {
     tunnel.write_all(b"one..").unwrap();
     tunnel.read_exact(&mut echoed).unwrap();
 
-    sidecar.signal("TERM");
+    sidecar.signal(Signal::SIGTERM);
     sidecar.stderr.wait_for("draining", 1);
     assert!(
         TcpStream::connect(sidecar.proxy()).is_err(),

@@ -25,7 +25,7 @@ pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, UdpEcho};
 pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
-pub use sidecar::Sidecar;
+pub use sidecar::{Sidecar, Signal};
 
 /// Upper bound for anything a test waits on; reached only when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(20);

@@ -4,11 +4,13 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+pub use nix::sys::signal::Signal;
 
 use super::{PATIENCE, Run, egressd};
 
@@ -139,14 +141,10 @@ impl Sidecar {
         self.child.as_ref().unwrap().id()
     }
 
-    /// Sends a signal by name (`HUP`, `TERM`, ...).
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) {
+        let pid = i32::try_from(self.pid()).expect("a pid fits i32");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
     }
 
     /// Closes egressd's stdin.
