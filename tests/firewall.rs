@@ -247,17 +247,16 @@ fn load_nft(args: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, nft and setpriv: run by .ci/run"]
 fn nft_lan_rules_are_enforced() {
-    run_in_netns(
-        "firewall::inside_nft_lan_rules",
+    in_netns(
+        "firewall::nft_lan_rules_are_enforced",
         &[&format!("{LAN4}/32"), &format!("{LAN6}/128")],
+        nft_lan_rules,
     );
 }
 
-#[test]
-#[ignore = "runs inside a network namespace, started by nft_lan_rules_are_enforced"]
-fn inside_nft_lan_rules() {
-    assert_in_netns();
+fn nft_lan_rules() {
     let prober = Prober::new();
     let tcp = [
         Origin::bind(lan(8080, false), Behaviour::Answer),
@@ -338,17 +337,16 @@ fn inside_nft_lan_rules() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, nft and setpriv: run by .ci/run"]
 fn nft_sidecar_only_rules_are_enforced() {
-    run_in_netns(
-        "firewall::inside_nft_sidecar_only_rules",
+    in_netns(
+        "firewall::nft_sidecar_only_rules_are_enforced",
         &[&format!("{LAN4}/32")],
+        nft_sidecar_only_rules,
     );
 }
 
-#[test]
-#[ignore = "runs inside a network namespace, started by nft_sidecar_only_rules_are_enforced"]
-fn inside_nft_sidecar_only_rules() {
-    assert_in_netns();
+fn nft_sidecar_only_rules() {
     let prober = Prober::new();
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready.json");

@@ -17,10 +17,10 @@ mod policies;
 mod probe;
 mod sidecar;
 
-pub use clients::curl;
+pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
 pub use http::{header_value, header_values, read_head};
-pub use netns::{assert_in_netns, run_in_netns};
+pub use netns::in_netns;
 pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, UdpEcho};
 pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
