@@ -119,12 +119,14 @@ impl Echo {
 
 /// A loopback (or namespace) UDP echo server that counts datagrams.
 pub struct UdpEcho {
+    pub addr: SocketAddr,
     pub datagrams: Arc<Mutex<usize>>,
 }
 
 impl UdpEcho {
     pub fn bind(addr: SocketAddr) -> Self {
         let socket = UdpSocket::bind(addr).unwrap();
+        let addr = socket.local_addr().unwrap();
         let datagrams = Arc::new(Mutex::new(0));
         let count = datagrams.clone();
         thread::spawn(move || {
@@ -134,6 +136,6 @@ impl UdpEcho {
                 let _ = socket.send_to(&buf[..n], peer);
             }
         });
-        Self { datagrams }
+        Self { addr, datagrams }
     }
 }

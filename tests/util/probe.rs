@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 /// Makes connections as another user: a copy of this test binary, in a directory every user may
-/// read, run under `setpriv` with the probe helper test selected.
+/// read, run under `setpriv` with the probe test (`firewall::probe`) selected and told what to
+/// probe in `EGRESSD_PROBE`.
 pub struct Prober {
     _dir: tempfile::TempDir,
     exe: PathBuf,
@@ -39,7 +40,6 @@ impl Prober {
             .args([
                 "firewall::probe",
                 "--exact",
-                "--ignored",
                 "--nocapture",
                 "--test-threads",
                 "1",
