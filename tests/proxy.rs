@@ -450,21 +450,8 @@ fn audit_log(client: Client) {
         client.get(sidecar.proxy(), "http://example.org/").status,
         403
     );
-    let read = || std::fs::read_to_string(&audit).unwrap_or_default();
     // Events are written when requests end; the tunnel's only after the client closed it.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while read().lines().count() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "audit log: {}",
-            read()
-        );
-        std::thread::yield_now();
-    }
-    let events: Vec<serde_json::Value> = read()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = audit_events(&audit, 3);
     let by_method = |m: &str| events.iter().find(|e| e["method"] == m).unwrap().clone();
     let get = events
         .iter()

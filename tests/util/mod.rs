@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod audit;
 mod clients;
 mod dns;
 mod http;
@@ -17,6 +18,7 @@ mod policies;
 mod probe;
 mod sidecar;
 
+pub use audit::audit_events;
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
 pub use http::{header_value, header_values, read_head};
