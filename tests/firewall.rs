@@ -292,14 +292,14 @@ fn nft_lan_rules() {
     }
     for listener in &tcp {
         assert_eq!(
-            *listener.connections.lock().unwrap(),
+            listener.connections.get(),
             0,
             "a LAN listener saw the sandbox user"
         );
     }
     for listener in &udp {
         assert_eq!(
-            *listener.datagrams.lock().unwrap(),
+            listener.datagrams.get(),
             0,
             "a LAN listener saw the sandbox user"
         );
@@ -312,8 +312,8 @@ fn nft_lan_rules() {
     );
     assert_eq!(
         (
-            *carved[0].connections.lock().unwrap(),
-            *carved[1].connections.lock().unwrap()
+            carved[0].connections.wait_for(1),
+            carved[1].connections.get()
         ),
         (1, 0)
     );
@@ -332,8 +332,8 @@ fn nft_lan_rules() {
             "UDP v6={v6}"
         );
     }
-    assert_eq!(*tcp[0].connections.lock().unwrap(), 1);
-    assert_eq!(*udp[1].datagrams.lock().unwrap(), 1);
+    assert_eq!(tcp[0].connections.wait_for(1), 1);
+    assert_eq!(udp[1].datagrams.get(), 1);
 }
 
 #[test]
@@ -379,8 +379,8 @@ fn nft_sidecar_only_rules() {
         prober.probe(SANDBOX_UID, true, "127.0.0.1:53".parse().unwrap()),
         "refused"
     );
-    assert_eq!(*other_loopback.connections.lock().unwrap(), 0);
-    assert_eq!(*lan_listener.connections.lock().unwrap(), 0);
+    assert_eq!(other_loopback.connections.get(), 0);
+    assert_eq!(lan_listener.connections.get(), 0);
     assert_eq!(prober.probe(OTHER_UID, false, other_loopback.addr), "ok");
 }
 
@@ -406,7 +406,7 @@ fn probe() {
     assert_eq!(probe(false, closed), "refused");
     let echo = UdpEcho::bind(loopback);
     assert_eq!(probe(true, echo.addr), "ok");
-    assert_eq!(*echo.datagrams.lock().unwrap(), 1);
+    assert_eq!(echo.datagrams.get(), 1);
     let silent = std::net::UdpSocket::bind(loopback).unwrap();
     assert_eq!(probe(true, silent.local_addr().unwrap()), "timeout");
     // Linux reports the ICMP port-unreachable of a closed UDP port to a connected socket; the

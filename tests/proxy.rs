@@ -527,7 +527,7 @@ fn keep_alive_to_client_and_origin_and_http_1_0() {
     }
     assert_eq!(origin.seen().len(), 2);
     assert_eq!(
-        *origin.connections.lock().unwrap(),
+        origin.connections.get(),
         1,
         "the origin connection was pooled and reused"
     );

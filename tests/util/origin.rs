@@ -3,8 +3,9 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use super::PATIENCE;
 use super::http::{header_value, read_head};
@@ -22,7 +23,7 @@ pub enum Behaviour {
 pub struct Origin {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<String>>>,
-    pub connections: Arc<Mutex<usize>>,
+    pub connections: Counter,
 }
 
 /// The body every answering origin sends.
@@ -39,12 +40,12 @@ impl Origin {
         let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(Mutex::new(0));
+        let connections = Counter::default();
         let (log, count) = (requests.clone(), connections.clone());
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                *count.lock().unwrap() += 1;
+                count.add();
                 let log = log.clone();
                 thread::spawn(move || serve_origin(stream, &log, behaviour));
             }
@@ -120,22 +121,55 @@ impl Echo {
 /// A loopback (or namespace) UDP echo server that counts datagrams.
 pub struct UdpEcho {
     pub addr: SocketAddr,
-    pub datagrams: Arc<Mutex<usize>>,
+    pub datagrams: Counter,
 }
 
 impl UdpEcho {
     pub fn bind(addr: SocketAddr) -> Self {
         let socket = UdpSocket::bind(addr).unwrap();
         let addr = socket.local_addr().unwrap();
-        let datagrams = Arc::new(Mutex::new(0));
+        let datagrams = Counter::default();
         let count = datagrams.clone();
         thread::spawn(move || {
             let mut buf = [0u8; 512];
             while let Ok((n, peer)) = socket.recv_from(&mut buf) {
-                *count.lock().unwrap() += 1;
+                count.add();
                 let _ = socket.send_to(&buf[..n], peer);
             }
         });
         Self { addr, datagrams }
+    }
+}
+
+/// A count a server thread raises and a test reads, or waits on: a client's connect completes in
+/// the kernel before the server's accept, so a count read at once can lag behind by one.
+#[derive(Clone, Default)]
+pub struct Counter(Arc<(Mutex<usize>, Condvar)>);
+
+impl Counter {
+    fn add(&self) {
+        let (count, changed) = &*self.0;
+        *count.lock().unwrap() += 1;
+        changed.notify_all();
+    }
+
+    /// The count now.
+    pub fn get(&self) -> usize {
+        *self.0.0.lock().unwrap()
+    }
+
+    /// The count once it has reached `at_least`, or after [`PATIENCE`] whatever it is then.
+    pub fn wait_for(&self, at_least: usize) -> usize {
+        let deadline = Instant::now() + PATIENCE;
+        let (count, changed) = &*self.0;
+        let mut guard = count.lock().unwrap();
+        while *guard < at_least {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            guard = changed.wait_timeout(guard, left).unwrap().0;
+        }
+        *guard
     }
 }
