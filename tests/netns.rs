@@ -1,6 +1,7 @@
 //! Tests with non-loopback destinations. Each runs itself again inside a fresh network namespace
-//! (only `lo`, with 10.99.0.1 and fd00::99 added), so even a fail-open bug sends nothing out; so
-//! each needs root. Each scenario runs with the Rust test client, and again with curl.
+//! (only `lo`, with 10.99.0.1 and fd00::99 added), so even a fail-open bug sends nothing out; that
+//! takes root, hence ignored on the plain command. Each scenario runs with the Rust test client,
+//! and again with curl.
 
 use std::net::Ipv4Addr;
 

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests, one module per thing they provide: the egressd
-//! process harness, loopback origins, a fake DNS server, a recording parent proxy, raw HTTP, the
-//! external clients, network namespaces and the other-user prober. Nothing here sends a packet
-//! beyond loopback (or beyond a network namespace a test made).
+//! process harness (`sidecar`), its audit log (`audit`), loopback origins (`origin`), a fake DNS
+//! server (`dns`), a recording parent proxy (`parent`), raw HTTP and the Rust proxy client
+//! (`http`), the clients a scenario runs with (`clients`), test policies (`policies`), network
+//! namespaces (`netns`) and the other-user prober (`probe`). Nothing here sends a packet beyond
+//! loopback (or beyond a network namespace a test made).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
