@@ -1,11 +1,14 @@
-//! The DNS stub inside `egressd run`, asked by real clients (hickory-resolver, dig, raw packets)
-//! and backed by a fake upstream on loopback that records what it was asked.
+//! The DNS stub inside `egressd run`, asked by real clients (hickory-resolver, raw packets built
+//! with hickory-proto, and dig in a test ignored for needing it) and backed by a fake upstream on
+//! loopback that records what it was asked.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use crate::util::*;
 
@@ -128,7 +131,7 @@ fn refused_names_never_reach_upstream_and_allowed_ones_do() {
     assert_eq!(upstream.seen(), ["www.allowed.test. A"]);
     sidecar.stderr.wait_for("dns query", 4);
     // Without --audit-log, audit events are JSON lines on stderr beside the log.
-    let events = audit_events(&sidecar.stderr.text(), audit::DnsQuery::MESSAGE);
+    let events = events_of(&sidecar.stderr.text(), audit::DnsQuery::MESSAGE);
     use audit::fields as f;
     let refused = events
         .iter()
@@ -150,13 +153,6 @@ fn refused_names_never_reach_upstream_and_allowed_ones_do() {
     assert_eq!(answered[f::ANSWERS], 1);
 }
 
-/// The audit events of kind `message` among the lines of `log`.
-fn audit_events(log: &str, message: &str) -> Vec<serde_json::Value> {
-    log.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|v| v[audit::fields::MESSAGE] == message)
-        .collect()
-}
 
 #[test]
 fn hickory_resolver_resolves_allowed_names_and_is_refused_others() {
@@ -194,32 +190,69 @@ fn hickory_resolver_resolves_allowed_names_and_is_refused_others() {
     });
 }
 
+/// The client cookie dig sends (any 8 bytes do).
+const COOKIE: [u8; 8] = [0x0b, 0x64, 0xb4, 0xdc, 0xd7, 0xb0, 0xcc, 0x8f];
+
 #[test]
+#[ignore = "needs dig: run by .ci/run"]
 fn dig_sees_refused_and_an_answer() {
     let upstream = FakeDns::zone(vec![Zone::A("exact.test", PUBLIC, 60)], false);
     let (sidecar, _dir) = stub(&upstream, "");
     let server = dns_addr(&sidecar);
-    let dig = |name: &str| {
-        let out = std::process::Command::new("dig")
-            .args([
-                &format!("@{}", server.ip()),
-                "-p",
-                &server.port().to_string(),
-                name,
-                "+time=5",
-                "+tries=1",
-            ])
-            .output()
-            .expect("dig is installed (CI installs dnsutils)");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let refused = dig("example.org");
+    let refused = dig(server, "example.org");
     assert!(refused.contains("status: REFUSED"), "{refused}");
-    let answered = dig("exact.test");
+    let answered = dig(server, "exact.test");
     assert!(answered.contains("status: NOERROR"), "{answered}");
     assert!(
         answered.contains(&format!("exact.test.\t\t60\tIN\tA\t{PUBLIC}")),
         "{answered}"
+    );
+}
+
+/// What [`dig_sees_refused_and_an_answer`] asserts, for the query dig sends (RD and AD set, EDNS
+/// with a 1232-byte payload and a client cookie) built with hickory-proto.
+#[test]
+fn a_dig_like_query_sees_refused_and_an_answer() {
+    let upstream = FakeDns::zone(vec![Zone::A("exact.test", PUBLIC, 60)], false);
+    let (sidecar, _dir) = stub(&upstream, "");
+    let server = dns_addr(&sidecar);
+    let dig_like = |name: &str| {
+        let mut message = query(name, RecordType::A, Some(1232));
+        message.metadata.authentic_data = true;
+        let edns = message.edns.as_mut().unwrap();
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(10, COOKIE.to_vec()));
+        udp(server, &message)
+    };
+    let refused = dig_like("example.org.");
+    assert_eq!(
+        refused.metadata.response_code,
+        ResponseCode::Refused,
+        "{refused:?}"
+    );
+    let answered = dig_like("exact.test.");
+    assert_eq!(
+        answered.metadata.response_code,
+        ResponseCode::NoError,
+        "{answered:?}"
+    );
+    let [record] = answered.answers.as_slice() else {
+        panic!("one answer: {answered:?}");
+    };
+    assert_eq!(
+        (
+            record.name.to_ascii(),
+            record.ttl,
+            record.dns_class,
+            &record.data
+        ),
+        (
+            "exact.test.".to_owned(),
+            60,
+            DNSClass::IN,
+            &RData::A(A(PUBLIC))
+        ),
+        "{answered:?}"
     );
 }
 

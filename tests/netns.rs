@@ -1,5 +1,7 @@
 //! Tests with non-loopback destinations. Each runs itself again inside a fresh network namespace
-//! (only `lo`, with 10.99.0.1 and fd00::99 added), so even a fail-open bug sends nothing out.
+//! (only `lo`, with 10.99.0.1 and fd00::99 added), so even a fail-open bug sends nothing out; that
+//! takes root, hence ignored on the plain command. Each scenario runs with the Rust test client,
+//! and again with curl.
 
 use std::net::Ipv4Addr;
 
@@ -8,19 +10,34 @@ use crate::util::*;
 const LAN_V4: &str = "10.99.0.1";
 const LAN_V6: &str = "fd00::99";
 
-fn in_namespace(test: &str) {
-    run_in_netns(test, &[&format!("{LAN_V4}/32"), &format!("{LAN_V6}/128")]);
+/// Runs `scenario` as the test `netns::NAME` inside a namespace with the LAN addresses.
+fn in_namespace(name: &str, scenario: impl FnOnce()) {
+    in_netns(
+        &format!("netns::{name}"),
+        &[&format!("{LAN_V4}/32"), &format!("{LAN_V6}/128")],
+        scenario,
+    );
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run by .ci/run"]
 fn lan_answers_are_refused_without_a_connection_attempt() {
-    in_namespace("netns::inside_lan_answers_are_refused");
+    in_namespace(
+        "lan_answers_are_refused_without_a_connection_attempt",
+        || lan_answers_are_refused(Client::Rust),
+    );
 }
 
 #[test]
-#[ignore = "runs inside a network namespace, started by lan_answers_are_refused_without_a_connection_attempt"]
-fn inside_lan_answers_are_refused() {
-    assert_in_netns();
+#[ignore = "needs root, network namespaces and curl: run by .ci/run"]
+fn lan_answers_are_refused_without_a_connection_attempt_with_curl() {
+    in_namespace(
+        "lan_answers_are_refused_without_a_connection_attempt_with_curl",
+        || lan_answers_are_refused(Client::Curl),
+    );
+}
+
+fn lan_answers_are_refused(client: Client) {
     let v4 = Origin::bind(format!("{LAN_V4}:8080").parse().unwrap(), Behaviour::Answer);
     let v6 = Origin::bind(
         format!("[{LAN_V6}]:8080").parse().unwrap(),
@@ -42,29 +59,21 @@ fn inside_lan_answers_are_refused() {
         format!("http://[::ffff:{LAN_V4}]:8080/"),
         "http://167969537:8080/".to_owned(),
     ] {
-        let r = curl(&sidecar.proxy_url(), &[&url]);
+        let r = client.get(sidecar.proxy(), &url);
         assert_eq!(r.status, 403, "{url}: {r:?}");
         assert!(
             r.headers.contains("x-egressd-reason: special-range"),
             "{url}: {r:?}"
         );
     }
-    let tunnel = curl(&sidecar.proxy_url(), &["-p", "http://lan.test:8080/"]);
+    let tunnel = client.tunnel_get(sidecar.proxy(), "http://lan.test:8080/");
     assert_ne!(tunnel.status, 200, "{tunnel:?}");
     assert!(
         dns.seen().iter().any(|q| q.starts_with("lan.test.")),
         "the allowed name was resolved"
     );
-    assert_eq!(
-        *v4.connections.lock().unwrap(),
-        0,
-        "a LAN listener saw a connection"
-    );
-    assert_eq!(
-        *v6.connections.lock().unwrap(),
-        0,
-        "a LAN listener saw a connection"
-    );
+    assert_eq!(v4.connections.get(), 0, "a LAN listener saw a connection");
+    assert_eq!(v6.connections.get(), 0, "a LAN listener saw a connection");
 
     // Control: with a carve-out the same listener is reachable, so the zero above means refusal.
     let carved = allow_all_names.replace(
@@ -74,20 +83,28 @@ fn inside_lan_answers_are_refused() {
     let policy = write(dir.path(), "carved.toml", &carved);
     drop(sidecar);
     let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
-    let r = curl(&sidecar.proxy_url(), &["http://lan.test:8080/"]);
+    let r = client.get(sidecar.proxy(), "http://lan.test:8080/");
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(*v4.connections.lock().unwrap(), 1);
+    assert_eq!(v4.connections.get(), 1);
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run by .ci/run"]
 fn builtin_policy_refuses_the_lan() {
-    in_namespace("netns::inside_builtin_policy_refuses_the_lan");
+    in_namespace("builtin_policy_refuses_the_lan", || {
+        builtin_policy_refuses(Client::Rust)
+    });
 }
 
 #[test]
-#[ignore = "runs inside a network namespace, started by builtin_policy_refuses_the_lan"]
-fn inside_builtin_policy_refuses_the_lan() {
-    assert_in_netns();
+#[ignore = "needs root, network namespaces and curl: run by .ci/run"]
+fn builtin_policy_refuses_the_lan_with_curl() {
+    in_namespace("builtin_policy_refuses_the_lan_with_curl", || {
+        builtin_policy_refuses(Client::Curl)
+    });
+}
+
+fn builtin_policy_refuses(client: Client) {
     let origin = Origin::bind(format!("{LAN_V4}:80").parse().unwrap(), Behaviour::Answer);
     let sidecar = Sidecar::start(&[]);
     for url in [
@@ -97,26 +114,35 @@ fn inside_builtin_policy_refuses_the_lan() {
         "http://169.254.169.254/latest/meta-data/".to_owned(),
         "http://100.64.0.1/".to_owned(),
     ] {
-        let r = curl(&sidecar.proxy_url(), &[&url]);
+        let r = client.get(sidecar.proxy(), &url);
         assert_eq!(r.status, 403, "{url}: {r:?}");
         assert!(
             r.headers.contains("x-egressd-reason: special-range"),
             "{r:?}"
         );
     }
-    assert_eq!(*origin.connections.lock().unwrap(), 0);
+    assert_eq!(origin.connections.get(), 0);
 }
 
+// The example names port 8080; a fresh namespace guarantees it is free.
 #[test]
+#[ignore = "needs root and network namespaces: run by .ci/run"]
 fn shipped_example_policy_allows_its_loopback_origin() {
-    // The example names port 8080; a fresh namespace guarantees it is free.
-    in_namespace("netns::inside_shipped_example_policy");
+    in_namespace("shipped_example_policy_allows_its_loopback_origin", || {
+        shipped_example_policy(Client::Rust)
+    });
 }
 
 #[test]
-#[ignore = "runs inside a network namespace, started by shipped_example_policy_allows_its_loopback_origin"]
-fn inside_shipped_example_policy() {
-    assert_in_netns();
+#[ignore = "needs root, network namespaces and curl: run by .ci/run"]
+fn shipped_example_policy_allows_its_loopback_origin_with_curl() {
+    in_namespace(
+        "shipped_example_policy_allows_its_loopback_origin_with_curl",
+        || shipped_example_policy(Client::Curl),
+    );
+}
+
+fn shipped_example_policy(client: Client) {
     let origin = Origin::bind("127.0.0.1:8080".parse().unwrap(), Behaviour::Answer);
     let policy = repo("docs/examples/loopback-origin.toml");
     let sidecar = Sidecar::start(&[
@@ -125,13 +151,13 @@ fn inside_shipped_example_policy() {
         "--sandbox-id",
         "readme",
     ]);
-    let ok = curl(&sidecar.proxy_url(), &["http://origin.test:8080/"]);
+    let ok = client.get(sidecar.proxy(), "http://origin.test:8080/");
     assert_eq!((ok.status, ok.body.as_str()), (200, ORIGIN_BODY), "{ok:?}");
     assert_eq!(
         header_value(&origin.seen()[0], "x-egressd-sandbox").as_deref(),
         Some("readme")
     );
-    let denied = curl(&sidecar.proxy_url(), &["http://example.org/"]);
+    let denied = client.get(sidecar.proxy(), "http://example.org/");
     assert_eq!(denied.status, 403, "{denied:?}");
     assert!(
         denied.headers.contains("x-egressd-reason: default-deny"),

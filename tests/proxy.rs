@@ -1,5 +1,6 @@
-//! The forward proxy through `egressd run`, driven by curl, ureq and raw sockets against loopback
-//! origins the tests start.
+//! The forward proxy through `egressd run`, driven by the Rust test client, ureq and raw sockets
+//! against loopback origins the tests start; each scenario again with curl (and one with Python),
+//! in tests ignored for needing them.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -30,10 +31,20 @@ fn origin_and_sidecar(
 }
 
 #[test]
+fn absolute_form_allowed_and_denied() {
+    absolute_form(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
 fn absolute_form_allowed_and_denied_with_curl() {
+    absolute_form(Client::Curl);
+}
+
+fn absolute_form(client: Client) {
     let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
     let url = format!("http://origin.test:{}/path?q=1", origin.addr.port());
-    let ok = curl(&sidecar.proxy_url(), &[&url]);
+    let ok = client.get(sidecar.proxy(), &url);
     assert_eq!((ok.status, ok.body.as_str()), (200, ORIGIN_BODY), "{ok:?}");
     let head = &origin.seen()[0];
     assert!(
@@ -45,7 +56,7 @@ fn absolute_form_allowed_and_denied_with_curl() {
         Some(format!("origin.test:{}", origin.addr.port()).as_str())
     );
 
-    let denied = curl(&sidecar.proxy_url(), &["http://example.org/"]);
+    let denied = client.get(sidecar.proxy(), "http://example.org/");
     assert_eq!(denied.status, 403, "{denied:?}");
     assert!(
         denied
@@ -59,9 +70,19 @@ fn absolute_form_allowed_and_denied_with_curl() {
 
 #[test]
 fn connect_allowed_and_denied() {
+    connect(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn connect_allowed_and_denied_with_curl() {
+    connect(Client::Curl);
+}
+
+fn connect(client: Client) {
     let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
     let url = format!("http://origin.test:{}/tunneled", origin.addr.port());
-    let ok = curl(&sidecar.proxy_url(), &["-p", &url]);
+    let ok = client.tunnel_get(sidecar.proxy(), &url);
     assert_eq!((ok.status, ok.body.as_str()), (200, ORIGIN_BODY), "{ok:?}");
     assert!(origin.seen()[0].starts_with("GET /tunneled HTTP/1.1"));
 
@@ -103,29 +124,31 @@ fn rust_client_through_the_proxy() {
 
 #[test]
 fn attribution_headers_replace_spoofed_copies_and_hop_by_hop_headers_are_stripped() {
+    attribution_and_hop_by_hop(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn attribution_headers_replace_spoofed_copies_and_hop_by_hop_headers_are_stripped_with_curl() {
+    attribution_and_hop_by_hop(Client::Curl);
+}
+
+fn attribution_and_hop_by_hop(client: Client) {
     let (origin, sidecar, _dir) =
         origin_and_sidecar("", &["--header", "X-Egressd-Agent: agent-{sandbox_id}"]);
     let url = format!("http://origin.test:{}/", origin.addr.port());
-    let r = curl(
-        &sidecar.proxy_url(),
+    let r = client.get_with(
+        sidecar.proxy(),
+        &url,
         &[
-            "-H",
             "X-Egressd-Sandbox: spoofed",
-            "-H",
             "X-Egressd-Agent: spoofed",
-            "-H",
             "Connection: keep-alive, X-Drop-Me",
-            "-H",
             "X-Drop-Me: secret",
-            "-H",
             "Proxy-Authorization: Basic c2VjcmV0OnNlY3JldA==",
-            "-H",
             "Proxy-Connection: keep-alive",
-            "-H",
             "Keep-Alive: timeout=5",
-            "-H",
             "X-Kept: yes",
-            &url,
         ],
     );
     assert_eq!(r.status, 200, "{r:?}");
@@ -156,11 +179,21 @@ fn attribution_headers_replace_spoofed_copies_and_hop_by_hop_headers_are_strippe
 
 #[test]
 fn port_rules_and_ip_literal_forms() {
+    port_rules_and_ip_literals(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn port_rules_and_ip_literal_forms_with_curl() {
+    port_rules_and_ip_literals(Client::Curl);
+}
+
+fn port_rules_and_ip_literals(client: Client) {
     let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
     let port = origin.addr.port();
     // 127.0.0.1 is carved out on the origin's port only, in every spelling.
     for host in ["127.0.0.1", "2130706433", "0x7f.0.0.1", "127.1"] {
-        let r = curl(&sidecar.proxy_url(), &[&format!("http://{host}:{port}/")]);
+        let r = client.get(sidecar.proxy(), &format!("http://{host}:{port}/"));
         assert_eq!(r.status, 200, "{host}: {r:?}");
     }
     let other_port = if port == 65535 { 65534 } else { port + 1 };
@@ -176,7 +209,7 @@ fn port_rules_and_ip_literal_forms() {
         ),
         (format!("http://127.1:{other_port}/"), "special-range"),
     ] {
-        let r = curl(&sidecar.proxy_url(), &[&url]);
+        let r = client.get(sidecar.proxy(), &url);
         assert_eq!(r.status, 403, "{url}: {r:?}");
         assert!(
             r.headers.contains(&format!("x-egressd-reason: {reason}")),
@@ -192,6 +225,16 @@ fn port_rules_and_ip_literal_forms() {
 
 #[test]
 fn denied_names_are_never_resolved_and_allowed_names_are() {
+    denied_names_unresolved(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn denied_names_are_never_resolved_and_allowed_names_are_with_curl() {
+    denied_names_unresolved(Client::Curl);
+}
+
+fn denied_names_unresolved(client: Client) {
     let dns = FakeDns::start(&[("allowed.test", Ipv4Addr::new(127, 0, 0, 1))], false);
     let origin = Origin::start(Behaviour::Answer);
     let dir = tempfile::tempdir().unwrap();
@@ -203,29 +246,23 @@ fn denied_names_are_never_resolved_and_allowed_names_are() {
     );
     let policy = write(dir.path(), "policy.toml", &text);
     let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
-    let denied = curl(
-        &sidecar.proxy_url(),
-        &[&format!("http://secret-exfil.denied.test:{port}/")],
+    let denied = client.get(
+        sidecar.proxy(),
+        &format!("http://secret-exfil.denied.test:{port}/"),
     );
     assert_eq!(denied.status, 403);
-    let tunneled = curl(
-        &sidecar.proxy_url(),
-        &["-p", &format!("http://another.denied.test:{port}/")],
+    let tunneled = client.tunnel_get(
+        sidecar.proxy(),
+        &format!("http://another.denied.test:{port}/"),
     );
-    assert_eq!(
-        tunneled.status, 0,
-        "CONNECT refused, curl reports no HTTP status: {tunneled:?}"
-    );
+    assert_eq!(tunneled.status, 403, "CONNECT refused: {tunneled:?}");
     assert!(
         dns.seen().is_empty(),
         "denied names were sent to DNS: {:?}",
         dns.seen()
     );
 
-    let allowed = curl(
-        &sidecar.proxy_url(),
-        &[&format!("http://allowed.test:{port}/")],
-    );
+    let allowed = client.get(sidecar.proxy(), &format!("http://allowed.test:{port}/"));
     assert_eq!(allowed.status, 200, "{allowed:?}");
     assert!(
         dns.seen().iter().any(|q| q.starts_with("allowed.test.")),
@@ -241,6 +278,16 @@ fn denied_names_are_never_resolved_and_allowed_names_are() {
 
 #[test]
 fn upstream_failures_are_502_and_504_with_reasons() {
+    upstream_failures(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn upstream_failures_are_502_and_504_with_reasons_with_curl() {
+    upstream_failures(Client::Curl);
+}
+
+fn upstream_failures(client: Client) {
     let dns = FakeDns::start(&[], false);
     let silent_dns = FakeDns::start(&[], true);
     let silent = Origin::start(Behaviour::Silent);
@@ -278,7 +325,7 @@ fn upstream_failures_are_502_and_504_with_reasons() {
         ("http://missing.nx.test/".to_owned(), 502, "no-address"),
     ];
     for (url, status, reason) in cases {
-        let r = curl(&sidecar.proxy_url(), &[&url]);
+        let r = client.get(sidecar.proxy(), &url);
         assert_eq!(r.status, status, "{url}: {r:?}");
         assert!(
             r.headers.contains(&format!("x-egressd-reason: {reason}")),
@@ -292,13 +339,23 @@ fn upstream_failures_are_502_and_504_with_reasons() {
     );
     let policy = write(dir.path(), "slow.toml", &text);
     let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap(), "--dns-timeout", "1s"]);
-    let r = curl(&sidecar.proxy_url(), &["http://slow.test/"]);
+    let r = client.get(sidecar.proxy(), "http://slow.test/");
     assert_eq!(r.status, 504, "{r:?}");
     assert!(r.headers.contains("x-egressd-reason: dns-timeout"), "{r:?}");
 }
 
 #[test]
 fn origin_form_requests_get_400_not_a_loop() {
+    origin_form_and_own_address(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn origin_form_requests_get_400_not_a_loop_with_curl() {
+    origin_form_and_own_address(Client::Curl);
+}
+
+fn origin_form_and_own_address(client: Client) {
     let (_origin, sidecar, _dir) = origin_and_sidecar("", &[]);
     let mut stream = TcpStream::connect(sidecar.proxy()).unwrap();
     stream
@@ -307,10 +364,7 @@ fn origin_form_requests_get_400_not_a_loop() {
     let head = read_head(&mut stream).unwrap();
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     // Absolute-form to the proxy's own address is loopback: refused, not looped.
-    let own = curl(
-        &sidecar.proxy_url(),
-        &[&format!("http://{}/", sidecar.proxy())],
-    );
+    let own = client.get(sidecar.proxy(), &format!("http://{}/", sidecar.proxy()));
     assert_eq!(own.status, 403, "{own:?}");
 }
 
@@ -374,53 +428,31 @@ fn oversized_request_head_is_refused() {
 
 #[test]
 fn audit_log_has_one_json_line_per_request() {
+    audit_log(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn audit_log_has_one_json_line_per_request_with_curl() {
+    audit_log(Client::Curl);
+}
+
+fn audit_log(client: Client) {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let (origin, sidecar, _policy_dir) =
         origin_and_sidecar("", &["--audit-log", audit.to_str().unwrap()]);
     let port = origin.addr.port();
+    let url = format!("http://origin.test:{port}/");
+    assert_eq!(client.get(sidecar.proxy(), &url).status, 200);
+    assert_eq!(client.tunnel_get(sidecar.proxy(), &url).status, 200);
     assert_eq!(
-        curl(
-            &sidecar.proxy_url(),
-            &[&format!("http://origin.test:{port}/")]
-        )
-        .status,
-        200
-    );
-    assert_eq!(
-        curl(
-            &sidecar.proxy_url(),
-            &["-p", &format!("http://origin.test:{port}/")]
-        )
-        .status,
-        200
-    );
-    assert_eq!(
-        curl(&sidecar.proxy_url(), &["http://example.org/"]).status,
+        client.get(sidecar.proxy(), "http://example.org/").status,
         403
     );
-    let read = || std::fs::read_to_string(&audit).unwrap_or_default();
-    // Every line is one JSON object; request events are the ones with the request message (the
-    // others are lifecycle events: ready, reloads, stopping).
-    let requests = || -> Vec<serde_json::Value> {
-        read()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|e| e[audit::fields::MESSAGE] == audit::Request::MESSAGE)
-            .collect()
-    };
-    // Events are written when requests end; the tunnel's only after curl closed it.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while requests().len() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "audit log: {}",
-            read()
-        );
-        std::thread::yield_now();
-    }
-    let events = requests();
-    assert_eq!(events.len(), 3, "one event per request: {}", read());
+    // Events are written when requests end; the tunnel's only after the client closed it.
+    let events = request_events(&audit, 3);
+    assert_eq!(events.len(), 3, "one event per request: {events:?}");
     let by_method = |m: &str| events.iter().find(|e| e["method"] == m).unwrap().clone();
     let get = events
         .iter()
@@ -496,7 +528,7 @@ fn keep_alive_to_client_and_origin_and_http_1_0() {
     }
     assert_eq!(origin.seen().len(), 2);
     assert_eq!(
-        *origin.connections.lock().unwrap(),
+        origin.connections.get(),
         1,
         "the origin connection was pooled and reused"
     );
@@ -513,28 +545,20 @@ fn keep_alive_to_client_and_origin_and_http_1_0() {
     assert!(response.ends_with(ORIGIN_BODY), "{response}");
 }
 
+/// The same egressd behaviour as [`absolute_form_allowed_and_denied`], seen by Python's urllib.
 #[test]
+#[ignore = "needs python3: run by .ci/run"]
 fn python_urllib_through_the_proxy() {
     let (origin, sidecar, _dir) = origin_and_sidecar("", &[]);
-    let script = r#"
-import sys, urllib.request, urllib.error
-proxy, url = sys.argv[1], sys.argv[2]
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
-try:
-    print(opener.open(url, timeout=20).status)
-except urllib.error.HTTPError as e:
-    print(e.code, e.headers.get("x-egressd-reason"))
-"#;
-    let python = |url: &str| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", script, &sidecar.proxy_url(), url])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
     assert_eq!(
-        python(&format!("http://origin.test:{}/", origin.addr.port())),
+        python_urllib(
+            sidecar.proxy(),
+            &format!("http://origin.test:{}/", origin.addr.port())
+        ),
         "200"
     );
-    assert_eq!(python("http://example.org/"), "403 default-deny");
+    assert_eq!(
+        python_urllib(sidecar.proxy(), "http://example.org/"),
+        "403 default-deny"
+    );
 }

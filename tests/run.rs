@@ -1,4 +1,5 @@
 //! The launcher contract of `egressd run`: readiness, failing closed, signals, lifetime, chaining.
+//! Scenarios with a client run with the Rust test client, and again with curl in ignored tests.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -31,7 +32,7 @@ fn readiness_line_and_ready_file_carry_the_contract() {
         serde_json::from_str(&std::fs::read_to_string(&ready_file).unwrap()).unwrap();
     assert_eq!(&from_file, ready);
     // Exactly one line on stdout.
-    sidecar.signal("TERM");
+    sidecar.signal(Signal::SIGTERM);
     assert!(sidecar.wait().success());
     assert_eq!(
         sidecar.stdout.text().lines().count(),
@@ -99,22 +100,32 @@ fn bad_flags_exit_two() {
 
 #[test]
 fn sighup_reloads_a_good_policy_and_keeps_the_old_one_on_a_bad_one() {
+    sighup_reload(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn sighup_reloads_a_good_policy_and_keeps_the_old_one_on_a_bad_one_with_curl() {
+    sighup_reload(Client::Curl);
+}
+
+fn sighup_reload(client: Client) {
     let origin = Origin::start(Behaviour::Answer);
     let port = origin.addr.port();
     let dir = tempfile::tempdir().unwrap();
     let policy = write(dir.path(), "policy.toml", &loopback_policy(&[port], ""));
     let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
     let url = format!("http://origin.test:{port}/");
-    assert_eq!(curl(&sidecar.proxy_url(), &[&url]).status, 200);
+    assert_eq!(client.get(sidecar.proxy(), &url).status, 200);
 
     write(
         dir.path(),
         "policy.toml",
         &format!("version = 1\n[defaults]\naction = \"deny\"\n{NO_RESOLVER}"),
     );
-    sidecar.signal("HUP");
+    sidecar.signal(Signal::SIGHUP);
     sidecar.stderr.wait_for("policy reloaded", 1);
-    let r = curl(&sidecar.proxy_url(), &[&url]);
+    let r = client.get(sidecar.proxy(), &url);
     assert_eq!(r.status, 403, "{r:?}");
 
     write(
@@ -122,13 +133,13 @@ fn sighup_reloads_a_good_policy_and_keeps_the_old_one_on_a_bad_one() {
         "policy.toml",
         "version = 1\n[[allow]]\nhost = \"a b\"\n",
     );
-    sidecar.signal("HUP");
+    sidecar.signal(Signal::SIGHUP);
     sidecar
         .stderr
         .wait_for("reload failed; keeping the current policy", 1);
     // The error (with its line:column) follows on the log's next line.
     sidecar.stderr.wait_for("policy.toml:3:8", 1);
-    let r = curl(&sidecar.proxy_url(), &[&url]);
+    let r = client.get(sidecar.proxy(), &url);
     assert_eq!(r.status, 403, "the old (deny-all) policy stays: {r:?}");
     assert_eq!(origin.seen().len(), 1);
 }
@@ -162,7 +173,7 @@ fn sigterm_stops_accepting_and_drains_open_tunnels() {
     tunnel.write_all(b"one..").unwrap();
     tunnel.read_exact(&mut echoed).unwrap();
 
-    sidecar.signal("TERM");
+    sidecar.signal(Signal::SIGTERM);
     sidecar.stderr.wait_for("draining", 1);
     assert!(
         TcpStream::connect(sidecar.proxy()).is_err(),
@@ -190,12 +201,22 @@ fn exits_when_the_launcher_closes_stdin() {
 
 #[test]
 fn chains_through_a_parent_egressd_and_enforces_the_policy_first() {
+    chain_through_parent(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn chains_through_a_parent_egressd_and_enforces_the_policy_first_with_curl() {
+    chain_through_parent(Client::Curl);
+}
+
+fn chain_through_parent(client: Client) {
     let origin = Origin::start(Behaviour::Answer);
     let port = origin.addr.port();
     let dir = tempfile::tempdir().unwrap();
     let parent_policy = write(dir.path(), "parent.toml", &loopback_policy(&[port], ""));
     let audit = dir.path().join("parent-audit.jsonl");
-    let parent = Sidecar::start(&[
+    let mut parent = Sidecar::start(&[
         "--policy",
         parent_policy.to_str().unwrap(),
         "--audit-log",
@@ -221,9 +242,9 @@ fn chains_through_a_parent_egressd_and_enforces_the_policy_first() {
         "X-Child-Sandbox: {sandbox_id}",
     ]);
     let url = format!("http://origin.test:{port}/via-parent");
-    let r = curl(&child.proxy_url(), &[&url]);
+    let r = client.get(child.proxy(), &url);
     assert_eq!(r.status, 200, "{r:?}");
-    let tunneled = curl(&child.proxy_url(), &["-p", &url]);
+    let tunneled = client.tunnel_get(child.proxy(), &url);
     assert_eq!(tunneled.status, 200, "{tunneled:?}");
     let head = &origin.seen()[0];
     assert_eq!(
@@ -236,9 +257,12 @@ fn chains_through_a_parent_egressd_and_enforces_the_policy_first() {
         "{head}"
     );
     // Refused by the child's own policy: the parent never hears of it.
-    let denied = curl(&child.proxy_url(), &["http://example.org/"]);
+    let denied = client.get(child.proxy(), "http://example.org/");
     assert_eq!(denied.status, 403);
-    drop(parent);
+    // A graceful stop writes every queued audit line before exit (docs/launcher.md); a kill
+    // could lose the last batch.
+    parent.signal(Signal::SIGTERM);
+    assert!(parent.wait().success(), "{}", parent.stderr.text());
     let parent_log = std::fs::read_to_string(&audit).unwrap();
     assert!(!parent_log.contains("example.org"), "{parent_log}");
     assert!(parent_log.contains("via-parent"), "{parent_log}");
@@ -290,6 +314,16 @@ fn connect_to_a_parent_carries_attribution_and_credentials() {
 
 #[test]
 fn single_threaded_runtime_serves_the_same() {
+    single_threaded(Client::Rust);
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn single_threaded_runtime_serves_the_same_with_curl() {
+    single_threaded(Client::Curl);
+}
+
+fn single_threaded(client: Client) {
     let origin = Origin::start(Behaviour::Answer);
     let dir = tempfile::tempdir().unwrap();
     let policy = write(
@@ -298,9 +332,9 @@ fn single_threaded_runtime_serves_the_same() {
         &loopback_policy(&[origin.addr.port()], ""),
     );
     let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap(), "--threads", "0"]);
-    let r = curl(
-        &sidecar.proxy_url(),
-        &[&format!("http://origin.test:{}/", origin.addr.port())],
+    let r = client.get(
+        sidecar.proxy(),
+        &format!("http://origin.test:{}/", origin.addr.port()),
     );
     assert_eq!((r.status, r.body.as_str()), (200, ORIGIN_BODY), "{r:?}");
 }

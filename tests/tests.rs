@@ -11,3 +11,4 @@ mod firewall;
 mod netns;
 mod proxy;
 mod run;
+mod tunnel;

@@ -1,0 +1,200 @@
+//! The `egressd run` child process harness (hickory's `server_harness.rs` shape): start the real
+//! binary with port 0, wait for its readiness line, follow its output, and kill it on drop,
+//! printing its log when the test failed.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use nix::sys::signal::Signal;
+
+use super::{PATIENCE, Run, egressd};
+
+/// Text that grows as a child writes it, with waiting for a line to appear.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<(Mutex<String>, Condvar)>);
+
+impl Captured {
+    fn follow(reader: impl Read + Send + 'static) -> Self {
+        let captured = Self::default();
+        let sink = captured.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                let (text, changed) = &*sink.0;
+                let mut text = text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                changed.notify_all();
+            }
+        });
+        captured
+    }
+
+    /// Everything so far.
+    pub fn text(&self) -> String {
+        self.0.0.lock().unwrap().clone()
+    }
+
+    /// Waits until `needle` has appeared `count` times in all; panics after [`PATIENCE`].
+    pub fn wait_for(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        let (text, changed) = &*self.0;
+        let mut guard = text.lock().unwrap();
+        while guard.matches(needle).count() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "gave up waiting for {needle:?} x{count} in:\n{guard}"
+            );
+            guard = changed.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+}
+
+/// A running `egressd run`, killed on drop (its stderr is printed if the test failed).
+pub struct Sidecar {
+    child: Option<Child>,
+    pub ready: serde_json::Value,
+    pub stderr: Captured,
+    pub stdout: Captured,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Sidecar {
+    /// Starts `egressd run ARGS...` and waits for its readiness line.
+    pub fn start(args: &[&str]) -> Self {
+        match Self::try_start(args) {
+            Ok(sidecar) => sidecar,
+            Err(run) => panic!("egressd run did not become ready: {run:?}"),
+        }
+    }
+
+    /// Starts `egressd run ARGS...`; `Err` with its output if it exits instead of becoming ready.
+    pub fn try_start(args: &[&str]) -> Result<Self, Run> {
+        let mut child = egressd()
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("egressd starts");
+        let stderr = Captured::follow(child.stderr.take().unwrap());
+        let stdout = Captured::follow(child.stdout.take().unwrap());
+        let stdin = child.stdin.take();
+        // Wait for the first stdout line, or for the process to exit.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = stdout.text();
+            if let Some(line) = text.lines().next() {
+                let ready = serde_json::from_str(line).expect("the readiness line is JSON");
+                return Ok(Self {
+                    child: Some(child),
+                    ready,
+                    stderr,
+                    stdout,
+                    stdin,
+                });
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let code = status.code().unwrap_or(-1);
+                // Let the reader threads drain what the process wrote.
+                let (out, err) = (wait_closed(&stdout), wait_closed(&stderr));
+                return Err(Run {
+                    code,
+                    stdout: out,
+                    stderr: err,
+                });
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no readiness line; stderr:\n{}",
+                stderr.text()
+            );
+            let (lock, changed) = &*stdout.0;
+            let guard = lock.lock().unwrap();
+            if guard.is_empty() {
+                let _ = changed
+                    .wait_timeout(guard, Duration::from_millis(50))
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The proxy's TCP address from the readiness line.
+    pub fn proxy(&self) -> SocketAddr {
+        self.ready["proxy"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// `http://` URL of the proxy.
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.proxy())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) {
+        let pid = i32::try_from(self.pid()).expect("a pid fits i32");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+    }
+
+    /// Closes egressd's stdin.
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for the process to exit, up to [`PATIENCE`].
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let waiter = thread::spawn(move || {
+            let status = child.wait();
+            let _ = tx.send(());
+            (child, status)
+        });
+        if rx.recv_timeout(PATIENCE).is_err() {
+            panic!("egressd did not exit; stderr:\n{}", self.stderr.text());
+        }
+        let (_, status) = waiter.join().unwrap();
+        status.unwrap()
+    }
+}
+
+fn wait_closed(captured: &Captured) -> String {
+    // The reader thread ends at EOF, which follows process exit closely; a short bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut last = captured.text();
+    while Instant::now() < deadline {
+        let (lock, changed) = &*captured.0;
+        let guard = lock.lock().unwrap();
+        let (guard, timeout) = changed
+            .wait_timeout(guard, Duration::from_millis(100))
+            .unwrap();
+        if timeout.timed_out() && *guard == last {
+            break;
+        }
+        last = guard.clone();
+    }
+    last
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("--- egressd stderr ---\n{}", self.stderr.text());
+        }
+    }
+}
