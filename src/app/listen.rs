@@ -41,16 +41,27 @@ pub async fn proxy_tcp(
     Ok(bound)
 }
 
-/// Binds the proxy's Unix socket and starts it.
+/// Binds the proxy's Unix socket with `mode` and starts it. The socket is created 0600 (under a
+/// umask, so it is never more open, not even for an instant), then given `mode`.
 #[cfg(unix)]
 pub fn proxy_unix(
     path: &Path,
+    mode: u32,
     proxy: &Proxy,
     server: &Server,
     loops: &mut Loops,
 ) -> Result<(), Failure> {
-    let listener = tokio::net::UnixListener::bind(path)
+    use nix::sys::stat::{Mode, umask};
+    use std::os::unix::fs::PermissionsExt;
+    // The umask is process-wide; nothing else creates files while start-up binds.
+    let previous = umask(Mode::from_bits_truncate(0o177));
+    let bound = tokio::net::UnixListener::bind(path);
+    umask(previous);
+    let listener = bound
         .with_context(|| format!("cannot listen on unix socket {}", path.display()))
+        .map_err(Failure::start)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of unix socket {}", path.display()))
         .map_err(Failure::start)?;
     let (proxy, server) = (proxy.clone(), server.clone());
     loops.spawn(async move {
@@ -64,7 +75,7 @@ pub fn proxy_unix(
 
 /// Unix sockets do not exist here; settings refuse `--proxy-unix` before this is reached.
 #[cfg(not(unix))]
-pub fn proxy_unix(_: &Path, _: &Proxy, _: &Server, _: &mut Loops) -> Result<(), Failure> {
+pub fn proxy_unix(_: &Path, _: u32, _: &Proxy, _: &Server, _: &mut Loops) -> Result<(), Failure> {
     Err(Failure::bad_input(anyhow!(
         "--proxy-unix needs a Unix system"
     )))

@@ -64,7 +64,13 @@ impl App {
             dns: None,
         };
         if let Some(path) = &settings.proxy_unix {
-            listen::proxy_unix(path, &proxy, &proxy_server, &mut loops)?;
+            listen::proxy_unix(
+                path,
+                settings.proxy_unix_mode,
+                &proxy,
+                &proxy_server,
+                &mut loops,
+            )?;
         }
         let stub = match settings.dns_listen {
             None => None,
@@ -95,7 +101,16 @@ impl App {
         let mut requests = Requests::install(self.settings.exit_on_stdin_eof)
             .context("cannot install signal handlers")
             .map_err(Failure::start)?;
-        let ready = Ready::new(&self.settings.sandbox_id, &self.bound, self.policy.clone());
+        let credential = (
+            self.settings.proxy.credential.as_ref(),
+            self.settings.credential_source,
+        );
+        let ready = Ready::new(
+            &self.settings.sandbox_id,
+            &self.bound,
+            self.policy.clone(),
+            credential,
+        );
         ready.announce(self.settings.ready_file.as_deref())?;
         self.lifecycle(Step::Ready, None);
         tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, sandbox_id = %self.settings.sandbox_id, "ready");

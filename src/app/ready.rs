@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use proxy::{CREDENTIAL_USER, Credential};
 use serde::Serialize;
 
+use super::settings::CredentialSource;
 use crate::exit::Failure;
 
 /// The readiness line.
@@ -20,6 +22,7 @@ pub struct Ready {
     sandbox_id: String,
     proxy: String,
     proxy_url: String,
+    proxy_credential: CredentialSource,
     proxy_unix: Option<String>,
     dns: Option<String>,
     policy: PolicyInfo,
@@ -46,15 +49,26 @@ pub struct Bound {
 }
 
 impl Ready {
-    /// The line for `bound` listeners.
-    pub fn new(sandbox_id: &str, bound: &Bound, policy: PolicyInfo) -> Self {
-        let url = format!("http://{}", bound.proxy);
+    /// The line for `bound` listeners. With a credential, the proxy URL carries it as userinfo,
+    /// so clients configured from the environment send it without being told.
+    pub fn new(
+        sandbox_id: &str,
+        bound: &Bound,
+        policy: PolicyInfo,
+        credential: (Option<&Credential>, CredentialSource),
+    ) -> Self {
+        let url = match credential.0 {
+            Some(c) => format!("http://{CREDENTIAL_USER}:{}@{}", c.secret(), bound.proxy),
+            None => format!("http://{}", bound.proxy),
+        };
         let no_proxy = "localhost,127.0.0.1,::1".to_owned();
         let env = BTreeMap::from([
             ("HTTP_PROXY", url.clone()),
             ("HTTPS_PROXY", url.clone()),
             ("http_proxy", url.clone()),
             ("https_proxy", url.clone()),
+            ("ALL_PROXY", url.clone()),
+            ("all_proxy", url.clone()),
             ("NO_PROXY", no_proxy.clone()),
             ("no_proxy", no_proxy),
         ]);
@@ -65,6 +79,7 @@ impl Ready {
             sandbox_id: sandbox_id.to_owned(),
             proxy: bound.proxy.to_string(),
             proxy_url: url,
+            proxy_credential: credential.1,
             proxy_unix: bound.proxy_unix.as_ref().map(|p| p.display().to_string()),
             dns: bound.dns.map(|a| a.to_string()),
             policy,
