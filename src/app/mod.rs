@@ -62,12 +62,15 @@ impl App {
                 .await?,
             proxy_unix: settings.proxy_unix.clone(),
             dns: None,
+            dns_unix: settings.dns_unix.clone(),
         };
         if let Some(path) = &settings.proxy_unix {
-            listen::proxy_unix(
+            let mode = settings.proxy_unix_mode;
+            listen::unix(
+                "proxy unix",
                 path,
-                settings.proxy_unix_mode,
-                &proxy,
+                mode,
+                proxy.clone(),
                 &proxy_server,
                 &mut loops,
             )?;
@@ -77,6 +80,16 @@ impl App {
             Some(addr) => {
                 let stub = Stub::new(resolver, settings.stub.clone(), sink.clone());
                 bound.dns = Some(listen::dns(addr, &stub, &dns_server, &mut loops).await?);
+                if let Some(path) = &settings.dns_unix {
+                    listen::unix(
+                        "dns unix",
+                        path,
+                        0o600,
+                        stub.clone(),
+                        &dns_server,
+                        &mut loops,
+                    )?;
+                }
                 Some(stub)
             }
         };
@@ -138,11 +151,15 @@ impl App {
         // The accept loops return at once when cancelled; waiting for them means every listening
         // socket is closed before draining starts, so no connection is accepted after this point.
         while self.loops.join_next().await.is_some() {}
-        let created: Vec<&Path> = [&self.settings.proxy_unix, &self.settings.ready_file]
-            .into_iter()
-            .flatten()
-            .map(|p| p.as_path())
-            .collect();
+        let created: Vec<&Path> = [
+            &self.settings.proxy_unix,
+            &self.settings.dns_unix,
+            &self.settings.ready_file,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
         ready::cleanup(&created);
         if let Err(error) = outcome {
             tracing::error!(%error, "exiting");

@@ -25,6 +25,7 @@ pub struct Ready {
     proxy_credential: CredentialSource,
     proxy_unix: Option<String>,
     dns: Option<String>,
+    dns_unix: Option<String>,
     policy: PolicyInfo,
     env: BTreeMap<&'static str, String>,
 }
@@ -46,6 +47,8 @@ pub struct Bound {
     pub proxy_unix: Option<PathBuf>,
     /// The DNS stub's address.
     pub dns: Option<SocketAddr>,
+    /// The DNS stub's Unix socket.
+    pub dns_unix: Option<PathBuf>,
 }
 
 impl Ready {
@@ -82,6 +85,7 @@ impl Ready {
             proxy_credential: credential.1,
             proxy_unix: bound.proxy_unix.as_ref().map(|p| p.display().to_string()),
             dns: bound.dns.map(|a| a.to_string()),
+            dns_unix: bound.dns_unix.as_ref().map(|p| p.display().to_string()),
             policy,
             env,
         }

@@ -29,6 +29,8 @@ pub struct Settings {
     pub credential_source: CredentialSource,
     /// The DNS stub's address; `None` without a stub.
     pub dns_listen: Option<SocketAddr>,
+    /// The DNS stub's Unix socket, if any.
+    pub dns_unix: Option<PathBuf>,
     /// Where to write the readiness line too.
     pub ready_file: Option<PathBuf>,
     /// Stop when stdin closes.
@@ -61,9 +63,9 @@ impl Settings {
             }
         }
         #[cfg(not(unix))]
-        if args.proxy_unix.is_some() {
+        if args.proxy_unix.is_some() || args.dns_unix.is_some() {
             return Err(Failure::bad_input(anyhow!(
-                "--proxy-unix needs a Unix system"
+                "--proxy-unix and --dns-unix need a Unix system"
             )));
         }
         let (credential, credential_source) = credential(args)?;
@@ -86,6 +88,7 @@ impl Settings {
             proxy_unix_mode: args.proxy_unix_mode.unwrap_or(0o600),
             credential_source,
             dns_listen,
+            dns_unix: args.dns_unix.clone(),
             ready_file: args.ready_file.clone(),
             exit_on_stdin_eof: args.exit_on_stdin_eof,
             drain_timeout: args.drain_timeout.0,

@@ -53,6 +53,16 @@ pub struct RunArgs {
         conflicts_with = "no_dns"
     )]
     pub dns_listen: SocketAddr,
+    /// Also serve the DNS stub on this Unix socket (created 0600; removed at exit): DNS over a
+    /// byte stream with TCP's two-byte length framing, for launchers that relay a VM guest's
+    /// resolver over vsock (docs/launcher.md, "VM guests").
+    #[arg(
+        long,
+        env = "EGRESSD_DNS_UNIX",
+        value_name = "PATH",
+        conflicts_with = "no_dns"
+    )]
+    pub dns_unix: Option<PathBuf>,
     /// Do not start the DNS stub.
     #[arg(long, env = "EGRESSD_NO_DNS")]
     pub no_dns: bool,
