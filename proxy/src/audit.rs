@@ -78,7 +78,7 @@ impl Audit {
 
     /// The request ended with `failure`.
     pub fn failed(&mut self, failure: &Failure) {
-        self.verdict = if failure.decision().is_some() {
+        self.verdict = if failure.is_refusal() {
             Verdict::Deny
         } else {
             Verdict::Error

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::credential::Credential;
 use crate::parent::ParentProxy;
 
 /// Limits and timeouts (docs/launcher.md, "Limits and timeouts").
@@ -59,4 +60,6 @@ pub struct ProxyConfig {
     pub limits: Limits,
     /// Optional parent proxy.
     pub parent: Option<ParentProxy>,
+    /// The credential every request must carry; `None` accepts any caller that can connect.
+    pub credential: Option<Credential>,
 }

@@ -14,6 +14,12 @@ pub enum Failure {
     /// The request cannot be proxied as written.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request carries no proxy credential.
+    #[error("this proxy needs its credential: use the proxy URL from egressd's readiness line")]
+    ProxyAuthRequired,
+    /// The request carries a proxy credential, but not this sandbox's.
+    #[error("wrong proxy credential: use the proxy URL from egressd's readiness line")]
+    ProxyAuthInvalid,
     /// The policy refuses the destination as named.
     #[error("denied: {0}")]
     Denied(Decision),
@@ -72,6 +78,9 @@ impl Failure {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::ProxyAuthRequired | Self::ProxyAuthInvalid => {
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            }
             Self::Denied(_) | Self::ChainDenied { .. } | Self::AddressesDenied { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -93,6 +102,8 @@ impl Failure {
             | Self::ChainDenied { decision, .. }
             | Self::AddressesDenied { decision, .. } => decision.reason.code(),
             Self::BadRequest(_) => "bad-request",
+            Self::ProxyAuthRequired => "proxy-auth-required",
+            Self::ProxyAuthInvalid => "proxy-auth-invalid",
             Self::NoAddress => "no-address",
             Self::Dns(_) => "dns-failure",
             Self::DnsTimeout => "dns-timeout",
@@ -104,6 +115,13 @@ impl Failure {
             Self::Upstream(_) => "upstream-error",
             Self::ParentRefused(_) => "parent-proxy-refused",
         }
+    }
+
+    /// True when egressd refused the request (the policy, or the proxy credential); false when
+    /// it failed otherwise.
+    pub fn is_refusal(&self) -> bool {
+        self.decision().is_some()
+            || matches!(self, Self::ProxyAuthRequired | Self::ProxyAuthInvalid)
     }
 
     /// The policy decision behind a refusal, if the policy refused.

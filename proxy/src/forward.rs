@@ -20,7 +20,7 @@ pub(crate) async fn forward(
     generation: &Generation,
     mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let uri_text = req.uri().to_string();
+    let uri_text = loggable_uri(req.uri());
     let mut audit = Audit::new(
         connection.caller.clone(),
         req.method().as_str(),
@@ -72,4 +72,51 @@ pub(crate) async fn forward(
         parts,
         http_body_util::BodyExt::boxed(Counted::with_audit(body, down, audit)),
     )
+}
+
+/// The request URI as logs, audit events and error bodies show it: without userinfo
+/// (`http://user:pass@host/` is written `http://host/`), so a credential in a URL is never
+/// written anywhere.
+pub(crate) fn loggable_uri(uri: &http::Uri) -> String {
+    match uri.authority() {
+        Some(authority) if authority.as_str().contains('@') => {
+            let host = authority
+                .as_str()
+                .rsplit_once('@')
+                .map_or(authority.as_str(), |(_, host)| host);
+            let scheme = uri
+                .scheme_str()
+                .map(|s| format!("{s}://"))
+                .unwrap_or_default();
+            let rest = uri.path_and_query().map_or("", |p| p.as_str());
+            format!("{scheme}{host}{rest}")
+        }
+        _ => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_never_reaches_a_log() {
+        let cases = [
+            (
+                "http://user:pass@example.test/x?y",
+                "http://example.test/x?y",
+            ),
+            (
+                "http://a%40b:p%3Aw@example.test:8080/",
+                "http://example.test:8080/",
+            ),
+            ("http://token@example.test/", "http://example.test/"),
+            ("http://example.test/", "http://example.test/"),
+            ("example.test:443", "example.test:443"),
+        ];
+        for (uri, want) in cases {
+            let uri: http::Uri = uri.parse().unwrap();
+            assert_eq!(loggable_uri(&uri), want);
+        }
+    }
 }

@@ -24,7 +24,7 @@ use crate::config::ProxyConfig;
 use crate::connector::Connector;
 use crate::error::Failure;
 use crate::headers::Attribution;
-use crate::respond::{OVERLOADED, OVERLOADED_STATUS};
+use crate::respond::{OVERLOADED, OVERLOADED_STATUS, refuse};
 use crate::route::Router;
 
 /// How long an idle pooled origin connection is kept.
@@ -169,6 +169,11 @@ async fn handle(
     connection: Arc<Connection>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+    if let Some(credential) = &connection.shared.config.credential
+        && let Err(failure) = credential.check(req.headers())
+    {
+        return Ok(refuse_unauthorized(&connection, &req, failure));
+    }
     let generation = connection.shared.generation.load();
     let response = if req.method() == Method::CONNECT {
         crate::connect::connect(&connection, &generation, req).await
@@ -176,6 +181,26 @@ async fn handle(
         crate::forward::forward(&connection, &generation, req).await
     };
     Ok(response)
+}
+
+/// A 407 for a request without this sandbox's credential, audited with the caller's address and
+/// the destination asked, never with what was presented.
+fn refuse_unauthorized(
+    connection: &Connection,
+    req: &Request<Incoming>,
+    failure: Failure,
+) -> Response<ResponseBody> {
+    let target = match req.method() {
+        &Method::CONNECT => req.uri().authority().map(|a| a.to_string()),
+        _ => None,
+    }
+    .unwrap_or_else(|| crate::forward::loggable_uri(req.uri()));
+    let mut audit = Audit::new(
+        connection.caller.clone(),
+        req.method().as_str(),
+        target.clone(),
+    );
+    refuse(&mut audit, &target, failure)
 }
 
 /// The failure behind a pool client error: the connector's own, or an upstream protocol error.

@@ -23,6 +23,7 @@ mod body;
 mod config;
 mod connect;
 mod connector;
+mod credential;
 mod error;
 mod forward;
 mod handler;
@@ -33,6 +34,7 @@ mod route;
 mod tunnel;
 
 pub use config::{Limits, ProxyConfig};
+pub use credential::{Credential, MIN_SECRET_LEN, SecretError, USER as CREDENTIAL_USER};
 pub use error::Failure;
 pub use handler::Proxy;
 pub use headers::{Attribution, strip_hop_by_hop};

@@ -51,6 +51,15 @@ pub(crate) fn failure_response(target: &str, failure: &Failure) -> Response<Resp
         REASON_HEADER,
         HeaderValue::from_static(failure.reason_code()),
     );
+    if matches!(
+        failure,
+        Failure::ProxyAuthRequired | Failure::ProxyAuthInvalid
+    ) {
+        headers.insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"egressd\""),
+        );
+    }
     if let Some(rule) = failure.decision().and_then(|d| d.rule.as_ref()) {
         if let Ok(value) = HeaderValue::from_str(&rule.label().to_string()) {
             headers.insert(RULE_HEADER, value);

@@ -41,33 +41,51 @@ pub async fn proxy_tcp(
     Ok(bound)
 }
 
-/// Binds the proxy's Unix socket and starts it.
+/// Binds a Unix socket at `path` with `mode` and serves it with `handler` on `server`. The
+/// socket is created 0600 (under a umask, so it is never more open, not even for an instant),
+/// then given `mode`.
 #[cfg(unix)]
-pub fn proxy_unix(
+pub fn unix<H: serve::Handler<tokio::net::UnixStream>>(
+    what: &'static str,
     path: &Path,
-    proxy: &Proxy,
+    mode: u32,
+    handler: H,
     server: &Server,
     loops: &mut Loops,
 ) -> Result<(), Failure> {
-    let listener = tokio::net::UnixListener::bind(path)
+    use nix::sys::stat::{Mode, umask};
+    use std::os::unix::fs::PermissionsExt;
+    // The umask is process-wide; nothing else creates files while start-up binds.
+    let previous = umask(Mode::from_bits_truncate(0o177));
+    let bound = tokio::net::UnixListener::bind(path);
+    umask(previous);
+    let listener = bound
         .with_context(|| format!("cannot listen on unix socket {}", path.display()))
         .map_err(Failure::start)?;
-    let (proxy, server) = (proxy.clone(), server.clone());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of unix socket {}", path.display()))
+        .map_err(Failure::start)?;
+    let server = server.clone();
     loops.spawn(async move {
         server
-            .serve("proxy unix", listener, proxy)
+            .serve(what, listener, handler)
             .await
-            .map_err(|e| anyhow!("unix listener: {e}"))
+            .map_err(|e| anyhow!("{what} listener: {e}"))
     });
     Ok(())
 }
 
-/// Unix sockets do not exist here; settings refuse `--proxy-unix` before this is reached.
+/// Unix sockets do not exist here; settings refuse them before this is reached.
 #[cfg(not(unix))]
-pub fn proxy_unix(_: &Path, _: &Proxy, _: &Server, _: &mut Loops) -> Result<(), Failure> {
-    Err(Failure::bad_input(anyhow!(
-        "--proxy-unix needs a Unix system"
-    )))
+pub fn unix<H>(
+    what: &'static str,
+    _: &Path,
+    _: u32,
+    _: H,
+    _: &Server,
+    _: &mut Loops,
+) -> Result<(), Failure> {
+    Err(Failure::bad_input(anyhow!("{what} needs a Unix system")))
 }
 
 /// Binds the stub's UDP socket and a TCP listener on the same port, both exclusively. With port 0,

@@ -62,15 +62,34 @@ impl App {
                 .await?,
             proxy_unix: settings.proxy_unix.clone(),
             dns: None,
+            dns_unix: settings.dns_unix.clone(),
         };
         if let Some(path) = &settings.proxy_unix {
-            listen::proxy_unix(path, &proxy, &proxy_server, &mut loops)?;
+            let mode = settings.proxy_unix_mode;
+            listen::unix(
+                "proxy unix",
+                path,
+                mode,
+                proxy.clone(),
+                &proxy_server,
+                &mut loops,
+            )?;
         }
         let stub = match settings.dns_listen {
             None => None,
             Some(addr) => {
                 let stub = Stub::new(resolver, settings.stub.clone(), sink.clone());
                 bound.dns = Some(listen::dns(addr, &stub, &dns_server, &mut loops).await?);
+                if let Some(path) = &settings.dns_unix {
+                    listen::unix(
+                        "dns unix",
+                        path,
+                        0o600,
+                        stub.clone(),
+                        &dns_server,
+                        &mut loops,
+                    )?;
+                }
                 Some(stub)
             }
         };
@@ -95,7 +114,16 @@ impl App {
         let mut requests = Requests::install(self.settings.exit_on_stdin_eof)
             .context("cannot install signal handlers")
             .map_err(Failure::start)?;
-        let ready = Ready::new(&self.settings.sandbox_id, &self.bound, self.policy.clone());
+        let credential = (
+            self.settings.proxy.credential.as_ref(),
+            self.settings.credential_source,
+        );
+        let ready = Ready::new(
+            &self.settings.sandbox_id,
+            &self.bound,
+            self.policy.clone(),
+            credential,
+        );
         ready.announce(self.settings.ready_file.as_deref())?;
         self.lifecycle(Step::Ready, None);
         tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, sandbox_id = %self.settings.sandbox_id, "ready");
@@ -123,11 +151,15 @@ impl App {
         // The accept loops return at once when cancelled; waiting for them means every listening
         // socket is closed before draining starts, so no connection is accepted after this point.
         while self.loops.join_next().await.is_some() {}
-        let created: Vec<&Path> = [&self.settings.proxy_unix, &self.settings.ready_file]
-            .into_iter()
-            .flatten()
-            .map(|p| p.as_path())
-            .collect();
+        let created: Vec<&Path> = [
+            &self.settings.proxy_unix,
+            &self.settings.dns_unix,
+            &self.settings.ready_file,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
         ready::cleanup(&created);
         if let Err(error) = outcome {
             tracing::error!(%error, "exiting");

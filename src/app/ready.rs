@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use proxy::{CREDENTIAL_USER, Credential};
 use serde::Serialize;
 
+use super::settings::CredentialSource;
 use crate::exit::Failure;
 
 /// The readiness line.
@@ -20,8 +22,10 @@ pub struct Ready {
     sandbox_id: String,
     proxy: String,
     proxy_url: String,
+    proxy_credential: CredentialSource,
     proxy_unix: Option<String>,
     dns: Option<String>,
+    dns_unix: Option<String>,
     policy: PolicyInfo,
     env: BTreeMap<&'static str, String>,
 }
@@ -43,18 +47,31 @@ pub struct Bound {
     pub proxy_unix: Option<PathBuf>,
     /// The DNS stub's address.
     pub dns: Option<SocketAddr>,
+    /// The DNS stub's Unix socket.
+    pub dns_unix: Option<PathBuf>,
 }
 
 impl Ready {
-    /// The line for `bound` listeners.
-    pub fn new(sandbox_id: &str, bound: &Bound, policy: PolicyInfo) -> Self {
-        let url = format!("http://{}", bound.proxy);
+    /// The line for `bound` listeners. With a credential, the proxy URL carries it as userinfo,
+    /// so clients configured from the environment send it without being told.
+    pub fn new(
+        sandbox_id: &str,
+        bound: &Bound,
+        policy: PolicyInfo,
+        credential: (Option<&Credential>, CredentialSource),
+    ) -> Self {
+        let url = match credential.0 {
+            Some(c) => format!("http://{CREDENTIAL_USER}:{}@{}", c.secret(), bound.proxy),
+            None => format!("http://{}", bound.proxy),
+        };
         let no_proxy = "localhost,127.0.0.1,::1".to_owned();
         let env = BTreeMap::from([
             ("HTTP_PROXY", url.clone()),
             ("HTTPS_PROXY", url.clone()),
             ("http_proxy", url.clone()),
             ("https_proxy", url.clone()),
+            ("ALL_PROXY", url.clone()),
+            ("all_proxy", url.clone()),
             ("NO_PROXY", no_proxy.clone()),
             ("no_proxy", no_proxy),
         ]);
@@ -65,8 +82,10 @@ impl Ready {
             sandbox_id: sandbox_id.to_owned(),
             proxy: bound.proxy.to_string(),
             proxy_url: url,
+            proxy_credential: credential.1,
             proxy_unix: bound.proxy_unix.as_ref().map(|p| p.display().to_string()),
             dns: bound.dns.map(|a| a.to_string()),
+            dns_unix: bound.dns_unix.as_ref().map(|p| p.display().to_string()),
             policy,
             env,
         }

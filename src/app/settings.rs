@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use dnsstub::StubConfig;
 use policy::HeaderTemplate;
-use proxy::{Limits, ParentProxy, ProxyConfig};
+use proxy::{Credential, Limits, ParentProxy, ProxyConfig};
 
 use crate::cli::RunArgs;
 use crate::exit::Failure;
@@ -23,8 +23,14 @@ pub struct Settings {
     pub proxy_listen: SocketAddr,
     /// The proxy's Unix socket, if any.
     pub proxy_unix: Option<PathBuf>,
+    /// Its permissions.
+    pub proxy_unix_mode: u32,
+    /// Where the proxy credential came from.
+    pub credential_source: CredentialSource,
     /// The DNS stub's address; `None` without a stub.
     pub dns_listen: Option<SocketAddr>,
+    /// The DNS stub's Unix socket, if any.
+    pub dns_unix: Option<PathBuf>,
     /// Where to write the readiness line too.
     pub ready_file: Option<PathBuf>,
     /// Stop when stdin closes.
@@ -57,11 +63,12 @@ impl Settings {
             }
         }
         #[cfg(not(unix))]
-        if args.proxy_unix.is_some() {
+        if args.proxy_unix.is_some() || args.dns_unix.is_some() {
             return Err(Failure::bad_input(anyhow!(
-                "--proxy-unix needs a Unix system"
+                "--proxy-unix and --dns-unix need a Unix system"
             )));
         }
+        let (credential, credential_source) = credential(args)?;
         let l = &args.limits;
         let limits = Limits {
             connect_timeout: l.connect_timeout.0,
@@ -78,7 +85,10 @@ impl Settings {
             sandbox_id: args.sandbox_id.clone(),
             proxy_listen: args.proxy_listen,
             proxy_unix: args.proxy_unix.clone(),
+            proxy_unix_mode: args.proxy_unix_mode.unwrap_or(0o600),
+            credential_source,
             dns_listen,
+            dns_unix: args.dns_unix.clone(),
             ready_file: args.ready_file.clone(),
             exit_on_stdin_eof: args.exit_on_stdin_eof,
             drain_timeout: args.drain_timeout.0,
@@ -87,6 +97,7 @@ impl Settings {
                 extra_headers: extra_headers(&args.headers)?,
                 limits,
                 parent: parent_proxy(args)?,
+                credential,
             },
             stub: StubConfig {
                 sandbox_id: args.sandbox_id.clone(),
@@ -95,6 +106,39 @@ impl Settings {
             resolver: resolve::Settings::DEFAULT,
         })
     }
+}
+
+/// Where the proxy credential came from, as the readiness line says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialSource {
+    /// Made at start.
+    Generated,
+    /// Read from `--proxy-credential-file`.
+    File,
+    /// `--no-proxy-credential`.
+    None,
+}
+
+fn credential(args: &RunArgs) -> Result<(Option<Credential>, CredentialSource), Failure> {
+    if args.no_proxy_credential {
+        return Ok((None, CredentialSource::None));
+    }
+    let Some(path) = &args.proxy_credential_file else {
+        let credential = Credential::generate()
+            .map_err(|e| Failure::start(anyhow!("cannot make a proxy credential: {e}")))?;
+        return Ok((Some(credential), CredentialSource::Generated));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::bad_input(anyhow!(
+            "cannot read --proxy-credential-file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let credential = Credential::new(text.trim_end_matches(['\n', '\r'])).map_err(|e| {
+        Failure::bad_input(anyhow!("--proxy-credential-file {}: {e}", path.display()))
+    })?;
+    Ok((Some(credential), CredentialSource::File))
 }
 
 fn extra_headers(headers: &[String]) -> Result<Vec<HeaderTemplate>, Failure> {

@@ -27,6 +27,23 @@ pub struct RunArgs {
     /// that bridge a sandbox without a network.
     #[arg(long, env = "EGRESSD_PROXY_UNIX", value_name = "PATH")]
     pub proxy_unix: Option<PathBuf>,
+    /// Permissions of the --proxy-unix socket, in octal. The default, 0600, lets only egressd's
+    /// user connect; 0660 opens it to the socket's group (a launcher relaying for a VM, say).
+    #[arg(long, env = "EGRESSD_PROXY_UNIX_MODE", value_name = "OCTAL", requires = "proxy_unix",
+          value_parser = unix_mode)]
+    pub proxy_unix_mode: Option<u32>,
+    /// Read the proxy credential's secret from FILE (at least 22 letters, digits, '-' or '_')
+    /// instead of making a random one.
+    #[arg(long, env = "EGRESSD_PROXY_CREDENTIAL_FILE", value_name = "FILE")]
+    pub proxy_credential_file: Option<PathBuf>,
+    /// Accept proxy requests without a credential: only for launchers that keep other local
+    /// processes away from the proxy by other means.
+    #[arg(
+        long,
+        env = "EGRESSD_NO_PROXY_CREDENTIAL",
+        conflicts_with = "proxy_credential_file"
+    )]
+    pub no_proxy_credential: bool,
     /// Address for the DNS stub (UDP and TCP on the same port); port 0 picks a free port
     /// (reported on the readiness line). Must be loopback unless --danger-listen-non-loopback.
     #[arg(
@@ -36,6 +53,16 @@ pub struct RunArgs {
         conflicts_with = "no_dns"
     )]
     pub dns_listen: SocketAddr,
+    /// Also serve the DNS stub on this Unix socket (created 0600; removed at exit): DNS over a
+    /// byte stream with TCP's two-byte length framing, for launchers that relay a VM guest's
+    /// resolver over vsock (docs/launcher.md, "VM guests").
+    #[arg(
+        long,
+        env = "EGRESSD_DNS_UNIX",
+        value_name = "PATH",
+        conflicts_with = "no_dns"
+    )]
+    pub dns_unix: Option<PathBuf>,
     /// Do not start the DNS stub.
     #[arg(long, env = "EGRESSD_NO_DNS")]
     pub no_dns: bool,
@@ -134,6 +161,13 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+fn unix_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err("write an octal mode such as 600 or 660".to_owned()),
+    }
 }
 
 /// A duration flag, written and shown like `10s`, `500ms`, `5m`; never zero.
