@@ -153,7 +153,6 @@ fn refused_names_never_reach_upstream_and_allowed_ones_do() {
     assert_eq!(answered[f::ANSWERS], 1);
 }
 
-
 #[test]
 fn hickory_resolver_resolves_allowed_names_and_is_refused_others() {
     use hickory_resolver::config::{NameServerConfig, ResolverConfig};

@@ -16,8 +16,9 @@ use crate::servers::find;
 pub enum Via {
     /// Straight to the origin: the baseline.
     Direct,
-    /// Through an HTTP proxy at this address.
-    Proxy(SocketAddr),
+    /// Through an HTTP proxy at this address, sending this header line (empty, or
+    /// `Proxy-Authorization: ...\r\n`) with every request.
+    Proxy(SocketAddr, &'static str),
 }
 
 /// Completed operations and their latencies.
@@ -71,11 +72,13 @@ const MAX_OPS_PER_WORKER: u64 = 10_000_000;
 pub async fn http(via: Via, origin: SocketAddr, concurrency: usize, duration: Duration) -> Stats {
     let request = match via {
         Via::Direct => format!("GET /bench HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
-        Via::Proxy(_) => format!("GET http://{origin}/bench HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
+        Via::Proxy(_, auth) => {
+            format!("GET http://{origin}/bench HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\n")
+        }
     };
     let target = match via {
         Via::Direct => origin,
-        Via::Proxy(proxy) => proxy,
+        Via::Proxy(proxy, _) => proxy,
     };
     run_workers(concurrency, duration, move |stop| {
         let request = request.clone();
@@ -127,7 +130,11 @@ pub async fn tunnels(
     concurrency: usize,
     duration: Duration,
 ) -> Stats {
-    let connect = format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+    let auth = match via {
+        Via::Direct => "",
+        Via::Proxy(_, auth) => auth,
+    };
+    let connect = format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\n");
     let get = format!("GET /t HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n");
     run_workers(concurrency, duration, move |stop| {
         let (connect, get) = (connect.clone(), get.clone());
@@ -139,7 +146,7 @@ pub async fn tunnels(
                 let ok = async {
                     let mut stream = match via {
                         Via::Direct => TcpStream::connect(origin).await.ok()?,
-                        Via::Proxy(proxy) => {
+                        Via::Proxy(proxy, _) => {
                             let mut s = TcpStream::connect(proxy).await.ok()?;
                             s.write_all(connect.as_bytes()).await.ok()?;
                             let head = read_head(&mut s, &mut buf).await?;
@@ -174,11 +181,13 @@ pub async fn tunnels(
 pub async fn bulk(via: Via, source: SocketAddr, total: usize) -> Option<f64> {
     let mut stream = match via {
         Via::Direct => TcpStream::connect(source).await.ok()?,
-        Via::Proxy(proxy) => {
+        Via::Proxy(proxy, auth) => {
             let mut s = TcpStream::connect(proxy).await.ok()?;
-            s.write_all(format!("CONNECT {source} HTTP/1.1\r\nHost: {source}\r\n\r\n").as_bytes())
-                .await
-                .ok()?;
+            s.write_all(
+                format!("CONNECT {source} HTTP/1.1\r\nHost: {source}\r\n{auth}\r\n").as_bytes(),
+            )
+            .await
+            .ok()?;
             let mut buf = Vec::new();
             let head = read_head(&mut s, &mut buf).await?;
             if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
@@ -349,10 +358,13 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>>
 /// Opens `count` tunnels to `echo` through the proxy and keeps them open; returns them.
 pub async fn open_idle_tunnels(
     proxy: SocketAddr,
+    auth: &str,
     echo: SocketAddr,
     count: usize,
 ) -> Vec<TcpStream> {
-    let connect = Arc::new(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n"));
+    let connect = Arc::new(format!(
+        "CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n{auth}\r\n"
+    ));
     let mut open = Vec::with_capacity(count);
     let batch = 64;
     let mut remaining = count;

@@ -194,6 +194,7 @@ async fn run(plan: &Plan) -> Report {
         egressd_bin(),
         &[origin.port(), source.port(), echo.port()],
         upstream,
+        true,
     );
     let squid = plan.wants_peer("squid").then(peers::squid).flatten();
     let tinyproxy = plan
@@ -247,8 +248,7 @@ async fn run(plan: &Plan) -> Report {
             );
             for proxy in &proxies {
                 let cpu = proxy.cpu_secs();
-                let mut s =
-                    load::http(Via::Proxy(proxy.addr), origin, concurrency, plan.duration).await;
+                let mut s = load::http(proxy.via(), origin, concurrency, plan.duration).await;
                 let cpu_us = proxy.cpu_us_per_op(cpu, s.ops);
                 let figure = if s.errors > s.ops {
                     [0.0; 4]
@@ -265,6 +265,12 @@ async fn run(plan: &Plan) -> Report {
         }
         set_medians(&mut rows, &samples);
         report.extend(rows);
+    }
+    if plan.wants("http") {
+        let concurrency = plan.concurrency.last().copied().unwrap_or(16);
+        let ports = [origin.port(), source.port(), echo.port()];
+        let without = peers::egressd(egressd_bin(), &ports, upstream, false);
+        report.push(credential_cost(plan, &egressd, &without, origin, concurrency).await);
     }
 
     let mut bulk = [
@@ -397,7 +403,8 @@ async fn idle_tunnels(
     report: &mut Report,
 ) {
     let before = egressd.rss_mib();
-    let tunnels = load::open_idle_tunnels(egressd.addr, echo, plan.idle_tunnels).await;
+    let tunnels =
+        load::open_idle_tunnels(egressd.addr, egressd.auth, echo, plan.idle_tunnels).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with = egressd.rss_mib();
     let opened = tunnels.len();
@@ -423,10 +430,35 @@ async fn idle_tunnels(
     drop(tunnels);
 }
 
+/// What the proxy credential check costs: egressd's CPU per HTTP request with its credential
+/// over the same without one (`--no-proxy-credential`), measured alternately in this run.
+async fn credential_cost(
+    plan: &Plan,
+    with: &peers::Peer,
+    without: &peers::Peer,
+    origin: std::net::SocketAddr,
+    concurrency: usize,
+) -> Row {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..plan.rounds {
+        for (peer, samples) in [(with, &mut on), (without, &mut off)] {
+            let cpu = peer.cpu_secs();
+            let s = load::http(peer.via(), origin, concurrency, plan.duration).await;
+            if s.errors <= s.ops {
+                samples.push(peer.cpu_us_per_op(cpu, s.ops));
+            }
+        }
+    }
+    Row::new(
+        &format!("credential check: proxy CPU per request with / without, {concurrency} conn"),
+        "ratio",
+    )
+    .egressd(median(&on) / median(&off))
+}
+
 /// The direct path, then each proxy: who a load is measured through.
 fn contenders<'a>(proxies: &'a [&'a peers::Peer]) -> impl Iterator<Item = (&'a str, Via)> + 'a {
-    std::iter::once(("direct", Via::Direct))
-        .chain(proxies.iter().map(|p| (p.name, Via::Proxy(p.addr))))
+    std::iter::once(("direct", Via::Direct)).chain(proxies.iter().map(|p| (p.name, p.via())))
 }
 
 /// Sets row `i` of `rows`, for each contender, to the median of column `i` of its samples

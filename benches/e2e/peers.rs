@@ -12,6 +12,8 @@ pub struct Peer {
     pub name: &'static str,
     child: Child,
     pub addr: SocketAddr,
+    /// The header line that carries the proxy credential (egressd's), or empty.
+    pub auth: &'static str,
     pub dns: Option<SocketAddr>,
     /// From spawn to ready (readiness line, or the port answering).
     pub startup: Duration,
@@ -19,6 +21,11 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// How loads reach this proxy.
+    pub fn via(&self) -> crate::load::Via {
+        crate::load::Via::Proxy(self.addr, self.auth)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -64,8 +71,10 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// egressd with a policy allowing the bench origins (loopback carve-outs) and `*.allowed.test`.
-pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
+/// egressd with a policy allowing the bench origins (loopback carve-outs) and `*.allowed.test`,
+/// with its default proxy credential (sent with every request), or without one when
+/// `credential` is false (to measure what the check costs).
+pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: bool) -> Peer {
     let dir = tempfile::tempdir().expect("tempdir");
     let list = ports
         .iter()
@@ -94,6 +103,7 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
             "--audit-log",
         ])
         .arg(&audit)
+        .args((!credential).then_some("--no-proxy-credential"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -114,10 +124,23 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
         name: "egressd",
         child,
         addr,
+        auth: auth_line(&ready),
         dns,
         startup,
         _dir: dir,
     }
+}
+
+/// The `Proxy-Authorization` header line for the credential in the readiness line's proxy URL
+/// (`http://egressd:SECRET@...`), or empty without one. Leaked: one per egressd started.
+fn auth_line(ready: &serde_json::Value) -> &'static str {
+    use base64::Engine;
+    let url = ready["proxy_url"].as_str().unwrap_or("");
+    let Some((userinfo, _)) = url.trim_start_matches("http://").split_once('@') else {
+        return "";
+    };
+    let token = base64::engine::general_purpose::STANDARD.encode(userinfo);
+    Box::leak(format!("Proxy-Authorization: Basic {token}\r\n").into_boxed_str())
 }
 
 /// Time from spawn to readiness, and idle RSS, over `rounds` fresh starts of egressd.
@@ -128,7 +151,7 @@ pub fn egressd_startups(
 ) -> (Vec<f64>, Vec<f64>) {
     let (mut times, mut rss) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let peer = egressd(bin, &[1], dns_upstream);
+        let peer = egressd(bin, &[1], dns_upstream, true);
         times.push(peer.startup.as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(200));
         rss.push(peer.rss_mib());
@@ -202,6 +225,7 @@ fn spawn_proxy(
     }
     let startup = started.elapsed();
     Some(Peer {
+        auth: "",
         name,
         child,
         addr,
@@ -257,6 +281,7 @@ pub fn unbound(upstream: SocketAddr) -> Option<Peer> {
     }
     let startup = started.elapsed();
     Some(Peer {
+        auth: "",
         name: "unbound",
         child,
         addr,

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-mod events;
 mod clients;
 mod dns;
+mod events;
 mod http;
 mod netns;
 mod origin;
@@ -20,9 +20,9 @@ mod policies;
 mod probe;
 mod sidecar;
 
-pub use events::{events_of, request_events};
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
+pub use events::{events_of, request_events};
 pub use http::{header_value, header_values, read_head};
 pub use netns::in_netns;
 pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, UdpEcho};

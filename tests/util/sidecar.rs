@@ -65,6 +65,14 @@ pub struct Sidecar {
     stdin: Option<std::process::ChildStdin>,
 }
 
+/// Flags that say how the proxy credential is set; without one, the harness adds
+/// `--no-proxy-credential` (see [`Sidecar::try_start`]).
+const CREDENTIAL_FLAGS: [&str; 3] = [
+    "--no-proxy-credential",
+    "--proxy-credential-file",
+    "--proxy-credential-default",
+];
+
 impl Sidecar {
     /// Starts `egressd run ARGS...` and waits for its readiness line.
     pub fn start(args: &[&str]) -> Self {
@@ -75,10 +83,21 @@ impl Sidecar {
     }
 
     /// Starts `egressd run ARGS...`; `Err` with its output if it exits instead of becoming ready.
+    ///
+    /// Tests of what the proxy does with a request (most of them) send raw requests without a
+    /// proxy credential, so the harness starts egressd with `--no-proxy-credential` unless ARGS
+    /// say otherwise. `--proxy-credential-default` (a harness word, removed before egressd sees
+    /// it) keeps egressd's default: a generated credential, as launchers run it; the credential
+    /// tests (tests/credential.rs) use it.
     pub fn try_start(args: &[&str]) -> Result<Self, Run> {
+        let mut args: Vec<&str> = args.to_vec();
+        if !args.iter().any(|a| CREDENTIAL_FLAGS.contains(a)) {
+            args.push("--no-proxy-credential");
+        }
+        args.retain(|a| *a != "--proxy-credential-default");
         let mut child = egressd()
             .arg("run")
-            .args(args)
+            .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
