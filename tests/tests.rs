@@ -7,6 +7,7 @@ mod check;
 mod dns;
 mod docs;
 mod explain;
+mod faults;
 mod firewall;
 mod netns;
 mod proxy;

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests, one module per thing they provide: the egressd
-//! process harness (`sidecar`), its audit log (`audit`), loopback origins (`origin`), a fake DNS
-//! server (`dns`), a recording parent proxy (`parent`), raw HTTP and the Rust proxy client
+//! process harness (`sidecar`), audit events (`events`), loopback origins (`origin`), a fake DNS
+//! server (`dns`) and one that holds its answers (`gated_dns`), a recording parent proxy (`parent`), raw HTTP and the Rust proxy client
 //! (`http`), the clients a scenario runs with (`clients`), test policies (`policies`), network
 //! namespaces (`netns`) and the other-user prober (`probe`). Nothing here sends a packet beyond
 //! loopback (or beyond a network namespace a test made).
@@ -12,6 +12,7 @@ use std::time::Duration;
 mod clients;
 mod dns;
 mod events;
+mod gated_dns;
 mod http;
 mod netns;
 mod origin;
@@ -23,6 +24,7 @@ mod sidecar;
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
 pub use events::{events_of, request_events};
+pub use gated_dns::GatedDns;
 pub use http::{header_value, header_values, read_head};
 pub use netns::in_netns;
 pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, UdpEcho};

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -90,12 +90,29 @@ impl Sidecar {
     /// it) keeps egressd's default: a generated credential, as launchers run it; the credential
     /// tests (tests/credential.rs) use it.
     pub fn try_start(args: &[&str]) -> Result<Self, Run> {
+        Self::launch(egressd(), args)
+    }
+
+    /// Starts `egressd run ARGS...` with at most `nofile` open descriptors (`ulimit -n` in `sh`,
+    /// which every Unix has), to run it out of descriptors on purpose.
+    pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Self {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_egressd"));
+        match Self::launch(sh, args) {
+            Ok(sidecar) => sidecar,
+            Err(run) => panic!("egressd run did not become ready: {run:?}"),
+        }
+    }
+
+    fn launch(mut command: Command, args: &[&str]) -> Result<Self, Run> {
         let mut args: Vec<&str> = args.to_vec();
         if !args.iter().any(|a| CREDENTIAL_FLAGS.contains(a)) {
             args.push("--no-proxy-credential");
         }
         args.retain(|a| *a != "--proxy-credential-default");
-        let mut child = egressd()
+        let mut child = command
             .arg("run")
             .args(&args)
             .stdin(Stdio::piped())
@@ -169,6 +186,11 @@ impl Sidecar {
     /// Closes egressd's stdin.
     pub fn close_stdin(&mut self) {
         self.stdin.take();
+    }
+
+    /// The exit status if the process has exited, `None` while it runs.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
     }
 
     /// Waits for the process to exit, up to [`PATIENCE`].
