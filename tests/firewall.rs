@@ -82,6 +82,15 @@ fn golden_outputs() {
         "sbpl.sb",
         &ok(&["sbpl", "--proxy-port", "3128", "--dns-port", "5353"]),
     );
+    for (name, format) in [
+        ("pf-loopback-only.conf", "pf"),
+        ("nft-loopback-only.nft", "nft"),
+    ] {
+        golden(
+            name,
+            &ok(&[format, "--user", "601", "--mode", "loopback-only"]),
+        );
+    }
 }
 
 #[test]
@@ -382,6 +391,118 @@ fn nft_sidecar_only_rules() {
     assert_eq!(other_loopback.connections.get(), 0);
     assert_eq!(lan_listener.connections.get(), 0);
     assert_eq!(prober.probe(OTHER_UID, false, other_loopback.addr), "ok");
+}
+
+/// Many jobs of one service user (docs/pf.md, "Many jobs under one service user"): one
+/// `loopback-only` rule set for the uid, loaded once, and two egressd sidecars on loopback. The job
+/// user reaches both sidecars and nothing off loopback (a LAN address, a public one, IPv6 too);
+/// sidecars come and go with no rule change; reloading the rules, or another user's rules coming and
+/// going, changes nothing for it; another user is untouched.
+#[test]
+#[ignore = "needs root, network namespaces, nft and setpriv: run by .ci/run"]
+fn nft_loopback_only_rules_hold_for_many_jobs_of_one_user() {
+    in_netns(
+        "firewall::nft_loopback_only_rules_hold_for_many_jobs_of_one_user",
+        &[
+            &format!("{LAN4}/32"),
+            &format!("{PUBLIC4}/32"),
+            &format!("{LAN6}/128"),
+        ],
+        loopback_only_rules,
+    );
+}
+
+/// A public address in no special range: `lan` mode would let it through, `loopback-only` must not.
+const PUBLIC4: &str = "11.0.0.7";
+
+fn loopback_only_rules() {
+    let public: std::net::IpAddr = PUBLIC4.parse().unwrap();
+    assert!(
+        policy::classify(public).is_none(),
+        "{PUBLIC4} is in no special range"
+    );
+    let prober = Prober::new();
+    let job1 = Sidecar::start(&[]);
+    let job2 = Sidecar::start(&[]);
+    let offsite = [
+        Origin::bind(lan(8080, false), Behaviour::Answer),
+        Origin::bind(
+            format!("{PUBLIC4}:8080").parse().unwrap(),
+            Behaviour::Answer,
+        ),
+        Origin::bind(lan(8080, true), Behaviour::Answer),
+    ];
+    let lan_udp = UdpEcho::bind(lan(8080, false));
+    let rules = || {
+        load_nft(&[
+            "--user",
+            &SANDBOX_UID.to_string(),
+            "--mode",
+            "loopback-only",
+            "--service-user",
+        ])
+    };
+    rules();
+    let reach = |uid: u32, sidecars: &[&Sidecar]| -> Vec<String> {
+        let mut seen: Vec<String> = sidecars
+            .iter()
+            .flat_map(|s| {
+                let dns = s.ready["dns"].as_str().unwrap().parse().unwrap();
+                [
+                    prober.probe(uid, false, s.proxy()),
+                    prober.probe(uid, false, dns),
+                ]
+            })
+            .collect();
+        seen.extend(offsite.iter().map(|o| prober.probe(uid, false, o.addr)));
+        seen.push(prober.probe(uid, true, lan_udp.addr));
+        seen
+    };
+    let shut = [
+        "ok", "ok", "ok", "ok", "refused", "refused", "refused", "refused",
+    ];
+    assert_eq!(reach(SANDBOX_UID, &[&job1, &job2]), shut, "two jobs up");
+    assert!(offsite.iter().all(|o| o.connections.get() == 0));
+    assert_eq!(lan_udp.datagrams.get(), 0);
+
+    // Job 2 ends and job 3 starts on new ports: no rule changes, and job 1 is unaffected.
+    drop(job2);
+    let job3 = Sidecar::start(&[]);
+    assert_eq!(
+        reach(SANDBOX_UID, &[&job1, &job3]),
+        shut,
+        "job 2 gone, job 3 up"
+    );
+    // Provisioning again replaces the table in one transaction: reach unchanged.
+    rules();
+    assert_eq!(reach(SANDBOX_UID, &[&job1, &job3]), shut, "rules reloaded");
+    // Another user's table comes and goes: the job user's reach stays.
+    load_nft(&[
+        "--user",
+        &OTHER_UID.to_string(),
+        "--mode",
+        "loopback-only",
+        "--service-user",
+    ]);
+    let table = format!("egressd_{OTHER_UID}");
+    let out = std::process::Command::new("nft")
+        .args(["delete", "table", "inet", &table])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        reach(SANDBOX_UID, &[&job1, &job3]),
+        shut,
+        "after another user's table"
+    );
+    assert!(offsite.iter().all(|o| o.connections.get() == 0));
+    // Another user is untouched by the job user's table.
+    assert_eq!(prober.probe(OTHER_UID, false, offsite[1].addr), "ok");
+    assert_eq!(offsite[1].connections.wait_for(1), 1);
 }
 
 /// With `EGRESSD_PROBE` set, the probe the enforcement tests run as another user ([`Prober`]):
