@@ -17,6 +17,11 @@ const PUBLIC: Ipv4Addr = Ipv4Addr::new(93, 184, 215, 14);
 /// A sidecar whose policy allows `*.allowed.test`, `exact.test` and a static name, backed by
 /// `upstream`.
 fn stub(upstream: &FakeDns, extra: &str) -> (Sidecar, tempfile::TempDir) {
+    stub_with(upstream, extra, &[])
+}
+
+/// [`stub`] with more `egressd run` flags.
+fn stub_with(upstream: &FakeDns, extra: &str, flags: &[&str]) -> (Sidecar, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "version = 1\n[defaults]\naction = \"deny\"\n\
@@ -25,15 +30,14 @@ fn stub(upstream: &FakeDns, extra: &str) -> (Sidecar, tempfile::TempDir) {
         upstream.addr
     );
     let policy = write(dir.path(), "policy.toml", &text);
-    (
-        Sidecar::start(&[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--sandbox-id",
-            "dns-test",
-        ]),
-        dir,
-    )
+    let mut args = vec![
+        "--policy",
+        policy.to_str().unwrap(),
+        "--sandbox-id",
+        "dns-test",
+    ];
+    args.extend_from_slice(flags);
+    (Sidecar::start(&args), dir)
 }
 
 fn dns_addr(sidecar: &Sidecar) -> SocketAddr {
@@ -630,4 +634,63 @@ fn the_stub_listens_on_ipv6_loopback_too() {
             .len(),
         1
     );
+}
+
+/// A VM guest's resolver reaches the stub through the launcher's relay to `--dns-unix` (vsock
+/// stands in as TCP here): same answers, same refusals, audited with transport `unix`.
+#[test]
+fn the_stub_answers_over_its_unix_socket_through_a_relay() {
+    let upstream = FakeDns::start(&[("www.allowed.test", PUBLIC)], false);
+    let sockets = tempfile::tempdir().unwrap();
+    let path = sockets.path().join("dns.sock");
+    let (sidecar, _dir) = stub_with(&upstream, "", &["--dns-unix", path.to_str().unwrap()]);
+    assert_eq!(sidecar.ready["dns_unix"], path.to_str().unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the socket is its owner's only");
+    let relay = Relay::to_unix(&path);
+    let answer = tcp(relay.addr, &query("www.allowed.test.", RecordType::A, None));
+    assert_eq!(addresses(&answer), [PUBLIC.to_string()]);
+    let refused = tcp(
+        relay.addr,
+        &query("example.org.", RecordType::A, Some(1232)),
+    );
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    assert!(has_ede_blocked(&refused));
+    sidecar.stderr.wait_for("dns query", 2);
+    let events = events_of(&sidecar.stderr.text(), audit::DnsQuery::MESSAGE);
+    assert!(
+        events
+            .iter()
+            .all(|e| e[audit::fields::TRANSPORT] == "unix" && e[audit::fields::CLIENT] == "unix"),
+        "{events:?}"
+    );
+}
+
+/// The same with dig over TCP, as a guest configured for TCP-only DNS would ask.
+#[test]
+#[ignore = "needs dig: run by .ci/run"]
+fn dig_tcp_reaches_the_stub_through_a_relay_to_its_unix_socket() {
+    let upstream = FakeDns::start(&[("www.allowed.test", PUBLIC)], false);
+    let sockets = tempfile::tempdir().unwrap();
+    let path = sockets.path().join("dns.sock");
+    let (_sidecar, _dir) = stub_with(&upstream, "", &["--dns-unix", path.to_str().unwrap()]);
+    let relay = Relay::to_unix(&path);
+    let out = std::process::Command::new("dig")
+        .args(["+tcp", "+short", "+time=5", "+tries=1", "@127.0.0.1", "-p"])
+        .arg(relay.addr.port().to_string())
+        .arg("www.allowed.test")
+        .output()
+        .expect("dig (dnsutils) is installed");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        PUBLIC.to_string()
+    );
+    let out = std::process::Command::new("dig")
+        .args(["+tcp", "+time=5", "+tries=1", "@127.0.0.1", "-p"])
+        .arg(relay.addr.port().to_string())
+        .arg("example.org")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("status: REFUSED"));
 }

@@ -19,6 +19,7 @@ mod origin;
 mod parent;
 mod policies;
 mod probe;
+mod relay;
 mod sidecar;
 
 pub use clients::{Client, dig, python_urllib};
@@ -31,6 +32,7 @@ pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, UdpEcho};
 pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
+pub use relay::Relay;
 pub use sidecar::{Sidecar, Signal};
 
 /// Upper bound for anything a test waits on; reached only when something is broken.
