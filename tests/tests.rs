@@ -9,6 +9,7 @@ mod docs;
 mod explain;
 mod faults;
 mod firewall;
+mod forwarding;
 mod netns;
 mod proxy;
 mod run;

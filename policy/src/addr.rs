@@ -1,8 +1,11 @@
-//! IP literals in every form a resolver library accepts, and IPv6 addresses that carry IPv4.
+//! IP literals, and IPv6 addresses that carry IPv4.
 //!
-//! `inet_aton(3)` and the WHATWG URL standard both read `2130706433`, `0x7f.1`, `127.1` and
-//! `0177.0.0.1` as 127.0.0.1. A sandbox can hand any of these to a client library, so egressd
-//! reads them the same way and judges the address they denote, never a "name" that looks odd.
+//! `inet_aton(3)` and the WHATWG URL standard read `2130706433`, `0x7f.1`, `127.1` and
+//! `0177.0.0.1` as 127.0.0.1; Go and Python refuse leading zeros since their CVEs (CVE-2021-29923,
+//! CVE-2021-29921), and other parsers read `010.8.8.8` as decimal 10.8.8.8. A spelling whose
+//! meaning depends on the parser is never dialed: egressd accepts IPv4 only as plain dotted
+//! decimal (`a.b.c.d`, no leading zeros) and refuses every other numeric spelling as malformed,
+//! saying what an inet_aton reader would take it for ([`Ipv4Literal::Ambiguous`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -17,6 +20,8 @@ pub enum Embedding {
     Nat64,
     /// `2002:AABB:CCDD::/48` (RFC 3056): a 6to4 relay forwards to the IPv4 address.
     SixToFour,
+    /// `::ffff:0:a.b.c.d` (RFC 2765 §2.1, SIIT): a translator forwards to the IPv4 address.
+    Translated,
 }
 
 impl Embedding {
@@ -27,6 +32,7 @@ impl Embedding {
             Self::Compatible => (Ipv6Addr::UNSPECIFIED, 96),
             Self::Nat64 => (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96),
             Self::SixToFour => (Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16),
+            Self::Translated => (Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, 0, 0), 96),
         }
     }
 
@@ -34,12 +40,18 @@ impl Embedding {
     pub const fn offset(self) -> u8 {
         match self {
             Self::SixToFour => 16,
-            Self::Mapped | Self::Compatible | Self::Nat64 => 96,
+            Self::Mapped | Self::Compatible | Self::Nat64 | Self::Translated => 96,
         }
     }
 
     /// Every embedding, in the order egressd checks them.
-    pub const ALL: [Embedding; 4] = [Self::Mapped, Self::Compatible, Self::Nat64, Self::SixToFour];
+    pub const ALL: [Embedding; 5] = [
+        Self::Mapped,
+        Self::Compatible,
+        Self::Nat64,
+        Self::SixToFour,
+        Self::Translated,
+    ];
 
     /// Short name used in explanations.
     pub const fn name(self) -> &'static str {
@@ -48,6 +60,7 @@ impl Embedding {
             Self::Compatible => "IPv4-compatible",
             Self::Nat64 => "NAT64",
             Self::SixToFour => "6to4",
+            Self::Translated => "IPv4-translated",
         }
     }
 
@@ -81,8 +94,12 @@ pub fn embedded_ipv4(v6: Ipv6Addr) -> Option<(Ipv4Addr, Embedding)> {
 /// Outcome of reading a host as an IPv4 literal.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ipv4Literal {
-    /// The host is an IPv4 address in some form.
+    /// The host is an IPv4 address in plain dotted decimal.
     Addr(Ipv4Addr),
+    /// A numeric spelling other than plain dotted decimal (a single integer, short forms, octal
+    /// or hex parts, leading zeros, a trailing dot): parsers disagree on what it means. Carries
+    /// what inet_aton and WHATWG read it as. Refused as malformed.
+    Ambiguous(Ipv4Addr),
     /// The host's last label is a number, so it can only be an IPv4 address, and it is not a valid
     /// one (`1.2.3.256`, `example.123`). Treated as malformed, like a browser does.
     Invalid,
@@ -90,9 +107,31 @@ pub(crate) enum Ipv4Literal {
     NotNumeric,
 }
 
-/// Reads `host` the way the WHATWG URL standard's IPv4 parser does: 1 to 4 dot-separated parts,
-/// each decimal, octal (leading `0`) or hex (`0x`); the last part fills the remaining bytes.
+/// Reads `host` as an IPv4 literal: [`Ipv4Literal::Addr`] for plain dotted decimal only; any
+/// other numeric spelling the WHATWG URL standard's IPv4 parser accepts (1 to 4 dot-separated
+/// parts, each decimal, octal (leading `0`) or hex (`0x`), the last filling the remaining bytes)
+/// is [`Ipv4Literal::Ambiguous`], with the address that parser reads.
 pub(crate) fn parse_ipv4_literal(host: &str) -> Ipv4Literal {
+    match whatwg_ipv4(host) {
+        Ipv4Literal::Addr(addr) if !is_plain_dotted_decimal(host) => Ipv4Literal::Ambiguous(addr),
+        other => other,
+    }
+}
+
+/// `a.b.c.d`, four decimal parts without leading zeros (a lone `0` is fine), no trailing dot.
+fn is_plain_dotted_decimal(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+        })
+}
+
+/// The WHATWG URL standard's IPv4 parser (what inet_aton also accepts).
+fn whatwg_ipv4(host: &str) -> Ipv4Literal {
     let host = host.strip_suffix('.').unwrap_or(host);
     let Some(last) = host.rsplit('.').next() else {
         return Ipv4Literal::NotNumeric;
@@ -189,15 +228,39 @@ mod tests {
 
     #[test]
     fn ipv4_literal_forms() {
-        let cases: [(&str, Option<[u8; 4]>); 16] = [
-            ("127.0.0.1", Some([127, 0, 0, 1])),
-            ("2130706433", Some([127, 0, 0, 1])),
-            ("0x7f.1", Some([127, 0, 0, 1])),
-            ("0x7F000001", Some([127, 0, 0, 1])),
-            ("127.1", Some([127, 0, 0, 1])),
-            ("0177.0.0.1", Some([127, 0, 0, 1])),
-            ("10.0.0.1.", Some([10, 0, 0, 1])),
-            ("0x", Some([0, 0, 0, 0])),
+        let plain: [(&str, [u8; 4]); 3] = [
+            ("127.0.0.1", [127, 0, 0, 1]),
+            ("0.0.0.0", [0, 0, 0, 0]),
+            ("255.255.255.255", [255, 255, 255, 255]),
+        ];
+        for (input, octets) in plain {
+            assert_eq!(
+                parse_ipv4_literal(input),
+                Ipv4Literal::Addr(octets.into()),
+                "{input}"
+            );
+        }
+        // What inet_aton and WHATWG read; other parsers refuse these or read them otherwise.
+        let ambiguous: [(&str, [u8; 4]); 10] = [
+            ("2130706433", [127, 0, 0, 1]),
+            ("0x7f.1", [127, 0, 0, 1]),
+            ("0x7F000001", [127, 0, 0, 1]),
+            ("127.1", [127, 0, 0, 1]),
+            ("0177.0.0.1", [127, 0, 0, 1]),
+            ("010.8.8.8", [8, 8, 8, 8]),
+            ("127.000.000.001", [127, 0, 0, 1]),
+            ("10.0.0.1.", [10, 0, 0, 1]),
+            ("0x", [0, 0, 0, 0]),
+            ("1.2.3", [1, 2, 0, 3]),
+        ];
+        for (input, octets) in ambiguous {
+            assert_eq!(
+                parse_ipv4_literal(input),
+                Ipv4Literal::Ambiguous(octets.into()),
+                "{input}"
+            );
+        }
+        let cases: [(&str, Option<[u8; 4]>); 8] = [
             ("1.2.3.256", None),
             ("1.2.3.4.5", None),
             ("4294967296", None),
@@ -231,6 +294,14 @@ mod tests {
             (
                 "2002:c0a8:0101::1",
                 Some(("192.168.1.1", Embedding::SixToFour)),
+            ),
+            (
+                "::ffff:0:10.0.0.1",
+                Some(("10.0.0.1", Embedding::Translated)),
+            ),
+            (
+                "::ffff:0:a9fe:a9fe",
+                Some(("169.254.169.254", Embedding::Translated)),
             ),
             ("::", None),
             ("::1", None),

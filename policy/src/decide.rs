@@ -46,8 +46,11 @@ impl fmt::Display for Verdict {
 /// Why a decision came out as it did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
-    /// The host is neither a valid name nor an IP literal.
-    MalformedTarget,
+    /// The host is neither a valid name nor an IP literal (an ambiguous IPv4 spelling included).
+    MalformedTarget {
+        /// What is wrong with it.
+        why: String,
+    },
     /// A `[[deny]]` rule matched (see [`Decision::rule`]).
     DenyRule,
     /// An `[[allow]]` rule matched (see [`Decision::rule`]).
@@ -82,7 +85,7 @@ impl Reason {
     /// A stable machine-readable code, used in the proxy's reason header, logs and `--json`.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::MalformedTarget => "malformed-target",
+            Self::MalformedTarget { .. } => "malformed-target",
             Self::DenyRule => "deny-rule",
             Self::AllowRule => "allow-rule",
             Self::PortNotAllowed { .. } => "port-not-allowed",
@@ -96,7 +99,9 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MalformedTarget => f.write_str("the host is not a valid name or IP address"),
+            Self::MalformedTarget { why } => {
+                write!(f, "the host is not a valid name or IP address: {why}")
+            }
             Self::DenyRule => f.write_str("a deny rule matches"),
             Self::AllowRule => f.write_str("an allow rule matches"),
             Self::PortNotAllowed { port } => write!(f, "port {port} is not allowed for this host"),
@@ -189,7 +194,10 @@ impl Policy {
     /// [`Policy::check_resolved`]. For an IP literal it is final.
     pub fn decide(&self, target: &Target) -> Decision {
         match &target.host {
-            Host::Malformed(_) => Decision::new(Reason::MalformedTarget, None),
+            Host::Malformed(_) => {
+                let why = target.host.malformed_reason().unwrap_or_default();
+                Decision::new(Reason::MalformedTarget { why }, None)
+            }
             Host::Name(name) => self.decide_name(name, target.port),
             Host::Ip(ip) => self.decide_ip(*ip, target.port),
         }

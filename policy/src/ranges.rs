@@ -57,7 +57,7 @@ const fn range(
 
 /// Every built-in special range. Where two overlap (broadcast inside reserved), the more specific
 /// comes first, so explanations name it.
-pub static SPECIAL_RANGES: [SpecialRange; 32] = [
+pub static SPECIAL_RANGES: [SpecialRange; 33] = [
     range(
         v4(0, 0, 0, 0, 8),
         "this-network",
@@ -241,6 +241,12 @@ pub static SPECIAL_RANGES: [SpecialRange; 32] = [
         "RFC 3056",
         "6to4; judged by the IPv4 it carries",
     ),
+    range(
+        v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96),
+        "ipv4-translated",
+        "RFC 2765",
+        "IPv4-translated (SIIT); judged by the IPv4 it carries",
+    ),
 ];
 
 impl SpecialRange {
@@ -248,7 +254,7 @@ impl SpecialRange {
     pub fn carries_ipv4(&self) -> bool {
         matches!(
             self.name,
-            "ipv4-mapped" | "ipv4-compatible" | "nat64" | "6to4"
+            "ipv4-mapped" | "ipv4-compatible" | "nat64" | "6to4" | "ipv4-translated"
         )
     }
 }

@@ -19,8 +19,9 @@ pub enum Host {
 }
 
 impl Host {
-    /// Reads a host as it appears in an authority: a name, a dotted or numeric IPv4 literal in any
-    /// `inet_aton` form, or an IPv6 literal in brackets (brackets may be left off).
+    /// Reads a host as it appears in an authority: a name, an IPv4 literal in plain dotted decimal,
+    /// or an IPv6 literal in brackets (brackets may be left off). Other numeric IPv4 spellings
+    /// (`2130706433`, `0x7f.1`, `127.1`, `010.8.8.8`) are malformed: parsers disagree on them.
     pub fn parse(input: &str) -> Self {
         if input.starts_with('[') || input.contains(':') {
             return match parse_ipv6_literal(input) {
@@ -30,7 +31,7 @@ impl Host {
         }
         match parse_ipv4_literal(input) {
             Ipv4Literal::Addr(v4) => Self::Ip(IpAddr::V4(v4)),
-            Ipv4Literal::Invalid => Self::Malformed(input.to_owned()),
+            Ipv4Literal::Invalid | Ipv4Literal::Ambiguous(_) => Self::Malformed(input.to_owned()),
             Ipv4Literal::NotNumeric => match DomainName::parse(input) {
                 Ok(name) => Self::Name(name),
                 Err(_) => Self::Malformed(input.to_owned()),
@@ -41,11 +42,20 @@ impl Host {
     /// Why the host is malformed, for explanations; `None` when it is not.
     pub fn malformed_reason(&self) -> Option<String> {
         match self {
-            Self::Malformed(text) => Some(match DomainName::parse(text) {
-                Err(NameError::Empty) => "empty host".to_owned(),
-                Err(e) => e.to_string(),
-                Ok(_) => "the host looks like an IP address but is not a valid one".to_owned(),
-            }),
+            Self::Malformed(text) => {
+                Some(match (parse_ipv4_literal(text), DomainName::parse(text)) {
+                    (Ipv4Literal::Ambiguous(addr), _) => format!(
+                        "{text:?} is an ambiguous IPv4 spelling: inet_aton and browsers read it as \
+                     {addr}, other parsers refuse it or read it otherwise; write the address in \
+                     plain dotted decimal"
+                    ),
+                    (_, Err(NameError::Empty)) => "empty host".to_owned(),
+                    (_, Err(e)) => e.to_string(),
+                    (_, Ok(_)) => {
+                        "the host looks like an IP address but is not a valid one".to_owned()
+                    }
+                })
+            }
             _ => None,
         }
     }
@@ -203,9 +213,11 @@ mod tests {
                 "github.com",
                 Host::Name(DomainName::parse("github.com").unwrap()),
             ),
-            ("2130706433", ip("127.0.0.1")),
-            ("0x7f.1", ip("127.0.0.1")),
-            ("127.1", ip("127.0.0.1")),
+            ("2130706433", Host::Malformed("2130706433".into())),
+            ("0x7f.1", Host::Malformed("0x7f.1".into())),
+            ("127.1", Host::Malformed("127.1".into())),
+            ("010.8.8.8", Host::Malformed("010.8.8.8".into())),
+            ("1.2.3.4", ip("1.2.3.4")),
             ("[::ffff:10.0.0.1]", ip("::ffff:10.0.0.1")),
             ("::1", ip("::1")),
             ("1.2.3.999", Host::Malformed("1.2.3.999".into())),

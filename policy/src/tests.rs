@@ -64,11 +64,15 @@ fn strict_allowlist_decisions() {
             ("140.82.113.3:22", Deny, "deny-rule", Some(26)),
             ("[::ffff:140.82.113.3]:22", Deny, "deny-rule", Some(26)),
             ("8.8.8.8:443", Deny, "default-deny", None),
-            // special ranges, in every spelling of the address
+            // special ranges, in every unambiguous spelling of the address
             ("10.0.0.1:443", Deny, "special-range", None),
-            ("2130706433:443", Deny, "special-range", None),
-            ("0x7f.1:443", Deny, "special-range", None),
-            ("127.1:443", Deny, "special-range", None),
+            ("[::ffff:0:10.0.0.1]:443", Deny, "special-range", None),
+            // spellings parsers disagree on are malformed, whatever they would mean
+            ("2130706433:443", Deny, "malformed-target", None),
+            ("0x7f.1:443", Deny, "malformed-target", None),
+            ("127.1:443", Deny, "malformed-target", None),
+            ("010.8.8.8:443", Deny, "malformed-target", None),
+            ("8.8.8.8.:443", Deny, "malformed-target", None),
             ("[::ffff:10.0.0.1]:443", Deny, "special-range", None),
             ("[64:ff9b::a9fe:a9fe]:80", Deny, "special-range", None),
             ("169.254.169.254:80", Deny, "special-range", None),

@@ -95,26 +95,33 @@ proptest! {
     }
 
     #[test]
-    fn ipv4_spellings_denote_one_address(bits in any::<u32>()) {
+    fn only_plain_dotted_decimal_is_an_ipv4_address(bits in any::<u32>()) {
         let addr = Ipv4Addr::from(bits);
         let [a, b, c, d] = addr.octets();
-        let spellings = [
-            addr.to_string(),
+        for plain in [addr.to_string(), format!("[::ffff:{addr}]")] {
+            let judged = match Host::parse(&plain) {
+                Host::Ip(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4),
+                Host::Ip(ip) => Some(ip),
+                _ => None,
+            };
+            prop_assert_eq!(judged, Some(IpAddr::V4(addr)), "{}", plain);
+        }
+        // Every other spelling inet_aton accepts is malformed, never some other address.
+        let ambiguous = [
             bits.to_string(),
             format!("{bits:#x}"),
             format!("{a}.{}", u32::from_be_bytes([0, b, c, d])),
             format!("{a}.{b}.{}", u16::from_be_bytes([c, d])),
             format!("{a:#o}.{b:#x}.{c}.{d}").replace("0o", "0"),
-            format!("[::ffff:{addr}]"),
+            format!("{a:03}.{b}.{c}.{d}"),
+            format!("{addr}."),
         ];
-        for spelling in spellings {
+        for spelling in ambiguous {
+            if spelling == addr.to_string() {
+                continue;
+            }
             let host = Host::parse(&spelling);
-            let judged = match host {
-                Host::Ip(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4),
-                Host::Ip(ip) => Some(ip),
-                _ => None,
-            };
-            prop_assert_eq!(judged, Some(IpAddr::V4(addr)), "{}", spelling);
+            prop_assert!(matches!(host, Host::Malformed(_)), "{} parsed as {:?}", spelling, host);
         }
     }
 

@@ -29,13 +29,18 @@ pub(crate) async fn connect(
         .authority()
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
+    // Userinfo is never part of a destination, and never written anywhere.
+    let authority = match authority.rsplit_once('@') {
+        Some((_, hostport)) => hostport.to_owned(),
+        None => authority,
+    };
     let mut audit = Audit::new(connection.caller.clone(), "CONNECT", authority.clone());
-    let Ok(target) = Target::parse_authority(&authority) else {
-        return refuse(
-            &mut audit,
-            &authority,
-            Failure::BadRequest("CONNECT needs HOST:PORT"),
-        );
+    let target = match Target::parse_authority(&authority) {
+        Ok(target) => target,
+        Err(error) => {
+            let failure = Failure::MalformedTarget(format!("CONNECT needs HOST:PORT: {error}"));
+            return refuse(&mut audit, &authority, failure);
+        }
     };
     let decision = match generation.router.decide(&target) {
         Ok(decision) => decision,

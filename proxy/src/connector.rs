@@ -12,7 +12,6 @@ use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
-use policy::Target;
 use tokio::net::TcpStream;
 
 use crate::config::Limits;
@@ -62,7 +61,7 @@ impl tower::Service<Uri> for Connector {
                     let host = uri
                         .host()
                         .ok_or(Failure::BadRequest("request URI has no host"))?;
-                    let target = Target::new(host, uri.port_u16().unwrap_or(80));
+                    let target = crate::forward::target_of(&uri, host)?;
                     let opened = router.open(&target).await?;
                     Ok(OriginIo {
                         io: TokioIo::new(opened.stream),

@@ -14,6 +14,10 @@ pub enum Failure {
     /// The request cannot be proxied as written.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The destination cannot be read as a host and port, or its spelling is ambiguous: the
+    /// client's error (400), and what `egressd explain` calls a `malformed-target` deny.
+    #[error("malformed destination: {0}")]
+    MalformedTarget(String),
     /// The request carries no proxy credential.
     #[error("this proxy needs its credential: use the proxy URL from egressd's readiness line")]
     ProxyAuthRequired,
@@ -77,7 +81,7 @@ impl Failure {
     /// The status the client receives.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::MalformedTarget(_) => StatusCode::BAD_REQUEST,
             Self::ProxyAuthRequired | Self::ProxyAuthInvalid => {
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED
             }
@@ -102,6 +106,7 @@ impl Failure {
             | Self::ChainDenied { decision, .. }
             | Self::AddressesDenied { decision, .. } => decision.reason.code(),
             Self::BadRequest(_) => "bad-request",
+            Self::MalformedTarget(_) => "malformed-target",
             Self::ProxyAuthRequired => "proxy-auth-required",
             Self::ProxyAuthInvalid => "proxy-auth-invalid",
             Self::NoAddress => "no-address",
@@ -121,7 +126,10 @@ impl Failure {
     /// it failed otherwise.
     pub fn is_refusal(&self) -> bool {
         self.decision().is_some()
-            || matches!(self, Self::ProxyAuthRequired | Self::ProxyAuthInvalid)
+            || matches!(
+                self,
+                Self::ProxyAuthRequired | Self::ProxyAuthInvalid | Self::MalformedTarget(_)
+            )
     }
 
     /// The policy decision behind a refusal, if the policy refused.

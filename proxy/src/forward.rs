@@ -12,7 +12,7 @@ use crate::body::{Counted, ResponseBody};
 use crate::connector::PeerAddr;
 use crate::error::Failure;
 use crate::handler::{Connection, Generation, client_failure};
-use crate::headers::strip_hop_by_hop;
+use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
 use crate::respond::refuse;
 
 pub(crate) async fn forward(
@@ -41,9 +41,12 @@ pub(crate) async fn forward(
             return refuse(&mut audit, &uri_text, failure);
         }
     };
-    let target = Target::new(host, req.uri().port_u16().unwrap_or(80));
-    let decision = match generation.router.decide(&target) {
-        Ok(decision) => decision,
+    let decided = target_of(req.uri(), host).and_then(|target| {
+        let decision = generation.router.decide(&target)?;
+        Ok((target, decision))
+    });
+    let (target, decision) = match decided {
+        Ok(decided) => decided,
         Err(failure) => return refuse(&mut audit, &uri_text, failure),
     };
     let config = &connection.shared.config;
@@ -54,9 +57,16 @@ pub(crate) async fn forward(
     generation.attribution.apply(headers);
     if let Some(parent) = &config.parent {
         parent.authorize(headers);
+        // The parent gets the target egressd judged, in egressd's spelling, never the client's:
+        // a parent that reads a spelling differently must not reach another address.
+        *req.uri_mut() = match canonical_uri(&target, req.uri()) {
+            Ok(uri) => uri,
+            Err(failure) => return refuse(&mut audit, &uri_text, failure),
+        };
     }
     let (parts, body) = req.into_parts();
-    let req = Request::from_parts(parts, Counted::new(body, audit.bytes.up.clone()));
+    let body = Counted::request(body, audit.bytes.up.clone(), generation.attribution.clone());
+    let req = Request::from_parts(parts, body);
     let timeout = config.limits.response_timeout;
     let response = match tokio::time::timeout(timeout, generation.client.request(req)).await {
         Err(_) => return refuse(&mut audit, &uri_text, Failure::ResponseTimeout),
@@ -67,11 +77,48 @@ pub(crate) async fn forward(
     audit.allowed(&decision, peer, response.status().as_u16());
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    strip_egressd_headers(&mut parts.headers);
     let down = audit.bytes.down.clone();
     Response::from_parts(
         parts,
         http_body_util::BodyExt::boxed(Counted::with_audit(body, down, audit)),
     )
+}
+
+/// The destination of an absolute-form request: its host, and its port (80 when none is
+/// written). A port that is not 1-65535 (`0`, `65536`, empty) is malformed, never defaulted or
+/// wrapped.
+pub(crate) fn target_of(uri: &http::Uri, host: &str) -> Result<Target, Failure> {
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let after_host = match hostport.rfind(']') {
+        Some(close) => &hostport[close + 1..],
+        None => hostport.rfind(':').map_or("", |colon| &hostport[colon..]),
+    };
+    let port = match after_host.strip_prefix(':') {
+        None if after_host.is_empty() => 80,
+        Some(text) => text
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0 && text.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| Failure::MalformedTarget(format!("{text:?} is not a port (1-65535)")))?,
+        None => {
+            return Err(Failure::MalformedTarget(format!(
+                "{authority:?} is not host[:port]"
+            )));
+        }
+    };
+    Ok(Target::new(host, port))
+}
+
+/// `http://TARGET/path?query` with the target in egressd's canonical form (lower-case A-label
+/// names without a trailing dot, dotted-decimal IPv4, RFC 5952 IPv6, the port always written,
+/// no userinfo).
+fn canonical_uri(target: &Target, uri: &http::Uri) -> Result<http::Uri, Failure> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("http://{target}{path}")
+        .parse()
+        .map_err(|_| Failure::BadRequest("the request URI cannot be sent to the parent proxy"))
 }
 
 /// The request URI as logs, audit events and error bodies show it: without userinfo

@@ -48,7 +48,7 @@ pub(crate) struct Shared {
 /// Everything that changes when the policy is reloaded.
 pub(crate) struct Generation {
     pub(crate) router: Arc<Router>,
-    pub(crate) attribution: Attribution,
+    pub(crate) attribution: Arc<Attribution>,
     pub(crate) client: Client<Connector, Counted<Incoming>>,
 }
 
@@ -65,8 +65,11 @@ pub(crate) struct Connection {
 impl Generation {
     fn new(resolver: Arc<Resolver>, config: &ProxyConfig) -> Self {
         let policy = resolver.policy().clone();
-        let attribution =
-            Attribution::render(policy.headers(), &config.extra_headers, &config.sandbox_id);
+        let attribution = Arc::new(Attribution::render(
+            policy.headers(),
+            &config.extra_headers,
+            &config.sandbox_id,
+        ));
         let router = Arc::new(Router {
             resolver,
             limits: config.limits.clone(),

@@ -1,4 +1,5 @@
-//! Header rewriting: hop-by-hop headers out (RFC 9110 §7.6.1), attribution headers in.
+//! Header rewriting: hop-by-hop headers out (RFC 9110 §7.6.1), attribution headers in (and every
+//! client header that an origin could read as one out), egressd's own headers out of responses.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use policy::{HeaderTemplate, HeaderVars};
@@ -31,10 +32,51 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The prefix of egressd's own response headers (`x-egressd-reason`, `x-egressd-rule`).
+const EGRESSD_PREFIX: &str = "x-egressd-";
+
+/// Removes every `x-egressd-*` header from a response egressd did not write (an origin's, a
+/// parent proxy's), so a reason header the sandbox sees is always egressd's own.
+pub fn strip_egressd_headers(headers: &mut HeaderMap) {
+    let foreign: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(EGRESSD_PREFIX))
+        .cloned()
+        .collect();
+    for name in foreign {
+        headers.remove(name);
+    }
+}
+
 /// Attribution headers, rendered once per policy generation.
 #[derive(Clone, Debug, Default)]
 pub struct Attribution {
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Their names folded as CGI, WSGI, Rack and PHP fold them (`_` read as `-`, any case).
+    folded: Vec<String>,
+}
+
+/// A header name as many origin stacks read it: lower case, `_` and `-` the same.
+fn fold(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => char::from(b.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
+/// True when `name` folds to `folded` without allocating.
+fn folds_to(name: &str, folded: &str) -> bool {
+    name.len() == folded.len()
+        && name.bytes().zip(folded.bytes()).all(|(a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
 }
 
 impl Attribution {
@@ -62,14 +104,36 @@ impl Attribution {
                 ),
             }
         }
-        Self { headers }
+        let folded = headers
+            .iter()
+            .map(|(name, _)| fold(name.as_str()))
+            .collect();
+        Self { headers, folded }
     }
 
-    /// Sets every attribution header on `headers`, replacing whatever the client sent under the
-    /// same names (a sandbox cannot spoof its identity).
+    /// Sets every attribution header on `headers`, removing first whatever the client sent under
+    /// the same names or names an origin would read as the same (`X_Sandbox_Id` for
+    /// `X-Sandbox-Id`): a sandbox cannot spoof its identity.
     pub fn apply(&self, headers: &mut HeaderMap) {
+        self.strip_lookalikes(headers);
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    /// Removes every header that folds to an attribution header's name (request trailers get
+    /// this, since they never carry attribution).
+    pub fn strip_lookalikes(&self, headers: &mut HeaderMap) {
+        if self.folded.is_empty() {
+            return;
+        }
+        let lookalikes: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| self.folded.iter().any(|f| folds_to(name.as_str(), f)))
+            .cloned()
+            .collect();
+        for name in lookalikes {
+            headers.remove(name);
         }
     }
 }
@@ -97,6 +161,57 @@ mod tests {
         h.insert("accept", HeaderValue::from_static("*/*"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+    }
+
+    #[test]
+    fn lookalikes_of_attribution_headers_are_removed_whatever_their_spelling() {
+        let attribution = Attribution::render(
+            &[HeaderTemplate::parse("X-Sandbox-Id", "sb-1").unwrap()],
+            &[],
+            "",
+        );
+        let mut h = HeaderMap::new();
+        for spoof in [
+            "x_sandbox_id",
+            "X_SANDBOX-ID",
+            "x-sandbox_id",
+            "X-Sandbox-Id",
+        ] {
+            h.append(
+                HeaderName::from_bytes(spoof.as_bytes()).unwrap(),
+                HeaderValue::from_static("spoofed"),
+            );
+        }
+        h.insert("x-sandbox-idx", HeaderValue::from_static("kept"));
+        h.insert("x-sandbox", HeaderValue::from_static("kept"));
+        attribution.apply(&mut h);
+        assert_eq!(
+            h.get_all("x-sandbox-id").iter().collect::<Vec<_>>(),
+            ["sb-1"]
+        );
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x_sandbox_id", HeaderValue::from_static("spoofed"));
+        attribution.strip_lookalikes(&mut trailers);
+        assert!(trailers.is_empty());
+    }
+
+    #[test]
+    fn egressd_headers_from_upstream_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("x-egressd-reason", HeaderValue::from_static("allow-rule"));
+        h.insert(
+            "x-egressd-rule",
+            HeaderValue::from_static("allow[0] line 1"),
+        );
+        h.insert("x-egressd-anything", HeaderValue::from_static("1"));
+        h.insert("x-egressdd", HeaderValue::from_static("kept"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        strip_egressd_headers(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["content-type", "x-egressdd"]);
     }
 
     #[test]

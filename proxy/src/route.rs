@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use policy::{Decision, DomainName, Host, Policy, Target};
+use policy::{Decision, DomainName, Host, Policy, Reason, Target};
 use resolve::{Removed, ResolveError, Resolver, UpstreamError};
 use tokio::net::TcpStream;
 
@@ -34,13 +34,14 @@ impl Router {
         self.resolver.policy()
     }
 
-    /// The policy decision for the destination as named; `Err` when it is refused.
+    /// The policy decision for the destination as named; `Err` when it is refused (a malformed
+    /// destination is the client's error, 400).
     pub fn decide(&self, target: &Target) -> Result<Decision, Failure> {
         let decision = self.policy().decide(target);
-        if decision.is_allowed() {
-            Ok(decision)
-        } else {
-            Err(Failure::Denied(decision))
+        match decision.reason {
+            _ if decision.is_allowed() => Ok(decision),
+            Reason::MalformedTarget { why } => Err(Failure::MalformedTarget(why)),
+            _ => Err(Failure::Denied(decision)),
         }
     }
 

@@ -161,9 +161,14 @@ fn parent_proxy(args: &RunArgs) -> Result<Option<ParentProxy>, Failure> {
     };
     let authorization = match &args.parent_proxy_auth {
         None => None,
-        Some(value) => Some(http::HeaderValue::from_str(value).map_err(|_| {
-            Failure::bad_input(anyhow!("--parent-proxy-auth is not a valid header value"))
-        })?),
+        Some(value) => {
+            let mut value = http::HeaderValue::from_str(value).map_err(|_| {
+                Failure::bad_input(anyhow!("--parent-proxy-auth is not a valid header value"))
+            })?;
+            // Never shown by a Debug print (a log line, a panic message).
+            value.set_sensitive(true);
+            Some(value)
+        }
     };
     Ok(Some(ParentProxy {
         addr,

@@ -17,6 +17,8 @@ pub enum Behaviour {
     Answer,
     /// Read the request and never answer.
     Silent,
+    /// Answer 200, with headers that pretend to be egressd's (`x-egressd-reason`, ...).
+    Forges,
 }
 
 /// A loopback HTTP/1.1 origin that records every request head it receives.
@@ -82,8 +84,12 @@ fn serve_origin(mut stream: TcpStream, log: &Mutex<Vec<String>>, behaviour: Beha
             let _ = stream.read(&mut sink);
             return;
         }
+        let forged = match behaviour {
+            Behaviour::Forges => "X-Egressd-Reason: forged\r\nx-egressd-rule: allow[9] line 9\r\n",
+            _ => "",
+        };
         let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Origin: yes\r\n\r\n{ORIGIN_BODY}",
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Origin: yes\r\n{forged}\r\n{ORIGIN_BODY}",
             ORIGIN_BODY.len()
         );
         if stream.write_all(response.as_bytes()).is_err() {
