@@ -125,8 +125,12 @@ impl EnvClient {
                 std::fs::write(&main, GO).unwrap();
                 command = Command::new("go");
                 command.arg("run").arg(main).arg(url);
-                // Standard library only: nothing to download, and no module proxy to ask.
-                command.env("GOPROXY", "off");
+                // Standard library only: nothing to download, and no module proxy to ask. The
+                // build cache under target/, so no HOME is needed.
+                command.env("GOPROXY", "off").env(
+                    "GOCACHE",
+                    Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build"),
+                );
             }
             Self::NodeFetch => {
                 command = Command::new("node");
@@ -161,15 +165,16 @@ impl EnvClient {
     }
 }
 
-/// Where .ci/run installs the `undici` npm package (`npm install --prefix DIR undici@7`, DIR being
-/// `target/tmp/undici`); panics, saying so, when it is not there.
+/// Where .ci/run installs the `undici` npm package (`npm install --prefix DIR undici@6`, DIR being
+/// `target/tmp/undici`; major 6 is the undici Node 20 bundles, and runs on Node 18 too); panics,
+/// saying so, when it is not there.
 fn node_modules() -> PathBuf {
     let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join("undici");
     let modules = prefix.join("node_modules");
     assert!(
         modules.join("undici/package.json").exists(),
         "the undici npm package is not installed under {}: run .ci/run, or \
-         npm install --prefix {} undici@7",
+         npm install --prefix {} undici@6",
         prefix.display(),
         prefix.display()
     );
