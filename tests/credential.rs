@@ -263,6 +263,8 @@ fn absolute_form_requests_need_the_credential() {
     let job = Job::start(&[]);
     let url = job.url("/absolute");
     assert_auth_refusal(&job.get(&url, &[]), "proxy-auth-required");
+    // Checked before the policy: without the credential, nothing says what the policy allows.
+    assert_auth_refusal(&job.get("http://example.org/", &[]), "proxy-auth-required");
     let token = basic(&job.secret);
     let token = token.strip_prefix("Basic ").unwrap();
     for wrong in [
