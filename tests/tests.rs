@@ -4,6 +4,7 @@
 mod util;
 
 mod check;
+mod credential;
 mod dns;
 mod docs;
 mod explain;

@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests, one module per thing they provide: the egressd
-//! process harness (`sidecar`), audit events (`events`), loopback origins (`origin`), a fake DNS
-//! server (`dns`) and one that holds its answers (`gated_dns`), a recording parent proxy (`parent`), raw HTTP and the Rust proxy client
-//! (`http`), the clients a scenario runs with (`clients`), test policies (`policies`), network
+//! process harness (`sidecar`), audit events (`events`), loopback origins (`origin`, and `site`
+//! for files by path), a fake DNS server (`dns`) and one that holds its answers (`gated_dns`), a
+//! recording parent proxy (`parent`), raw HTTP and the Rust proxy client (`http`; `exchange` on a
+//! kept connection), a TCP-to-Unix relay (`relay`), the clients a scenario runs with (`clients`),
+//! the proxy credential (`secret`), real clients configured from the readiness line's environment
+//! (`proxy_env`, `env_clients`), test policies (`policies`), network
 //! namespaces (`netns`) and the other-user prober (`probe`). Nothing here sends a packet beyond
 //! loopback (or beyond a network namespace a test made).
 
@@ -11,7 +14,9 @@ use std::time::Duration;
 
 mod clients;
 mod dns;
+mod env_clients;
 mod events;
+mod exchange;
 mod gated_dns;
 mod http;
 mod netns;
@@ -19,21 +24,29 @@ mod origin;
 mod parent;
 mod policies;
 mod probe;
+mod proxy_env;
 mod relay;
+mod secret;
 mod sidecar;
+mod site;
 
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
+pub use env_clients::EnvClient;
 pub use events::{events_of, request_events};
+pub use exchange::{connect_tcp, exchange, request_head};
 pub use gated_dns::GatedDns;
-pub use http::{header_value, header_values, read_head};
+pub use http::{Response, header_value, header_values, read_head};
 pub use netns::in_netns;
 pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, UdpEcho};
 pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
+pub use proxy_env::ProxyEnv;
 pub use relay::Relay;
+pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};
 pub use sidecar::{Sidecar, Signal};
+pub use site::Site;
 
 /// Upper bound for anything a test waits on; reached only when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(20);
