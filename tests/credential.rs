@@ -597,12 +597,10 @@ fn one_job_cannot_use_another_job_s_proxy() {
     assert_eq!(own.status, 200, "{own:?}");
 }
 
-/// Known bug: a CONNECT request-target with userinfo (`CONNECT egressd:SECRET@host:port`, not
-/// valid authority-form, but a confused client's) is written verbatim into the refusal's body and
-/// the audit event's `destination`. Absolute-form URIs have their userinfo removed first
-/// (`forward::loggable_uri`); CONNECT targets (handler.rs `refuse_unauthorized`, connect.rs) do not.
+/// A CONNECT request-target with userinfo (`CONNECT egressd:SECRET@host:port`, not valid
+/// authority-form, but a confused client's) is refused as malformed, and what it held is written
+/// nowhere: not in the refusal's body, not in the audit event's `destination`.
 #[test]
-#[ignore = "known bug: a CONNECT target's userinfo reaches the audit log and the error body"]
 fn a_connect_target_with_userinfo_is_never_written_anywhere() {
     let mut job = Job::start(&[]);
     let host = job.authority();
@@ -630,13 +628,11 @@ fn a_connect_target_with_userinfo_is_never_written_anywhere() {
     assert_no_secret("the audit log", &log, &[&job.secret]);
 }
 
-/// Known bug: the ready file is written aside (`PATH.tmp`) then renamed, but the aside file is
-/// opened without `O_EXCL`: one already there (left by a killed egressd, or put there by another
-/// user in a shared directory) keeps its mode, so the ready file, which carries the secret, can
-/// end up world-readable; a symbolic link there is followed, and the line written where it points.
+/// The ready file is written aside (`PATH.tmp`) then renamed; an aside file already there (left
+/// by a killed egressd, or put there by another user in a shared directory) is never reused: the
+/// ready file, which carries the secret, stays 0600, and a symbolic link there is not followed.
 #[cfg(unix)]
 #[test]
-#[ignore = "known bug: a stale READY_FILE.tmp keeps its mode and symlinks are followed"]
 fn a_stale_aside_file_cannot_loosen_the_ready_file() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

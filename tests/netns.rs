@@ -57,7 +57,7 @@ fn lan_answers_are_refused(client: Client) {
         format!("http://{LAN_V4}:8080/"),
         format!("http://[{LAN_V6}]:8080/"),
         format!("http://[::ffff:{LAN_V4}]:8080/"),
-        "http://167969537:8080/".to_owned(),
+        format!("http://[::ffff:0:{LAN_V4}]:8080/"),
     ] {
         let r = client.get(sidecar.proxy(), &url);
         assert_eq!(r.status, 403, "{url}: {r:?}");
@@ -66,6 +66,15 @@ fn lan_answers_are_refused(client: Client) {
             "{url}: {r:?}"
         );
     }
+    // The LAN address as one integer: malformed as written (parsers disagree on it); curl
+    // rewrites it to dotted decimal itself, and then it is the special range it names.
+    let r = client.get(sidecar.proxy(), "http://167969537:8080/");
+    let (status, reason) = match client {
+        Client::Rust => (400, "malformed-target"),
+        Client::Curl => (403, "special-range"),
+    };
+    assert_eq!(r.status, status, "{r:?}");
+    assert!(r.headers.contains(&format!("x-egressd-reason: {reason}")), "{r:?}");
     let tunnel = client.tunnel_get(sidecar.proxy(), "http://lan.test:8080/");
     assert_ne!(tunnel.status, 200, "{tunnel:?}");
     assert!(

@@ -9,6 +9,7 @@ use policy::Target;
 use crate::audit::Audit;
 use crate::body::{ResponseBody, empty};
 use crate::error::Failure;
+use crate::forward::loggable_authority;
 use crate::handler::{Connection, Generation};
 use crate::respond::refuse;
 use crate::tunnel::{self, TunnelEnd};
@@ -24,17 +25,13 @@ pub(crate) async fn connect(
     generation: &Generation,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .unwrap_or_default();
-    // Userinfo is never part of a destination, and never written anywhere.
-    let authority = match authority.rsplit_once('@') {
-        Some((_, hostport)) => hostport.to_owned(),
-        None => authority,
-    };
+    let (authority, userinfo) = loggable_authority(req.uri());
     let mut audit = Audit::new(connection.caller.clone(), "CONNECT", authority.clone());
+    if userinfo {
+        // Authority-form has no userinfo (RFC 9110 §3.2.3); what it held is never written.
+        let failure = Failure::MalformedTarget("a CONNECT target has no userinfo".to_owned());
+        return refuse(&mut audit, &authority, failure);
+    }
     let target = match Target::parse_authority(&authority) {
         Ok(target) => target,
         Err(error) => {

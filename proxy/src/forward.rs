@@ -121,6 +121,16 @@ fn canonical_uri(target: &Target, uri: &http::Uri) -> Result<http::Uri, Failure>
         .map_err(|_| Failure::BadRequest("the request URI cannot be sent to the parent proxy"))
 }
 
+/// A CONNECT target as logs, audit events and error bodies show it (without userinfo), and
+/// whether it had userinfo.
+pub(crate) fn loggable_authority(uri: &http::Uri) -> (String, bool) {
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    match authority.rsplit_once('@') {
+        Some((_, hostport)) => (hostport.to_owned(), true),
+        None => (authority.to_owned(), false),
+    }
+}
+
 /// The request URI as logs, audit events and error bodies show it: without userinfo
 /// (`http://user:pass@host/` is written `http://host/`), so a credential in a URL is never
 /// written anywhere.

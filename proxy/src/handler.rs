@@ -194,10 +194,9 @@ fn refuse_unauthorized(
     failure: Failure,
 ) -> Response<ResponseBody> {
     let target = match req.method() {
-        &Method::CONNECT => req.uri().authority().map(|a| a.to_string()),
-        _ => None,
-    }
-    .unwrap_or_else(|| crate::forward::loggable_uri(req.uri()));
+        &Method::CONNECT => crate::forward::loggable_authority(req.uri()).0,
+        _ => crate::forward::loggable_uri(req.uri()),
+    };
     let mut audit = Audit::new(
         connection.caller.clone(),
         req.method().as_str(),

@@ -111,13 +111,20 @@ impl Ready {
     }
 }
 
-/// Writes `text` to `path` atomically: into `PATH.tmp` (mode 0600 on Unix), then renamed.
+/// Writes `text` to `path` atomically: into a new `PATH.tmp` (mode 0600 on Unix), then renamed.
+/// A `PATH.tmp` already there (left by a killed egressd, or put there by someone else) is removed
+/// first and never reused: its mode would stay, and a link there would be followed.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut aside = path.as_os_str().to_owned();
     aside.push(".tmp");
     let aside = PathBuf::from(aside);
+    match std::fs::remove_file(&aside) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    // create_new is O_EXCL: it refuses an existing file or link rather than open it.
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&aside)?;
