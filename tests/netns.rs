@@ -74,7 +74,10 @@ fn lan_answers_are_refused(client: Client) {
         Client::Curl => (403, "special-range"),
     };
     assert_eq!(r.status, status, "{r:?}");
-    assert!(r.headers.contains(&format!("x-egressd-reason: {reason}")), "{r:?}");
+    assert!(
+        r.headers.contains(&format!("x-egressd-reason: {reason}")),
+        "{r:?}"
+    );
     let tunnel = client.tunnel_get(sidecar.proxy(), "http://lan.test:8080/");
     assert_ne!(tunnel.status, 200, "{tunnel:?}");
     assert!(

@@ -158,3 +158,27 @@ async fn no_upstream_is_an_error_not_an_empty_answer() {
         s if s.contains("SERVFAIL") || s.contains("Server Failure")
     ));
 }
+
+#[tokio::test]
+async fn a_garbage_answer_fails_the_lookup_at_once_not_at_the_timeout() {
+    let garbage = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = garbage.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((_, peer)) = garbage.recv_from(&mut buf) {
+            let _ = garbage.send_to(b"\xff\xff not dns", peer);
+        }
+    });
+    let text =
+        format!("version = 1\n[[allow]]\nhost = \"*.test\"\n[dns]\nupstreams = [\"{addr}\"]\n");
+    let policy = Arc::new(Policy::parse(&text, "t.toml").unwrap());
+    let r = Resolver::new(policy, &[], &Settings::DEFAULT, Lookups::new(1));
+    let error = r.addresses(&name("a.test")).await.unwrap_err();
+    // Failed, with the reason, not Timeout: it did not wait for the upstream timeout.
+    match error {
+        ResolveError::Upstream(UpstreamError::Failed(why)) => {
+            assert!(why.contains("unreadable answer"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

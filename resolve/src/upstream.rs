@@ -96,11 +96,18 @@ async fn over_udp(upstream: SocketAddr, query: &Message, bytes: &[u8]) -> std::i
     let mut buf = vec![0u8; 4096];
     loop {
         let n = socket.recv(&mut buf).await?;
-        // Anything that is not the answer to this query (spoofed, stale) is ignored.
-        if let Ok(answer) = Message::from_vec(&buf[..n]) {
-            if answers(query, &answer) {
-                return Ok(answer);
-            }
+        // The socket is connected: only the upstream's address reaches it. Bytes that are no DNS
+        // message are the upstream's broken answer: fail now rather than at the timeout. A
+        // message for another ID or question (spoofed, stale) is ignored, so a blind spoofer
+        // cannot end the lookup.
+        let answer = Message::from_vec(&buf[..n]).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("unreadable answer: {e}"),
+            )
+        })?;
+        if answers(query, &answer) {
+            return Ok(answer);
         }
     }
 }
