@@ -9,13 +9,14 @@ use std::fs::OpenOptions;
 use std::path::Path;
 
 use anyhow::Context;
-use audit::{Batched, Guard, Sink};
+use audit::{Batched, Destination, Guard, OnFailure, Sink};
+use tokio::sync::oneshot;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 
-use crate::cli::{LogFormat, LogLevel};
+use crate::cli::{AuditFailure, LogFormat, LogLevel};
 
 mod json;
 
@@ -24,6 +25,7 @@ use json::JsonLines;
 /// The running writers; dropping it writes out what they have queued.
 pub struct Logs {
     audit: Sink,
+    audit_failed: Option<oneshot::Receiver<()>>,
     _guards: Vec<Guard>,
 }
 
@@ -31,6 +33,11 @@ impl Logs {
     /// Where audit events go.
     pub fn audit_sink(&self) -> Sink {
         self.audit.clone()
+    }
+
+    /// With `--on-audit-failure stop`: resolves when audit events can no longer be written.
+    pub fn take_audit_failure(&mut self) -> Option<oneshot::Receiver<()>> {
+        self.audit_failed.take()
     }
 }
 
@@ -46,16 +53,23 @@ impl<'a> MakeWriter<'a> for LogWriter {
     }
 }
 
-fn writer_thread<W: std::io::Write + Send + 'static>(
+fn writer_thread(
     name: &str,
-    out: W,
+    out: Destination,
+    on_failure: OnFailure,
 ) -> anyhow::Result<(Batched, Guard)> {
-    audit::spawn_writer(name, out).with_context(|| format!("cannot start the {name} thread"))
+    audit::spawn_writer(name, out, on_failure)
+        .with_context(|| format!("cannot start the {name} thread"))
 }
 
 /// Installs the global subscriber for the human log, and opens the audit destination: `audit`
 /// when given (`-` is stdout), else stderr beside the log.
-pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow::Result<Logs> {
+pub fn init(
+    format: LogFormat,
+    level: LogLevel,
+    audit: Option<&Path>,
+    on_failure: AuditFailure,
+) -> anyhow::Result<Logs> {
     let level = match level {
         LogLevel::Error => LevelFilter::ERROR,
         LogLevel::Warn => LevelFilter::WARN,
@@ -72,7 +86,23 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
         .with_target("resolve", level)
         .with_target("serve", level)
         .with_target("policy", level);
-    let (stderr, stderr_guard) = writer_thread("egressd-log", std::io::stderr())?;
+    let (failed, audit_failed) = oneshot::channel();
+    let mut audit_on_failure = Some(match on_failure {
+        AuditFailure::KeepServing => OnFailure::KeepServing,
+        AuditFailure::Stop => OnFailure::Stop(Box::new(move || {
+            let _ = failed.send(());
+        })),
+    });
+    // Without --audit-log, the stderr writer is the audit writer too.
+    let stderr_on_failure = match audit {
+        None => audit_on_failure.take(),
+        Some(_) => None,
+    };
+    let (stderr, stderr_guard) = writer_thread(
+        "egressd-log",
+        Destination::Stream(Box::new(std::io::stderr())),
+        stderr_on_failure.unwrap_or(OnFailure::KeepServing),
+    )?;
     let mut guards = vec![stderr_guard];
     let layer = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -87,18 +117,19 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
     .with_filter(ours);
     let audit_writer = match audit {
         None => stderr,
-        Some(path) if path == Path::new("-") => {
-            let (writer, guard) = writer_thread("egressd-audit", std::io::stdout())?;
-            guards.push(guard);
-            writer
-        }
         Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open audit log {}", path.display()))?;
-            let (writer, guard) = writer_thread("egressd-audit", file)?;
+            let dest = if path == Path::new("-") {
+                Destination::Stream(Box::new(std::io::stdout()))
+            } else {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open audit log {}", path.display()))?;
+                Destination::File(file)
+            };
+            let on_failure = audit_on_failure.take().unwrap_or(OnFailure::KeepServing);
+            let (writer, guard) = writer_thread("egressd-audit", dest, on_failure)?;
             guards.push(guard);
             writer
         }
@@ -109,6 +140,7 @@ pub fn init(format: LogFormat, level: LogLevel, audit: Option<&Path>) -> anyhow:
         .context("cannot install the logger")?;
     Ok(Logs {
         audit: Sink::new(audit_writer),
+        audit_failed: matches!(on_failure, AuditFailure::Stop).then_some(audit_failed),
         _guards: guards,
     })
 }

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod audit_disk;
 mod check;
 mod credential;
 mod dns;

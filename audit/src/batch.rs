@@ -7,12 +7,15 @@
 //! handful of lines, which was a quarter of the DNS stub's cost (docs/benchmarks.md); when idle,
 //! the thread sleeps and costs nothing.
 //!
-//! Nothing is dropped: past [`MAX_QUEUED`] bytes, whoever logs waits for the writer. Dropping the
-//! [`Guard`] writes out what is queued and stops the thread.
+//! Nothing is dropped on the way to the writer: past [`MAX_QUEUED`] bytes, whoever logs waits for
+//! it. What the destination refuses (a full disk) is counted and reported ([`crate::output`]).
+//! Dropping the [`Guard`] writes out what is queued and stops the thread.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+
+use crate::output::{Destination, OnFailure, Output};
 use std::time::{Duration, Instant};
 
 /// How long the writer lets a batch gather after its first line: the most a line waits.
@@ -57,13 +60,17 @@ pub struct Guard {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Starts a writer thread named `name` writing to `out`.
-pub fn spawn_writer<W: Write + Send + 'static>(name: &str, out: W) -> io::Result<(Batched, Guard)> {
+/// Starts a writer thread named `name` writing to `out`, doing `on_failure` when it cannot.
+pub fn spawn_writer(
+    name: &str,
+    out: Destination,
+    on_failure: OnFailure,
+) -> io::Result<(Batched, Guard)> {
     let shared = Arc::new(Shared::default());
     let thread = std::thread::Builder::new().name(name.to_owned()).spawn({
         let shared = shared.clone();
-        let name = name.to_owned();
-        move || write_batches(&shared, out, &name)
+        let output = Output::new(name, out, on_failure);
+        move || write_batches(&shared, output)
     })?;
     let guard = Guard {
         shared: shared.clone(),
@@ -72,9 +79,8 @@ pub fn spawn_writer<W: Write + Send + 'static>(name: &str, out: W) -> io::Result
     Ok((Batched { shared }, guard))
 }
 
-fn write_batches<W: Write>(shared: &Shared, mut out: W, name: &str) {
+fn write_batches(shared: &Shared, mut out: Output) {
     let mut batch = Vec::new();
-    let mut failed = false;
     loop {
         let mut state = shared.lock();
         while state.queued.is_empty() && !state.closed {
@@ -98,24 +104,13 @@ fn write_batches<W: Write>(shared: &Shared, mut out: W, name: &str) {
                 .0;
         }
         if state.queued.is_empty() && state.closed {
+            out.finish();
             return;
         }
         std::mem::swap(&mut batch, &mut state.queued);
         drop(state);
         shared.room.notify_all();
-        let written = out.write_all(&batch).and_then(|()| out.flush());
-        if let Err(error) = written
-            && !failed
-        {
-            // Reported once; the process keeps serving (the lines are gone either way). Not
-            // `eprintln!`: it panics when stderr is gone, and this thread must not die, or
-            // loggers would wait on it forever.
-            failed = true;
-            let _ = writeln!(
-                io::stderr(),
-                "egressd: {name}: cannot write log lines: {error}"
-            );
-        }
+        out.write(&batch);
         batch.clear();
         if batch.capacity() > 4 * BATCH_BYTES {
             batch = Vec::new();
@@ -192,7 +187,12 @@ mod tests {
     #[test]
     fn every_line_arrives_in_order_from_many_threads_and_in_few_writes() {
         let sink = Sink::default();
-        let (writer, guard) = spawn_writer("test-log", sink.clone()).unwrap();
+        let (writer, guard) = spawn_writer(
+            "test-log",
+            Destination::Stream(Box::new(sink.clone())),
+            OnFailure::KeepServing,
+        )
+        .unwrap();
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let mut w = writer.clone();
@@ -223,7 +223,12 @@ mod tests {
     #[test]
     fn a_single_line_is_written_without_more_traffic() {
         let sink = Sink::default();
-        let (writer, guard) = spawn_writer("test-log", sink.clone()).unwrap();
+        let (writer, guard) = spawn_writer(
+            "test-log",
+            Destination::Stream(Box::new(sink.clone())),
+            OnFailure::KeepServing,
+        )
+        .unwrap();
         writer.clone().write_all(b"one\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while sink.bytes.lock().unwrap().is_empty() && Instant::now() < deadline {
@@ -247,7 +252,12 @@ mod tests {
 
     #[test]
     fn a_failing_destination_never_stalls_logging() {
-        let (writer, guard) = spawn_writer("test-log", Broken).unwrap();
+        let (writer, guard) = spawn_writer(
+            "test-log",
+            Destination::Stream(Box::new(Broken)),
+            OnFailure::KeepServing,
+        )
+        .unwrap();
         let mut w = writer.clone();
         let line = [b'x'; 1023];
         // Four times what may be queued: this returns only if the writer keeps draining.
@@ -261,7 +271,12 @@ mod tests {
     #[test]
     fn dropping_the_guard_writes_what_is_queued() {
         let sink = Sink::default();
-        let (writer, guard) = spawn_writer("test-log", sink.clone()).unwrap();
+        let (writer, guard) = spawn_writer(
+            "test-log",
+            Destination::Stream(Box::new(sink.clone())),
+            OnFailure::KeepServing,
+        )
+        .unwrap();
         let mut w = writer.clone();
         for i in 0..1000 {
             w.write_all(format!("{i}\n").as_bytes()).unwrap();

@@ -215,3 +215,32 @@ impl Event for Lifecycle<'_> {
         out.str(f::DETAIL, self.detail.unwrap_or(""));
     }
 }
+
+/// Audit events that could not be written (a full disk, say): written once writing works again,
+/// so an audit trail is never silently short.
+#[derive(Clone, Copy, Debug)]
+pub struct Lost<'a> {
+    /// How many events were lost.
+    pub count: u64,
+    /// Why.
+    pub error: &'a str,
+    /// When the loss began.
+    pub since: std::time::SystemTime,
+}
+
+impl Lost<'_> {
+    /// The `message` of these events.
+    pub const MESSAGE: &'static str = "audit events lost";
+}
+
+impl Event for Lost<'_> {
+    fn message(&self) -> &'static str {
+        Self::MESSAGE
+    }
+
+    fn write_fields(&self, out: &mut Object<'_>) {
+        out.u64(f::LOST, self.count);
+        out.str(f::ERROR, self.error);
+        out.display(f::SINCE, &humantime::format_rfc3339_micros(self.since));
+    }
+}

@@ -62,3 +62,10 @@ pub const POLICY: &str = "policy";
 pub const SHA256: &str = "sha256";
 /// Why a step failed, or why egressd stops.
 pub const DETAIL: &str = "detail";
+
+/// Audit events that could not be written (`audit events lost`).
+pub const LOST: &str = "lost";
+/// Why they could not be written.
+pub const ERROR: &str = "error";
+/// When the loss began.
+pub const SINCE: &str = "since";

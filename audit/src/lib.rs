@@ -16,10 +16,12 @@ mod batch;
 mod event;
 pub mod fields;
 pub mod json;
+mod output;
 mod sink;
 
 pub use batch::{Batched, Guard, spawn_writer};
-pub use event::{DnsQuery, Event, Lifecycle, Request, Step, Verdict};
+pub use event::{DnsQuery, Event, Lifecycle, Lost, Request, Step, Verdict};
+pub use output::{Destination, OnFailure};
 pub use sink::{Recorded, Sink};
 
 /// The value of every audit line's `target` field (and of the tracing target that earlier

@@ -76,7 +76,7 @@ impl Sink {
 }
 
 /// `{"timestamp":…,"level":"INFO","message":…, fields…, "target":"egressd::audit"}` and a newline.
-fn encode(line: &mut String, event: &dyn Event) {
+pub(crate) fn encode(line: &mut String, event: &dyn Event) {
     // Writing into a String cannot fail.
     let _ = write!(
         line,

@@ -6,13 +6,14 @@
 mod generations;
 mod listen;
 mod ready;
+mod reload;
 mod settings;
 mod stop;
 
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use audit::{Lifecycle, Sink, Step};
+use audit::{Sink, Step};
 use dnsstub::Stub;
 use policy::Policy;
 use proxy::Proxy;
@@ -20,7 +21,6 @@ use serve::Server;
 use tokio_util::sync::CancellationToken;
 
 use crate::exit::{Exit, Failure};
-use crate::load;
 use generations::Generations;
 use listen::Loops;
 use ready::{Bound, PolicyInfo, Ready};
@@ -108,10 +108,14 @@ impl App {
         })
     }
 
-    /// Announces readiness, serves until a stop request (or a listener failure), drains and cleans
-    /// up. `Ok(Exit::Ok)` after a clean stop; exit 4 when a listener failed.
-    pub async fn run(mut self) -> Result<Exit, Failure> {
-        let mut requests = Requests::install(self.settings.exit_on_stdin_eof)
+    /// Announces readiness, serves until a stop request (or a listener failure, or, when
+    /// `audit_failed` is given, audit events that cannot be written), drains and cleans up.
+    /// `Ok(Exit::Ok)` after a clean stop; exit 4 when a listener or the audit log failed.
+    pub async fn run(
+        mut self,
+        audit_failed: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Result<Exit, Failure> {
+        let mut requests = Requests::install(self.settings.exit_on_stdin_eof, audit_failed)
             .context("cannot install signal handlers")
             .map_err(Failure::start)?;
         let credential = (
@@ -132,6 +136,7 @@ impl App {
                 request = requests.next() => match request {
                     Request::Shutdown(why) => break Ok(why),
                     Request::Reload => self.reload(),
+                    Request::Fail(why) => break Err(anyhow!(why)),
                 },
                 ended = self.loops.join_next() => {
                     break Err(match ended {
@@ -181,43 +186,5 @@ impl App {
             );
         }
         Ok(Exit::Ok)
-    }
-
-    /// Rereads the policy file; a bad one is logged and the current policy stays.
-    fn reload(&mut self) {
-        let Some(path) = self.settings.policy_path.clone() else {
-            tracing::info!("SIGHUP: running the built-in policy; nothing to reload");
-            return;
-        };
-        match load::policy(Some(&path)) {
-            Err(failure) => {
-                let error = format!("{:#}", failure.error);
-                tracing::error!(%error, "SIGHUP: policy reload failed; keeping the current policy");
-                self.lifecycle(Step::ReloadFailed, Some(&error));
-            }
-            Ok(policy) => {
-                self.policy = PolicyInfo {
-                    origin: policy.origin().to_owned(),
-                    sha256: policy.digest().to_owned(),
-                };
-                let resolver = self.generations.resolver(policy);
-                self.proxy.reload(resolver.clone());
-                if let Some(stub) = &self.stub {
-                    stub.reload(resolver);
-                }
-                tracing::info!(policy = %path.display(), sha256 = %self.policy.sha256, "SIGHUP: policy reloaded");
-                self.lifecycle(Step::Reloaded, None);
-            }
-        }
-    }
-
-    fn lifecycle(&self, step: Step, detail: Option<&str>) {
-        self.sink.emit(&Lifecycle {
-            sandbox_id: &self.settings.sandbox_id,
-            step,
-            policy: &self.policy.origin,
-            sha256: &self.policy.sha256,
-            detail,
-        });
     }
 }

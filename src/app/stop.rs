@@ -1,4 +1,5 @@
-//! What asks the sidecar to stop or reload, in one place: signals, and the launcher's stdin pipe.
+//! What asks the sidecar to stop or reload, in one place: signals, the launcher's stdin pipe, and
+//! (with `--on-audit-failure stop`) an audit log that cannot be written.
 //!
 //! stdin is watched by a plain thread of its own, never joined: a blocking read cannot be
 //! cancelled, and a runtime's blocking pool would keep the process alive until the launcher closed
@@ -15,6 +16,8 @@ pub enum Request {
     Shutdown(&'static str),
     /// Reload the policy (SIGHUP).
     Reload,
+    /// Stop at once and exit 4: something egressd must not run without is gone.
+    Fail(&'static str),
 }
 
 /// Listens for every stop and reload request.
@@ -26,11 +29,16 @@ pub struct Requests {
     #[cfg(unix)]
     hup: tokio::signal::unix::Signal,
     stdin: Option<oneshot::Receiver<()>>,
+    audit_failed: Option<oneshot::Receiver<()>>,
 }
 
 impl Requests {
-    /// Installs the signal handlers, and watches stdin when asked. Must run inside the runtime.
-    pub fn install(watch_stdin: bool) -> io::Result<Self> {
+    /// Installs the signal handlers, and watches stdin when asked, and the audit writer when it
+    /// can say it failed. Must run inside the runtime.
+    pub fn install(
+        watch_stdin: bool,
+        audit_failed: Option<oneshot::Receiver<()>>,
+    ) -> io::Result<Self> {
         let stdin = if watch_stdin {
             Some(watch_for_eof()?)
         } else {
@@ -44,11 +52,15 @@ impl Requests {
                 int: signal(SignalKind::interrupt())?,
                 hup: signal(SignalKind::hangup())?,
                 stdin,
+                audit_failed,
             })
         }
         #[cfg(not(unix))]
         {
-            Ok(Self { stdin })
+            Ok(Self {
+                stdin,
+                audit_failed,
+            })
         }
     }
 
@@ -63,6 +75,19 @@ impl Requests {
                 None => std::future::pending().await,
             }
         };
+        let audit_failed = async {
+            if let Some(failed) = &mut self.audit_failed {
+                let said = failed.await;
+                self.audit_failed = None;
+                // A writer that ended without failing (at exit) says nothing: no request.
+                if said.is_ok() {
+                    return;
+                }
+            }
+            std::future::pending().await
+        };
+        const AUDIT_FAILED: &str =
+            "audit events cannot be written; failing closed (--on-audit-failure stop)";
         #[cfg(unix)]
         {
             tokio::select! {
@@ -70,6 +95,7 @@ impl Requests {
                 _ = self.int.recv() => Request::Shutdown("SIGINT"),
                 _ = self.hup.recv() => Request::Reload,
                 () = stdin => Request::Shutdown("stdin closed; the launcher is gone"),
+                () = audit_failed => Request::Fail(AUDIT_FAILED),
             }
         }
         #[cfg(not(unix))]
@@ -77,6 +103,7 @@ impl Requests {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => Request::Shutdown("Ctrl-C"),
                 () = stdin => Request::Shutdown("stdin closed; the launcher is gone"),
+                () = audit_failed => Request::Fail(AUDIT_FAILED),
             }
         }
     }

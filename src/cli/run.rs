@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// stdout after the readiness line with '-'. Without it they go to the normal log.
     #[arg(long, env = "EGRESSD_AUDIT_LOG", value_name = "PATH|-")]
     pub audit_log: Option<PathBuf>,
+    /// What to do when audit events cannot be written (a full disk, say): keep serving and count
+    /// what is lost (reported on stderr and, once writing works again, in the audit log), or stop
+    /// serving at once, exiting 4 (fail closed).
+    #[arg(long, env = "EGRESSD_ON_AUDIT_FAILURE", value_enum, default_value_t = AuditFailure::KeepServing)]
+    pub on_audit_failure: AuditFailure,
     /// Also write the readiness JSON to this file, atomically (written aside, then renamed).
     #[arg(long, env = "EGRESSD_READY_FILE", value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -146,6 +151,13 @@ pub struct LimitArgs {
     #[arg(long, env = "EGRESSD_MAX_CONNECTIONS", default_value_t = Limits::DEFAULT.max_connections as u32,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+}
+
+/// `--on-audit-failure`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFailure {
+    KeepServing,
+    Stop,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -17,12 +17,19 @@ pub fn run(args: &RunArgs) -> Result<Exit, Failure> {
     let settings = Settings::from_args(args)?;
     let policy = load::policy(args.policy.as_deref())?;
     // Dropped last: flushes the log and audit writers after the runtime is gone.
-    let logs = logging::init(args.log_format, args.log_level, args.audit_log.as_deref())
-        .map_err(Failure::start)?;
+    let mut logs = logging::init(
+        args.log_format,
+        args.log_level,
+        args.audit_log.as_deref(),
+        args.on_audit_failure,
+    )
+    .map_err(Failure::start)?;
     let runtime = runtime(args.threads)?;
-    let sink = logs.audit_sink();
-    let outcome =
-        runtime.block_on(async move { App::start(settings, policy, sink).await?.run().await });
+    let (sink, audit_failed) = (logs.audit_sink(), logs.take_audit_failure());
+    let outcome = runtime.block_on(async move {
+        let app = App::start(settings, policy, sink).await?;
+        app.run(audit_failed).await
+    });
     // Nothing may keep the process: tasks the drain deadline cut off are dropped here.
     runtime.shutdown_timeout(RUNTIME_GRACE);
     drop(logs);

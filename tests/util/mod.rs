@@ -29,6 +29,7 @@ mod relay;
 mod secret;
 mod sidecar;
 mod site;
+mod small_disk;
 
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
@@ -47,6 +48,7 @@ pub use relay::Relay;
 pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};
 pub use sidecar::{Sidecar, Signal};
 pub use site::Site;
+pub use small_disk::with_small_disk;
 
 /// Upper bound for anything a test waits on; reached only when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(20);
