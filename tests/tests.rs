@@ -4,6 +4,7 @@
 mod util;
 
 mod check;
+mod completions;
 mod dns;
 mod docs;
 mod explain;
@@ -11,4 +12,5 @@ mod firewall;
 mod netns;
 mod proxy;
 mod run;
+mod suggest;
 mod tunnel;

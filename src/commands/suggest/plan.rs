@@ -1,0 +1,228 @@
+//! From counted refusals to suggested rules: drop what is too rare or already allowed, set aside
+//! what no allow rule can open (deny rules, special ranges), group sibling names under their
+//! registrable domain, and sort.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use policy::{DomainName, Host, Policy, Reason, Target};
+
+use super::tally::{Class, Dest, Seen, Tally};
+
+/// What to allow: a name, every name below a registrable domain, or one address.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pattern {
+    Exact(DomainName),
+    Below(String),
+    Cidr(IpNet),
+}
+
+/// One suggested `[[allow]]` rule.
+#[derive(Clone, Debug)]
+pub struct Suggestion {
+    pub pattern: Pattern,
+    /// The ports seen; `None` for a name seen only in DNS queries: the policy's `defaults.ports`.
+    pub ports: Option<BTreeSet<u16>>,
+    pub seen: Seen,
+    /// The names a wildcard stands for.
+    pub members: Vec<DomainName>,
+}
+
+/// A destination not suggested, and why.
+#[derive(Clone, Debug)]
+pub struct Note {
+    pub dest: Dest,
+    pub port: Option<u16>,
+    pub seen: Seen,
+    /// The deny rule's label, or the special range's description.
+    pub why: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub rules: Vec<Suggestion>,
+    pub denied: Vec<Note>,
+    pub special: Vec<Note>,
+    /// Destinations seen fewer than --min-count times.
+    pub rare: u64,
+    /// Destinations the current policy already allows.
+    pub allowed: u64,
+}
+
+/// Hosts to allow: the ports asked through the proxy, and whether DNS asked too.
+#[derive(Default)]
+struct Entry {
+    ports: BTreeSet<u16>,
+    seen: Seen,
+}
+
+pub fn build(tally: &Tally, current: Option<&Policy>, min_count: u64, group: usize) -> Plan {
+    let mut plan = Plan::default();
+    let mut open: BTreeMap<Dest, Entry> = BTreeMap::new();
+    let mut denied: BTreeMap<(Dest, Option<u16>, String), Seen> = BTreeMap::new();
+    let mut special: BTreeMap<(Dest, Option<u16>), Seen> = BTreeMap::new();
+    for ((dest, port, class), seen) in &tally.refused {
+        if seen.count < min_count {
+            plan.rare += 1;
+            continue;
+        }
+        let class = match current {
+            Some(policy) if *class != Class::SpecialRange => {
+                match reclassify(policy, dest, *port) {
+                    Some(class) => class,
+                    None => {
+                        plan.allowed += 1;
+                        continue;
+                    }
+                }
+            }
+            _ => class.clone(),
+        };
+        match class {
+            Class::Open => {
+                let entry = open.entry(dest.clone()).or_default();
+                entry.ports.extend(*port);
+                entry.seen.merge(seen);
+            }
+            Class::DenyRule(rule) => {
+                let key = (dest.clone(), *port, rule);
+                denied.entry(key).or_default().merge(seen);
+            }
+            Class::SpecialRange => special
+                .entry((dest.clone(), *port))
+                .or_default()
+                .merge(seen),
+        }
+    }
+    plan.rules = group_names(&mut open, group);
+    plan.rules
+        .extend(open.into_iter().map(|(dest, entry)| Suggestion {
+            pattern: match dest {
+                Dest::Name(name) => Pattern::Exact(name),
+                Dest::Ip(ip) => Pattern::Cidr(IpNet::from(ip)),
+            },
+            ports: (!entry.ports.is_empty()).then_some(entry.ports),
+            seen: entry.seen,
+            members: Vec::new(),
+        }));
+    plan.rules.sort_by_key(|s| sort_key(&s.pattern));
+    plan.denied = denied
+        .into_iter()
+        .map(|((dest, port, why), seen)| Note {
+            dest,
+            port,
+            seen,
+            why,
+        })
+        .collect();
+    plan.special = special
+        .into_iter()
+        .map(|((dest, port), seen)| Note {
+            why: special_reason(&dest),
+            dest,
+            port,
+            seen,
+        })
+        .collect();
+    plan
+}
+
+/// The class under the current policy; `None` when it already allows the destination.
+fn reclassify(policy: &Policy, dest: &Dest, port: Option<u16>) -> Option<Class> {
+    let decision = match (dest, port) {
+        (Dest::Name(name), None) => policy.decide_resolution(name),
+        (dest, Some(port)) => policy.decide(&Target {
+            host: match dest {
+                Dest::Name(name) => Host::Name(name.clone()),
+                Dest::Ip(ip) => Host::Ip(*ip),
+            },
+            port,
+        }),
+        // DNS queries are read for names only.
+        (Dest::Ip(_), None) => return Some(Class::Open),
+    };
+    match decision.reason {
+        _ if decision.is_allowed() => None,
+        Reason::DenyRule => Some(Class::DenyRule(
+            decision
+                .rule
+                .map(|r| r.label().to_string())
+                .unwrap_or_default(),
+        )),
+        Reason::SpecialRange { .. } => Some(Class::SpecialRange),
+        _ => Some(Class::Open),
+    }
+}
+
+/// Takes the names that are `group` or more below one registrable domain out of `open` and
+/// returns one wildcard for each such domain. The registrable domain is one label below a public
+/// suffix (Public Suffix List), so a wildcard never covers a public suffix (`*.com`, `*.github.io`)
+/// and never names the domain itself (`*.example.com` does not match `example.com`).
+fn group_names(open: &mut BTreeMap<Dest, Entry>, group: usize) -> Vec<Suggestion> {
+    if group == 0 {
+        return Vec::new();
+    }
+    let mut below: BTreeMap<String, Vec<DomainName>> = BTreeMap::new();
+    for dest in open.keys() {
+        let Dest::Name(name) = dest else { continue };
+        match psl::domain_str(name.as_str()) {
+            Some(domain) if domain != name.as_str() => {
+                below
+                    .entry(domain.to_owned())
+                    .or_default()
+                    .push(name.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut wildcards = Vec::new();
+    for (domain, members) in below.into_iter().filter(|(_, m)| m.len() >= group) {
+        let (mut ports, mut seen, mut dns_only) = (BTreeSet::new(), Seen::default(), true);
+        for name in &members {
+            if let Some(entry) = open.remove(&Dest::Name(name.clone())) {
+                dns_only &= entry.ports.is_empty();
+                ports.extend(entry.ports);
+                seen.merge(&entry.seen);
+            }
+        }
+        wildcards.push(Suggestion {
+            pattern: Pattern::Below(domain),
+            ports: (!dns_only).then_some(ports),
+            seen,
+            members,
+        });
+    }
+    wildcards
+}
+
+/// Names first, siblings together (labels compared from the right), a domain before its
+/// wildcard; then addresses.
+fn sort_key(pattern: &Pattern) -> (u8, Vec<String>, bool, Option<IpAddr>) {
+    let labels = |name: &str| name.rsplit('.').map(str::to_owned).collect();
+    match pattern {
+        Pattern::Exact(name) => (0, labels(name.as_str()), false, None),
+        Pattern::Below(domain) => (0, labels(domain), true, None),
+        Pattern::Cidr(net) => (1, Vec::new(), false, Some(net.addr())),
+    }
+}
+
+fn special_reason(dest: &Dest) -> String {
+    match dest {
+        Dest::Ip(ip) => match policy::classify(*ip) {
+            Some(special) => {
+                let range = special.range;
+                let carried = special
+                    .via
+                    .map(|(embedding, v4)| format!("carries {v4} ({}); ", embedding.name()))
+                    .unwrap_or_default();
+                format!(
+                    "{carried}{} {}, {}: {}",
+                    range.net, range.name, range.rfc, range.what
+                )
+            }
+            None => "in a special range under the policy that refused it".to_owned(),
+        },
+        Dest::Name(_) => "every address it resolved to is in a special range".to_owned(),
+    }
+}
