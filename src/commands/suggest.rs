@@ -5,6 +5,7 @@
 //! set aside, sibling names grouped) and written as TOML (`render`). The output is parsed again
 //! before it is printed: what `egressd suggest` prints always passes `egressd check`.
 
+mod group;
 mod plan;
 mod read;
 mod render;

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use policy::{DomainName, Host, Policy, Reason, Target};
 
+use super::group;
 use super::tally::{Class, Dest, Seen, Tally};
 
 /// What to allow: a name, every name below a registrable domain, or one address.
@@ -50,11 +51,11 @@ pub struct Plan {
     pub allowed: u64,
 }
 
-/// Hosts to allow: the ports asked through the proxy, and whether DNS asked too.
+/// A host to allow: the ports asked through the proxy (none: asked in DNS only).
 #[derive(Default)]
-struct Entry {
-    ports: BTreeSet<u16>,
-    seen: Seen,
+pub(super) struct Entry {
+    pub(super) ports: BTreeSet<u16>,
+    pub(super) seen: Seen,
 }
 
 pub fn build(tally: &Tally, current: Option<&Policy>, min_count: u64, group: usize) -> Plan {
@@ -95,7 +96,7 @@ pub fn build(tally: &Tally, current: Option<&Policy>, min_count: u64, group: usi
                 .merge(seen),
         }
     }
-    plan.rules = group_names(&mut open, group);
+    plan.rules = group::wildcards(&mut open, group);
     plan.rules
         .extend(open.into_iter().map(|(dest, entry)| Suggestion {
             pattern: match dest {
@@ -153,47 +154,6 @@ fn reclassify(policy: &Policy, dest: &Dest, port: Option<u16>) -> Option<Class> 
         Reason::SpecialRange { .. } => Some(Class::SpecialRange),
         _ => Some(Class::Open),
     }
-}
-
-/// Takes the names that are `group` or more below one registrable domain out of `open` and
-/// returns one wildcard for each such domain. The registrable domain is one label below a public
-/// suffix (Public Suffix List), so a wildcard never covers a public suffix (`*.com`, `*.github.io`)
-/// and never names the domain itself (`*.example.com` does not match `example.com`).
-fn group_names(open: &mut BTreeMap<Dest, Entry>, group: usize) -> Vec<Suggestion> {
-    if group == 0 {
-        return Vec::new();
-    }
-    let mut below: BTreeMap<String, Vec<DomainName>> = BTreeMap::new();
-    for dest in open.keys() {
-        let Dest::Name(name) = dest else { continue };
-        match psl::domain_str(name.as_str()) {
-            Some(domain) if domain != name.as_str() => {
-                below
-                    .entry(domain.to_owned())
-                    .or_default()
-                    .push(name.clone());
-            }
-            _ => {}
-        }
-    }
-    let mut wildcards = Vec::new();
-    for (domain, members) in below.into_iter().filter(|(_, m)| m.len() >= group) {
-        let (mut ports, mut seen, mut dns_only) = (BTreeSet::new(), Seen::default(), true);
-        for name in &members {
-            if let Some(entry) = open.remove(&Dest::Name(name.clone())) {
-                dns_only &= entry.ports.is_empty();
-                ports.extend(entry.ports);
-                seen.merge(&entry.seen);
-            }
-        }
-        wildcards.push(Suggestion {
-            pattern: Pattern::Below(domain),
-            ports: (!dns_only).then_some(ports),
-            seen,
-            members,
-        });
-    }
-    wildcards
 }
 
 /// Names first, siblings together (labels compared from the right), a domain before its

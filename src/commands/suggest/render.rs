@@ -65,8 +65,10 @@ pub fn policy(plan: &Plan, tally: &Tally, current: Option<&str>, min_count: u64)
         .map(|(n, what)| format!("{what}: {n}"))
         .collect();
     if !skipped.is_empty() {
-        out.push('\n');
-        paragraph(&mut out, &format!("Not suggested: {}.", skipped.join("; ")));
+        out.push_str("\n# Not suggested, and not listed:\n");
+        for line in skipped {
+            let _ = writeln!(out, "#   {line}");
+        }
     }
     out
 }
@@ -102,10 +104,15 @@ fn header(out: &mut String, tally: &Tally) {
     paragraph(
         out,
         &format!(
-            "Suggested by `egressd suggest` from {} audit events ({} sandboxes{when}). Review every \
+            "Suggested by `egressd suggest` from {} audit events ({} {}{when}). Review every \
              rule: each allows what a sandbox asked for, which is not always what it needs.",
             tally.events,
             span.sandboxes.len(),
+            if span.sandboxes.len() == 1 {
+                "sandbox"
+            } else {
+                "sandboxes"
+            },
         ),
     );
 }
