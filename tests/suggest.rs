@@ -117,7 +117,7 @@ fn names_ports_and_ip_literals_become_rules_that_allow_them() {
         ],
         "{text}"
     );
-    assert!(text.contains("ports = [443, 8443]\ncomment = \"refused 3 times in 2 sandboxes, first 2026-05-01T10:00:01Z, last 2026-05-01T10:00:06Z\""), "{text}");
+    assert!(text.contains("ports = [443, 8443]\ncomment = \"refused 3 times in 2 sandboxes, 2026-05-01T10:00:01Z to 2026-05-01T10:00:06Z\""), "{text}");
     for authority in [
         "api.example.org:443",
         "api.example.org:8443",
@@ -249,11 +249,11 @@ fn special_ranges_and_deny_rules_are_comments_never_rules() {
     let (text, policy) = suggest(&[path.to_str().unwrap()]);
     assert!(rules(&text).is_empty(), "{text}");
     for line in [
-        "#   10.0.0.5:5432: 10.0.0.0/8 private, RFC 1918: private network; refused 1 time",
+        "#   10.0.0.5:5432: 10.0.0.0/8 private, RFC 1918: private network\n#     refused 1 time",
         "#   169.254.169.254:80: 169.254.0.0/16 link-local, RFC 3927:",
         "#   [::ffff:192.168.1.1]:443: carries 192.168.1.1 (IPv4-mapped); 192.168.0.0/16 private, RFC 1918:",
-        "#   db.corp.test:5432: every address it resolved to is in a special range;",
-        "#   gist.github.com:443: deny[0] line 7; refused 1 time",
+        "#   db.corp.test:5432: every address it resolved to is in a special range\n",
+        "#   gist.github.com:443: deny[0] line 7\n#     refused 1 time",
     ] {
         assert!(text.contains(line), "{line}\n{text}");
     }
@@ -363,6 +363,8 @@ fn with_a_policy_its_text_is_kept_and_what_it_allows_is_not_suggested_again() {
             denied(3, "gist.github.com:443"),
             denied(4, "crates.io:443"),
             dns(5, "ci-1", "github.com.", "deny", "default-deny"),
+            // Allowing the name would not help: its static address is in a special range.
+            denied(6, "db.ci.test:5432"),
         ],
     );
     let (text, policy) = suggest(&[
@@ -381,10 +383,14 @@ fn with_a_policy_its_text_is_kept_and_what_it_allows_is_not_suggested_again() {
         "{text}"
     );
     assert!(
-        text.contains("#   gist.github.com:443: deny[0] line 12;"),
+        text.contains("#   gist.github.com:443: deny[0] line 12\n"),
         "{text}"
     );
     assert!(text.contains("already allowed by the policy: 2"), "{text}");
+    assert!(
+        text.contains("#   db.ci.test:5432: its [dns.static] addresses are special: 10.20.0.5: 10.0.0.0/8 private, RFC 1918"),
+        "{text}"
+    );
     assert!(allows(&policy, "github.com:22") && allows(&policy, "crates.io:443"));
     // What egressd check says of it, too.
     let out = write(dir.path(), "suggested.toml", &text);

@@ -6,6 +6,7 @@
 //! before it is printed: what `egressd suggest` prints always passes `egressd check`.
 
 mod group;
+mod judge;
 mod plan;
 mod read;
 mod render;

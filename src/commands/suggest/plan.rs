@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use policy::{DomainName, Host, Policy, Reason, Target};
+use policy::{DomainName, Policy};
 
-use super::group;
 use super::tally::{Class, Dest, Seen, Tally};
+use super::{group, judge};
 
 /// What to allow: a name, every name below a registrable domain, or one address.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,7 +70,7 @@ pub fn build(tally: &Tally, current: Option<&Policy>, min_count: u64, group: usi
         }
         let class = match current {
             Some(policy) if *class != Class::SpecialRange => {
-                match reclassify(policy, dest, *port) {
+                match judge::reclassify(policy, dest, *port) {
                     Some(class) => class,
                     None => {
                         plan.allowed += 1;
@@ -120,40 +120,13 @@ pub fn build(tally: &Tally, current: Option<&Policy>, min_count: u64, group: usi
     plan.special = special
         .into_iter()
         .map(|((dest, port), seen)| Note {
-            why: special_reason(&dest),
+            why: judge::special_reason(&dest, port, current),
             dest,
             port,
             seen,
         })
         .collect();
     plan
-}
-
-/// The class under the current policy; `None` when it already allows the destination.
-fn reclassify(policy: &Policy, dest: &Dest, port: Option<u16>) -> Option<Class> {
-    let decision = match (dest, port) {
-        (Dest::Name(name), None) => policy.decide_resolution(name),
-        (dest, Some(port)) => policy.decide(&Target {
-            host: match dest {
-                Dest::Name(name) => Host::Name(name.clone()),
-                Dest::Ip(ip) => Host::Ip(*ip),
-            },
-            port,
-        }),
-        // DNS queries are read for names only.
-        (Dest::Ip(_), None) => return Some(Class::Open),
-    };
-    match decision.reason {
-        _ if decision.is_allowed() => None,
-        Reason::DenyRule => Some(Class::DenyRule(
-            decision
-                .rule
-                .map(|r| r.label().to_string())
-                .unwrap_or_default(),
-        )),
-        Reason::SpecialRange { .. } => Some(Class::SpecialRange),
-        _ => Some(Class::Open),
-    }
 }
 
 /// Names first, siblings together (labels compared from the right), a domain before its
@@ -164,25 +137,5 @@ fn sort_key(pattern: &Pattern) -> (u8, Vec<String>, bool, Option<IpAddr>) {
         Pattern::Exact(name) => (0, labels(name.as_str()), false, None),
         Pattern::Below(domain) => (0, labels(domain), true, None),
         Pattern::Cidr(net) => (1, Vec::new(), false, Some(net.addr())),
-    }
-}
-
-fn special_reason(dest: &Dest) -> String {
-    match dest {
-        Dest::Ip(ip) => match policy::classify(*ip) {
-            Some(special) => {
-                let range = special.range;
-                let carried = special
-                    .via
-                    .map(|(embedding, v4)| format!("carries {v4} ({}); ", embedding.name()))
-                    .unwrap_or_default();
-                format!(
-                    "{carried}{} {}, {}: {}",
-                    range.net, range.name, range.rfc, range.what
-                )
-            }
-            None => "in a special range under the policy that refused it".to_owned(),
-        },
-        Dest::Name(_) => "every address it resolved to is in a special range".to_owned(),
     }
 }

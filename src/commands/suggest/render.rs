@@ -164,7 +164,7 @@ fn notes(out: &mut String, notes: &[Note], title: &str) {
     for note in notes {
         let _ = writeln!(
             out,
-            "#   {}: {}; {}",
+            "#   {}: {}\n#     {}",
             destination(&note.dest, note.port),
             note.why,
             seen(&note.seen)
@@ -196,7 +196,7 @@ fn seen(seen: &Seen) -> String {
             let _ = write!(text, ", at {}", time(first));
         }
         (Some(first), Some(last)) => {
-            let _ = write!(text, ", first {}, last {}", time(first), time(last));
+            let _ = write!(text, ", {} to {}", time(first), time(last));
         }
         _ => {}
     }
