@@ -97,8 +97,9 @@ pub fn allow_rule(
 
 fn header(out: &mut String, tally: &Tally) {
     let span = &tally.span;
-    let when = match (span.first, span.last) {
-        (Some(first), Some(last)) => format!(", {} to {}", time(first), time(last)),
+    let when = match (span.first.map(time), span.last.map(time)) {
+        (Some(first), Some(last)) if first == last => format!(", at {first}"),
+        (Some(first), Some(last)) => format!(", {first} to {last}"),
         _ => String::new(),
     };
     paragraph(
@@ -192,11 +193,13 @@ fn seen(seen: &Seen) -> String {
         let _ = write!(text, " in {sandboxes} sandboxes");
     }
     match (seen.first, seen.last) {
-        (Some(first), Some(last)) if first == last => {
-            let _ = write!(text, ", at {}", time(first));
-        }
         (Some(first), Some(last)) => {
-            let _ = write!(text, ", {} to {}", time(first), time(last));
+            let (first, last) = (time(first), time(last));
+            if first == last {
+                let _ = write!(text, ", at {first}");
+            } else {
+                let _ = write!(text, ", {first} to {last}");
+            }
         }
         _ => {}
     }
