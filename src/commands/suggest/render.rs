@@ -192,16 +192,12 @@ fn seen(seen: &Seen) -> String {
     if sandboxes > 1 {
         let _ = write!(text, " in {sandboxes} sandboxes");
     }
-    match (seen.first, seen.last) {
-        (Some(first), Some(last)) => {
-            let (first, last) = (time(first), time(last));
-            if first == last {
-                let _ = write!(text, ", at {first}");
-            } else {
-                let _ = write!(text, ", {first} to {last}");
-            }
+    if let (Some(first), Some(last)) = (seen.first.map(time), seen.last.map(time)) {
+        if first == last {
+            let _ = write!(text, ", at {first}");
+        } else {
+            let _ = write!(text, ", {first} to {last}");
         }
-        _ => {}
     }
     text
 }
