@@ -85,3 +85,120 @@ fn help_is_complete() {
         assert!(explain.stdout.contains(flag), "{flag}");
     }
 }
+
+/// Invalid fixtures whose fault the schema cannot express: it checks the file's shape (keys,
+/// types, enum values, `version = 1`, one of `host`/`cidr`, port numbers), and these are wrong in
+/// what a value means, which only the parser knows.
+const SEMANTIC_ONLY: &[(&str, &str)] = &[
+    (
+        "carve-out-any-ports.toml",
+        "carve-outs share the rule shape; \"any\" is valid for allow",
+    ),
+    (
+        "carve-out-broad.toml",
+        "a prefix length compared with a range's",
+    ),
+    (
+        "carve-out-host.toml",
+        "carve-outs share the rule shape; `host` is valid for allow",
+    ),
+    (
+        "carve-out-no-ports.toml",
+        "carve-outs share the rule shape; `ports` is optional for allow",
+    ),
+    ("carve-out-public.toml", "overlap with the special ranges"),
+    ("cidr-host-bits.toml", "CIDR arithmetic"),
+    ("cidr-prefix.toml", "CIDR text"),
+    ("dns-static-addr.toml", "IP address text"),
+    ("dns-upstream-name.toml", "IP address text"),
+    ("header-placeholder.toml", "the template language"),
+    (
+        "header-reserved.toml",
+        "header names egressd owns, case-insensitively",
+    ),
+    (
+        "host-bare-star.toml",
+        "the host pattern grammar (IDNA, labels, wildcards)",
+    ),
+    (
+        "host-space.toml",
+        "the host pattern grammar (IDNA, labels, wildcards)",
+    ),
+    (
+        "host-wildcard-middle.toml",
+        "the host pattern grammar (IDNA, labels, wildcards)",
+    ),
+    ("ports-backwards.toml", "comparing a range's two ends"),
+];
+
+/// Not TOML at all: there is nothing to validate.
+const NOT_TOML: &[&str] = &["toml-syntax.toml"];
+
+fn schema_validator() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("docs/policy.schema.json")).unwrap())
+            .unwrap();
+    jsonschema::draft7::new(&schema).unwrap()
+}
+
+fn toml_as_json(path: &std::path::Path) -> Result<serde_json::Value, toml::de::Error> {
+    toml::from_str(&std::fs::read_to_string(path).unwrap())
+}
+
+fn toml_files(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repo(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn shipped_schema_is_what_print_schema_prints() {
+    let r = run(&["check", "--print-schema"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let shipped = std::fs::read_to_string(repo("docs/policy.schema.json")).unwrap();
+    assert!(
+        r.stdout == shipped,
+        "docs/policy.schema.json is stale: run `egressd check --print-schema > docs/policy.schema.json`"
+    );
+}
+
+#[test]
+fn examples_and_valid_fixtures_pass_the_schema() {
+    let validator = schema_validator();
+    let files = [toml_files("docs/examples"), toml_files("policy/testdata")].concat();
+    assert!(files.len() >= 5, "{files:?}");
+    for path in files {
+        let json = toml_as_json(&path).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    }
+}
+
+#[test]
+fn invalid_fixtures_fail_the_schema_unless_semantic_only() {
+    let validator = schema_validator();
+    let mut failed = 0;
+    for path in toml_files("policy/testdata/invalid") {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let json = match toml_as_json(&path) {
+            Ok(json) => json,
+            Err(_) => {
+                assert!(NOT_TOML.contains(&name), "{name} is not TOML");
+                continue;
+            }
+        };
+        let semantic = SEMANTIC_ONLY.iter().any(|(n, _)| *n == name);
+        // A semantic-only fixture passes the schema: if it starts failing, the schema learned
+        // something and the list above should lose it.
+        assert_eq!(validator.is_valid(&json), semantic, "{name}");
+        failed += usize::from(!semantic);
+    }
+    assert!(failed >= 10, "{failed}");
+}

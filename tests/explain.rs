@@ -179,3 +179,158 @@ fn bad_input_exits_two() {
         assert!(r.stderr.starts_with("egressd: "), "{r:?}");
     }
 }
+
+/// policy, target, suggested action (`None`: no suggestion), text that must appear in the
+/// suggestion's text, text its `[[allow]]` rule must be (`""`: none).
+type SuggestionCase = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+);
+
+const DENY_ONLY: &str = "version = 1\n\n[[deny]]\nhost = \"x.test\"\n";
+
+const SUGGESTIONS: &[SuggestionCase] = &[
+    (
+        RULES,
+        "example.org",
+        Some("add-rule"),
+        "to allow it, add:",
+        "[[allow]]\nhost = \"example.org\"\nports = [443]\n",
+    ),
+    (
+        RULES,
+        "http://93.184.216.34/",
+        Some("add-rule"),
+        "add:",
+        "[[allow]]\ncidr = \"93.184.216.34/32\"\nports = [80]\n",
+    ),
+    (
+        RULES,
+        "[2606:4700::1]:8443",
+        Some("add-rule"),
+        "add:",
+        "[[allow]]\ncidr = \"2606:4700::1/128\"\nports = [8443]\n",
+    ),
+    (
+        RULES,
+        "github.com:80",
+        Some("add-port"),
+        "add port 80 to allow[0] at ",
+        "[[allow]]\nhost = \"github.com\"\nports = [80]\n",
+    ),
+    (
+        "policy/testdata/open.toml",
+        "example.org:8080",
+        Some("add-port"),
+        "add port 8080 to defaults.ports, or add:",
+        "[[allow]]\nhost = \"example.org\"\nports = [8080]\n",
+    ),
+    (
+        RULES,
+        "secret.example.com",
+        Some("remove-deny-rule"),
+        "remove or narrow deny[0] at ",
+        "",
+    ),
+    (
+        "policy/testdata/open.toml",
+        "a.tracker.test",
+        Some("remove-deny-rule"),
+        "then the default action allows it",
+        "",
+    ),
+    (
+        DENY_ONLY,
+        "x.test",
+        Some("remove-deny-rule"),
+        "first (deny rules win over every allow rule); then add:",
+        "[[allow]]\nhost = \"x.test\"\nports = [443]\n",
+    ),
+    (
+        RULES,
+        "10.1.1.1:443",
+        Some("special-range"),
+        "10.0.0.0/8 (private, RFC 1918) is never reachable through policy rules but a [[danger_carve_out]]",
+        "",
+    ),
+    (
+        RULES,
+        "[fe80::1]:443",
+        Some("special-range"),
+        "fe80::/10 (link-local, RFC 4291)",
+        "",
+    ),
+    (RULES, "exa mple.com", None, "", ""),
+    (RULES, "github.com:443", None, "", ""),
+];
+
+/// A policy path: a repository fixture, or (text with a newline) written to `dir`.
+fn policy_path(dir: &std::path::Path, policy: &str) -> std::path::PathBuf {
+    if policy.contains('\n') {
+        crate::util::write(dir, "policy.toml", policy)
+    } else {
+        repo(policy)
+    }
+}
+
+#[test]
+fn a_denial_says_what_would_allow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (policy, target, action, text, toml) in SUGGESTIONS {
+        let path = policy_path(dir.path(), policy);
+        let r = run(&["explain", path.to_str().unwrap(), target, "--json"]);
+        let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let suggestion = &json["suggestion"];
+        assert_eq!(suggestion["action"].as_str(), *action, "{target}: {json}");
+        if action.is_none() {
+            continue;
+        }
+        let said = suggestion["text"].as_str().unwrap();
+        assert!(said.contains(text), "{target}: {said}");
+        assert_eq!(suggestion["toml"].as_str().unwrap_or(""), *toml, "{target}");
+        // The text output says the same, the rule unindented so it can be pasted.
+        let plain = run(&["explain", path.to_str().unwrap(), target]);
+        assert!(
+            plain.stdout.contains(&format!("  {said}\n{toml}")),
+            "{plain:?}"
+        );
+    }
+}
+
+#[test]
+fn the_suggested_rule_appended_to_the_policy_allows_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    for (policy, target, action, _, toml) in SUGGESTIONS {
+        if !matches!(action, Some("add-rule" | "add-port")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(policy_path(dir.path(), policy)).unwrap();
+        let fixed = crate::util::write(dir.path(), "fixed.toml", &format!("{text}\n{toml}"));
+        let r = run(&["explain", fixed.to_str().unwrap(), target]);
+        assert_eq!(r.code, 0, "{target}: {r:?}");
+    }
+}
+
+#[test]
+fn a_name_whose_addresses_are_all_refused_gets_the_address_refusal() {
+    let r = run(&[
+        "explain",
+        repo(RULES).to_str().unwrap(),
+        "github.com:443",
+        "--resolved",
+        "169.254.169.254",
+        "--json",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(json["suggestion"]["action"], "special-range", "{json}");
+    assert!(
+        json["suggestion"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("169.254.0.0/16 (link-local, RFC 3927)")
+    );
+}

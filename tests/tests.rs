@@ -5,6 +5,7 @@ mod util;
 
 mod audit_disk;
 mod check;
+mod completions;
 mod credential;
 mod dns;
 mod docs;
@@ -15,4 +16,5 @@ mod forwarding;
 mod netns;
 mod proxy;
 mod run;
+mod suggest;
 mod tunnel;

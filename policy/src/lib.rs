@@ -44,6 +44,8 @@ mod name;
 mod parse;
 mod ports;
 mod ranges;
+#[cfg(feature = "schema")]
+mod schema;
 mod target;
 
 pub use addr::{Embedding, embedded_ipv4};
@@ -54,6 +56,8 @@ pub use model::{Action, DnsSettings, Matcher, Policy, Rule, RuleKind, RuleLabel}
 pub use name::{DomainName, HostPattern, NameError, PatternError};
 pub use ports::{PortItem, PortSet, PortsError};
 pub use ranges::{SPECIAL_RANGES, SpecialMatch, SpecialRange, classify, denied_networks};
+#[cfg(feature = "schema")]
+pub use schema::json_schema;
 pub use target::{Host, Target, TargetError};
 
 /// The built-in default policy's text, used when egressd is given no policy file: every public

@@ -13,6 +13,7 @@ use crate::ports::PortSet;
 
 /// What happens to a destination no rule names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Let it through (the special ranges stay shut).

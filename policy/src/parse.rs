@@ -22,49 +22,94 @@ const CARVE_OUT_MIN_PREFIX_V6: u8 = 48;
 /// DNS port used when an upstream is written without one.
 const DNS_PORT: u16 = 53;
 
+// The raw structs are also the JSON Schema of the file (`crate::schema`, feature `schema`): their
+// doc comments become its descriptions, and every `Spanned` field names its plain type for it.
+
+/// An egressd policy file (docs/policy.md).
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
+    /// Format version. Must be 1.
+    #[cfg_attr(feature = "schema", schemars(with = "i64", extend("const" = 1)))]
     version: Spanned<i64>,
+    /// The default action and ports.
     #[serde(default)]
     defaults: RawDefaults,
+    /// Destinations that may be reached.
     #[serde(default)]
     allow: Vec<RawRule>,
+    /// Destinations that may not, whatever the allow rules say. Without `ports`: every port.
     #[serde(default)]
     deny: Vec<RawRule>,
+    /// Opens one special-range network (`cidr`, at most /16 or /48) on explicitly listed ports.
     #[serde(default)]
     danger_carve_out: Vec<RawRule>,
+    /// Attribution headers the proxy sets: name = value template (`{sandbox_id}`).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "BTreeMap<String, String>"))]
     headers: BTreeMap<String, Spanned<String>>,
+    /// DNS settings.
     #[serde(default)]
     dns: RawDns,
 }
 
+/// What happens to destinations no rule names.
 #[derive(Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
+    /// What happens to a destination no rule names (default "deny").
     action: Option<Action>,
+    /// Ports for allow rules without `ports`, and for the default action (default [80, 443]).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::ports"))]
     ports: Option<Spanned<toml::Value>>,
 }
 
+/// A rule: exactly one of `host` or `cidr`, and optionally `ports` and `comment`.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("oneOf" = [{"required": ["host"]}, {"required": ["cidr"]}])))]
 #[serde(deny_unknown_fields)]
 struct RawRule {
+    /// A name ("github.com") or every name strictly below a suffix ("*.github.com").
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     host: Option<Spanned<String>>,
+    /// An IPv4 or IPv6 network ("140.82.112.0/20"); a bare address is a /32 or /128.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     cidr: Option<Spanned<String>>,
+    /// Ports: "any", a number, or a list of numbers and "LOW-HIGH" ranges.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::ports"))]
     ports: Option<Spanned<toml::Value>>,
     /// Free text for the humans who read the policy; egressd ignores it.
     #[serde(default, rename = "comment")]
     _comment: Option<String>,
 }
 
+/// DNS settings.
 #[derive(Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawDns {
+    /// Resolvers for allowed names: "IP", "IP:PORT" or "[IPv6]:PORT" (default port 53).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     upstreams: Vec<Spanned<String>>,
+    /// Names answered locally, never sent upstream: name = list of IP addresses.
     #[serde(default, rename = "static")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::static_records")
+    )]
     static_records: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+}
+
+/// The JSON Schema of the policy file, generated from [`RawPolicy`].
+#[cfg(feature = "schema")]
+pub(crate) fn schema(generator: schemars::SchemaGenerator) -> schemars::Schema {
+    generator.into_root_schema_for::<RawPolicy>()
 }
 
 /// Collects errors with positions.

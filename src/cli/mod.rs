@@ -3,6 +3,7 @@
 
 mod firewall;
 mod run;
+mod suggest;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use firewall::*;
 pub use run::*;
+pub use suggest::*;
 
 /// egressd: the egress-control sidecar for sandboxes.
 ///
@@ -85,19 +87,50 @@ pub enum Command {
     ///
     /// Exit status: 0 for allow, 1 for deny, 2 for bad input (invalid policy or unreadable target).
     Explain(ExplainArgs),
+    /// Suggest a policy from audit logs: allow what was asked for and refused.
+    ///
+    /// Reads audit events (JSON lines from `egressd run --audit-log`, any number of sandboxes and
+    /// runs) and prints on stdout a policy that allows the destinations the policy refused: host
+    /// names with the ports seen, IP literals as /32 or /128 CIDR rules, siblings under one
+    /// registrable domain as one wildcard. Special-range destinations are never suggested: they are
+    /// listed as comments. With --policy, the output is that policy with the new rules appended.
+    /// Review the output before using it; see docs/policy.md.
+    ///
+    /// Exit status: 0 on success, 2 for bad input (unreadable file, a line that is not an audit
+    /// event, invalid --policy).
+    Suggest(SuggestArgs),
+    /// Print a shell completion script for egressd.
+    ///
+    /// Exit status: 0.
+    Completions(CompletionsArgs),
+    /// Print egressd's man page (roff), generated from the same definitions as --help.
+    ///
+    /// Install with `egressd man > /usr/local/share/man/man1/egressd.1`.
+    ///
+    /// Exit status: 0.
+    Man,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The policy file to validate.
     #[arg(
-        required_unless_present = "print_default",
+        required_unless_present_any = ["print_default", "print_schema"],
         conflicts_with = "print_default"
     )]
     pub policy: Option<PathBuf>,
     /// Print the built-in default policy (used when no policy is given) and exit.
     #[arg(long)]
     pub print_default: bool,
+    /// Print the JSON Schema of the policy file (also shipped as docs/policy.schema.json) and exit.
+    #[arg(long, conflicts_with_all = ["policy", "print_default"])]
+    pub print_schema: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to print completions for.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,4 @@
-//! `egressd check`: validate a policy, or print the built-in one.
+//! `egressd check`: validate a policy, or print the built-in one or the policy file's JSON Schema.
 
 use crate::cli::CheckArgs;
 use crate::exit::{Exit, Failure};
@@ -7,6 +7,10 @@ use crate::load;
 pub fn run(args: &CheckArgs) -> Result<Exit, Failure> {
     if args.print_default {
         print!("{}", policy::BUILTIN_POLICY);
+        return Ok(Exit::Ok);
+    }
+    if args.print_schema {
+        print!("{}", policy::json_schema());
         return Ok(Exit::Ok);
     }
     let policy = load::policy(args.policy.as_deref())?;

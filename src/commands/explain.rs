@@ -1,10 +1,13 @@
-//! `egressd explain`: the decision for one destination, for people (text) and machines (`--json`).
+//! `egressd explain`: the decision for one destination, for people (text) and machines (`--json`),
+//! and for a denial, what would allow it (`suggestion`).
 
 use std::net::IpAddr;
 
 use anyhow::anyhow;
 use policy::{Decision, Host, Policy, Rule, Target};
 use serde::Serialize;
+
+mod suggestion;
 
 use crate::cli::ExplainArgs;
 use crate::exit::{Exit, Failure};
@@ -41,6 +44,11 @@ pub fn run(args: &ExplainArgs) -> Result<Exit, Failure> {
                 "name checked only: every address it resolves to is checked again (deny CIDR rules, special ranges); pass --resolved ADDR to see that check",
             ),
             _ => None,
+        },
+        suggestion: if allowed {
+            None
+        } else {
+            suggestion::for_denial(&policy, &target, &decision, &addresses)
         },
     };
     if args.json {
@@ -81,6 +89,8 @@ struct Report {
     resolved: Vec<AddressView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suggestion: Option<suggestion::Suggestion>,
 }
 
 #[derive(Serialize)]
@@ -173,6 +183,13 @@ fn print_text(report: &Report) {
     }
     if let Some(note) = report.note {
         println!("  note: {note}");
+    }
+    if let Some(suggestion) = &report.suggestion {
+        println!("  {}", suggestion.text);
+        // Unindented, so it can be pasted into the policy as it is.
+        if let Some(toml) = &suggestion.toml {
+            print!("{toml}");
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! One module per subcommand; each returns the exit status it wants.
 
 mod check;
+mod completions;
 mod explain;
 mod firewall;
 mod run;
+mod suggest;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{Exit, Failure};
@@ -16,5 +18,8 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Pf(args) => firewall::pf(&args),
         Command::Nft(args) => firewall::nft(&args),
         Command::Sbpl(args) => firewall::sbpl(&args),
+        Command::Suggest(args) => suggest::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man => completions::man(),
     }
 }
