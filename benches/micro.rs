@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the hot paths: policy decisions (small and large policies), the DNS stub's
 //! per-query work (the pure decision, and the stub's whole request → response path for a REFUSED
-//! and a cached answer), and header rewriting. `cargo bench --bench micro` (add `-- --quick` for a fast
-//! pass, as CI does).
+//! and a cached answer), the resolver against hickory-resolver, and header rewriting.
+//! `cargo bench --bench micro` (add `-- --quick` for a fast pass, as CI does).
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -14,9 +14,13 @@ use dnsstub::classify::{Action, classify};
 use dnsstub::wire;
 use dnsstub::{Stub, StubConfig};
 use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use http::{HeaderMap, HeaderValue};
+use policy::DomainName;
 use policy::{HeaderTemplate, Policy, Target};
 use resolve::{Lookups, Resolver, Settings};
 
@@ -128,8 +132,8 @@ fn dns(c: &mut Criterion) {
     });
 }
 
-/// A loopback upstream that answers every A query with one public address, on its own thread
-/// (the process exits when the benchmark ends).
+/// A loopback upstream that answers every A and AAAA query with one public address, TTL 300, on
+/// its own thread (the process exits when the benchmark ends).
 fn loopback_upstream() -> std::net::SocketAddr {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let addr = socket.local_addr().expect("addr");
@@ -144,7 +148,10 @@ fn loopback_upstream() -> std::net::SocketAddr {
             reply.metadata.recursion_available = true;
             for q in &query.queries {
                 reply.add_query(q.clone());
-                let data = RData::A(A([93, 184, 215, 14].into()));
+                let data = match q.query_type() {
+                    RecordType::AAAA => RData::AAAA(AAAA("2606:2800::1".parse().expect("v6"))),
+                    _ => RData::A(A([93, 184, 215, 14].into())),
+                };
                 reply.add_answer(Record::from_rdata(q.name().clone(), 300, data));
             }
             if let Ok(bytes) = reply.to_vec() {
@@ -225,5 +232,67 @@ fn headers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decisions, dns, dns_stub, headers);
+/// hickory-resolver set up as egressd's proxy set it up before (one attempt, no hosts file, no
+/// search list), with `cache_size` entries.
+fn hickory(upstream: std::net::SocketAddr, cache_size: u64) -> TokioResolver {
+    let mut server = NameServerConfig::udp_and_tcp(upstream.ip());
+    for connection in &mut server.connections {
+        connection.port = upstream.port();
+    }
+    let mut builder = TokioResolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![server]),
+        TokioRuntimeProvider::default(),
+    );
+    let options = builder.options_mut();
+    options.use_hosts_file = ResolveHosts::Never;
+    options.attempts = 1;
+    options.ndots = 0;
+    options.cache_size = cache_size;
+    builder.build().expect("hickory resolver")
+}
+
+fn ours(upstream: std::net::SocketAddr, cache_entries: usize) -> Resolver {
+    let text = format!(
+        "version = 1\n[[allow]]\nhost = \"*.allowed.test\"\n[dns]\nupstreams = [\"{upstream}\"]\n"
+    );
+    let policy = Arc::new(Policy::parse(&text, "bench.toml").expect("valid"));
+    let settings = Settings {
+        cache_entries,
+        ..Settings::DEFAULT
+    };
+    Resolver::new(policy, &[], &settings, Lookups::new(256))
+}
+
+/// Why the proxy and the stub share egressd's own resolver rather than hickory-resolver (which the
+/// proxy used before): one name's addresses (A and AAAA) through each, against a loopback upstream,
+/// with their caches on (a name asked again) and off (every lookup upstream). docs/benchmarks.md,
+/// "Resolver", records the figures.
+fn resolvers(c: &mut Criterion) {
+    let upstream = loopback_upstream();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let name = DomainName::parse("www.allowed.test").expect("valid");
+    for (cache, entries) in [("cached", 4096usize), ("uncached", 0)] {
+        let mut group = c.benchmark_group(format!("resolve/{cache}"));
+        // Built inside the runtime: hickory binds its sockets there.
+        let hickory = runtime.block_on(async { hickory(upstream, entries as u64) });
+        let ours = ours(upstream, entries);
+        // Both answer, and agree, before anything is timed.
+        let theirs = runtime.block_on(hickory.lookup_ip("www.allowed.test."));
+        let mine = runtime.block_on(ours.addresses(&name));
+        assert_eq!(theirs.expect("hickory answers").iter().count(), 2);
+        assert_eq!(mine.expect("egressd answers").kept.len(), 2);
+        group.bench_function("hickory-resolver", |b| {
+            b.iter(|| runtime.block_on(hickory.lookup_ip(black_box("www.allowed.test."))))
+        });
+        group.bench_function("egressd", |b| {
+            b.iter(|| runtime.block_on(ours.addresses(black_box(&name))))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, decisions, dns, dns_stub, resolvers, headers);
 criterion_main!(benches);
