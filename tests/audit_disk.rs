@@ -46,6 +46,22 @@ fn fill(disk: &Path, room: u64) {
     let _ = file.write_all(&filler);
 }
 
+/// egressd with `extra` flags, its audit log on `disk`, and `disk` then filled but for 16 KiB.
+fn full_disk_sidecar(disk: &Path, extra: &[&str]) -> (Sidecar, std::path::PathBuf) {
+    let audit = disk.join("audit.jsonl");
+    let policy = refusing_policy(disk);
+    let mut args = vec![
+        "--policy",
+        policy.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let sidecar = Sidecar::start(&args);
+    fill(disk, 16 * 1024);
+    (sidecar, audit)
+}
+
 /// Sends refused requests until egressd says it cannot write audit events (bounded), or stops
 /// answering.
 fn until_full(sidecar: &Sidecar) -> usize {
@@ -65,15 +81,7 @@ fn a_full_audit_disk_loses_events_countably_and_tears_no_line() {
         "audit_disk::a_full_audit_disk_loses_events_countably_and_tears_no_line",
         512,
         |disk| {
-            let audit = disk.join("audit.jsonl");
-            let policy = refusing_policy(disk);
-            let mut sidecar = Sidecar::start(&[
-                "--policy",
-                policy.to_str().unwrap(),
-                "--audit-log",
-                audit.to_str().unwrap(),
-            ]);
-            fill(disk, 16 * 1024);
+            let (mut sidecar, audit) = full_disk_sidecar(disk, &[]);
             let mut sent = until_full(&sidecar);
             for _ in 0..50 {
                 assert!(refused_request(&sidecar), "egressd keeps serving");
@@ -120,17 +128,7 @@ fn with_on_audit_failure_stop_a_full_audit_disk_stops_egressd() {
         "audit_disk::with_on_audit_failure_stop_a_full_audit_disk_stops_egressd",
         512,
         |disk| {
-            let audit = disk.join("audit.jsonl");
-            let policy = refusing_policy(disk);
-            let mut sidecar = Sidecar::start(&[
-                "--policy",
-                policy.to_str().unwrap(),
-                "--audit-log",
-                audit.to_str().unwrap(),
-                "--on-audit-failure",
-                "stop",
-            ]);
-            fill(disk, 16 * 1024);
+            let (mut sidecar, audit) = full_disk_sidecar(disk, &["--on-audit-failure", "stop"]);
             until_full(&sidecar);
             assert_eq!(sidecar.wait().code(), Some(4), "{}", sidecar.stderr.text());
             assert!(sidecar.stderr.text().contains("failing closed"));

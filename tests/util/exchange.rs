@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use super::PATIENCE;
-use super::http::{Response, header_value, read_head};
+use super::http::{Response, read_response_head, read_sized_body};
 
 /// A TCP connection to `addr` with [`PATIENCE`] for every read and write.
 pub fn connect_tcp(addr: SocketAddr) -> TcpStream {
@@ -33,27 +33,6 @@ pub fn request_head(method: &str, target: &str, host: &str, headers: &[&str]) ->
 /// carries the tunnel). Status 0 when the connection closed before a response head.
 pub fn exchange(stream: &mut (impl Read + Write), request: &str) -> Response {
     stream.write_all(request.as_bytes()).unwrap();
-    let Some(head) = read_head(stream) else {
-        return Response {
-            status: 0,
-            headers: String::new(),
-            body: String::new(),
-        };
-    };
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response head: {head}"));
-    assert!(
-        header_value(&head, "transfer-encoding").is_none(),
-        "this client reads Content-Length bodies only: {head}"
-    );
-    let mut body = vec![0; header_value(&head, "content-length").map_or(0, |n| n.parse().unwrap())];
-    stream.read_exact(&mut body).unwrap();
-    Response {
-        status,
-        headers: head,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    let head = read_response_head(stream);
+    read_sized_body(stream, head)
 }

@@ -121,7 +121,7 @@ fn read_response(stream: &mut TcpStream) -> Response {
 }
 
 /// The status and head, or status 0 and no head when the connection closed first.
-fn read_response_head(stream: &mut TcpStream) -> Response {
+pub(super) fn read_response_head(stream: &mut impl Read) -> Response {
     let Some(head) = read_head(stream) else {
         return Response {
             status: 0,
@@ -143,6 +143,20 @@ fn read_response_head(stream: &mut TcpStream) -> Response {
 
 /// The body after `head`: Content-Length bytes, or up to the close.
 fn read_body(stream: &mut TcpStream, head: Response) -> Response {
+    if head.status == 0 || header_value(&head.headers, "content-length").is_some() {
+        return read_sized_body(stream, head);
+    }
+    let mut body = Vec::new();
+    stream.read_to_end(&mut body).unwrap();
+    Response {
+        body: String::from_utf8_lossy(&body).into_owned(),
+        ..head
+    }
+}
+
+/// The body after `head` when it has a `Content-Length` (egressd's own answers do), none
+/// otherwise: the connection stays usable (a CONNECT's `200` has no body; the tunnel follows).
+pub(super) fn read_sized_body(stream: &mut impl Read, head: Response) -> Response {
     if head.status == 0 {
         return head;
     }
@@ -151,16 +165,9 @@ fn read_body(stream: &mut TcpStream, head: Response) -> Response {
         "this test client reads Content-Length bodies only: {}",
         head.headers
     );
-    let mut body = Vec::new();
-    match header_value(&head.headers, "content-length") {
-        Some(length) => {
-            body.resize(length.parse().unwrap(), 0);
-            stream.read_exact(&mut body).unwrap();
-        }
-        None => {
-            stream.read_to_end(&mut body).unwrap();
-        }
-    }
+    let length = header_value(&head.headers, "content-length").map_or(0, |n| n.parse().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
     Response {
         body: String::from_utf8_lossy(&body).into_owned(),
         ..head

@@ -18,7 +18,6 @@ pub fn in_netns(test: &str, addrs: &[&str], scenario: impl FnOnce()) {
         scenario();
         return;
     }
-    let exe = std::env::current_exe().unwrap();
     let mut script = String::from("set -e; ip link set lo up; ");
     for addr in addrs {
         // An IPv6 address is tentative until duplicate address detection ends, and binding it
@@ -26,11 +25,23 @@ pub fn in_netns(test: &str, addrs: &[&str], scenario: impl FnOnce()) {
         let flags = if addr.contains(':') { " nodad" } else { "" };
         script.push_str(&format!("ip addr add {addr} dev lo{flags}; "));
     }
-    script.push_str("exec \"$0\" \"$@\"");
+    rerun_in_namespaces(test, &["--net"], &script, &[(INSIDE, "1".as_ref())]);
+}
+
+/// Runs the test named `test` of this binary again under `unshare UNSHARE...`, after `script`
+/// (shell commands that end with `;`) in the new namespaces, with `env` set; asserts it passed.
+/// The test is run with `--include-ignored`: tests that need namespaces are ignored on the plain
+/// command for that.
+pub(super) fn rerun_in_namespaces(
+    test: &str,
+    unshare: &[&str],
+    script: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) {
     let out = Command::new("unshare")
-        .args(["--net", "--", "sh", "-c", &script])
-        .arg(exe)
-        // Include the ignored ones: the test is ignored on the plain command for needing this.
+        .args(unshare)
+        .args(["--", "sh", "-c", &format!("{script} exec \"$0\" \"$@\"")])
+        .arg(std::env::current_exe().unwrap())
         .args([
             test,
             "--exact",
@@ -39,7 +50,7 @@ pub fn in_netns(test: &str, addrs: &[&str], scenario: impl FnOnce()) {
             "--test-threads",
             "1",
         ])
-        .env(INSIDE, "1")
+        .envs(env.iter().copied())
         .output()
         .expect("unshare (util-linux) runs");
     let text = format!(
@@ -49,19 +60,18 @@ pub fn in_netns(test: &str, addrs: &[&str], scenario: impl FnOnce()) {
     );
     assert!(
         out.status.success(),
-        "the network-namespace test {test} failed (it needs root, util-linux unshare and \
-         iproute2):\n{text}"
+        "the namespace test {test} failed (it needs root, util-linux unshare and iproute2):\n{text}"
     );
     assert!(
         text.contains("1 passed"),
-        "{test} did not run inside the namespace:\n{text}"
+        "{test} did not run inside its namespaces:\n{text}"
     );
 }
 
 /// Panics unless this process's network namespace has no interface but loopback (and the
 /// address-less fallback tunnel devices some kernels put in every new namespace): the environment
 /// marker alone must not let a scenario run in the host's namespace.
-fn assert_only_loopback() {
+pub(super) fn assert_only_loopback() {
     const FALLBACK: &[&str] = &[
         "sit0", "tunl0", "ip6tnl0", "gre0", "gretap0", "erspan0", "ip6gre0", "ip_vti0", "ip6_vti0",
     ];

@@ -4,7 +4,6 @@
 //! namespaces sees either.
 
 use std::path::Path;
-use std::process::Command;
 
 /// Set, to the tmpfs directory, in the environment of the test re-run inside its namespace.
 const INSIDE: &str = "EGRESSD_TEST_SMALL_DISK";
@@ -16,57 +15,18 @@ const INSIDE: &str = "EGRESSD_TEST_SMALL_DISK";
 /// need and run by `.ci/run`.
 pub fn with_small_disk(test: &str, kib: u32, scenario: impl FnOnce(&Path)) {
     if let Some(dir) = std::env::var_os(INSIDE) {
-        let devices = std::fs::read_to_string("/proc/self/net/dev").unwrap();
-        assert!(
-            devices
-                .lines()
-                .skip(2)
-                .all(|l| l.trim_start().starts_with("lo:")),
-            "not in a network namespace of loopback only:\n{devices}"
-        );
+        super::netns::assert_only_loopback();
         scenario(Path::new(&dir));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let script = format!(
-        "set -e; ip link set lo up; mount -t tmpfs -o size={kib}k egressd-test \"$DISK\"; \
-         exec \"$0\" \"$@\""
-    );
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--net",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            test,
-            "--exact",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("DISK", dir.path())
-        .env(INSIDE, dir.path())
-        .output()
-        .expect("unshare (util-linux) runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "the small-disk test {test} failed (it needs root, util-linux unshare and iproute2):\n{text}"
-    );
-    assert!(
-        text.contains("1 passed"),
-        "{test} did not run with its disk:\n{text}"
+    let script =
+        format!("set -e; ip link set lo up; mount -t tmpfs -o size={kib}k egressd-test \"$DISK\";");
+    let disk = dir.path().as_os_str();
+    super::netns::rerun_in_namespaces(
+        test,
+        &["--mount", "--propagation", "private", "--net"],
+        &script,
+        &[("DISK", disk), (INSIDE, disk)],
     );
 }
