@@ -8,6 +8,7 @@ mod dns;
 mod docs;
 mod explain;
 mod firewall;
+mod inspect;
 mod netns;
 mod proxy;
 mod run;

@@ -2,7 +2,8 @@
 //! process harness (`sidecar`), its audit log (`audit`), loopback origins (`origin`), a fake DNS
 //! server (`dns`), a recording parent proxy (`parent`), raw HTTP and the Rust proxy client
 //! (`http`), the clients a scenario runs with (`clients`), test policies (`policies`), network
-//! namespaces (`netns`) and the other-user prober (`probe`). Nothing here sends a packet beyond
+//! namespaces (`netns`), the other-user prober (`probe`) and TLS origins, CAs and a TLS client
+//! for inspection (`tls`). Nothing here sends a packet beyond
 //! loopback (or beyond a network namespace a test made).
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ mod parent;
 mod policies;
 mod probe;
 mod sidecar;
+mod tls;
 
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
@@ -30,6 +32,7 @@ pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
 pub use sidecar::{Sidecar, Signal};
+pub use tls::{Fetched, TestCa, TlsOrigin, client_config, fetch, pem_certificates, request};
 
 /// Upper bound for anything a test waits on; reached only when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(20);
