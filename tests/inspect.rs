@@ -546,3 +546,141 @@ fn a_missing_credential_value_exits_2_and_a_reload_without_one_is_refused() {
     plain.stderr.wait_for("egressd started without a CA", 1);
     assert!(!plain.stderr.text().contains(SECRET) && !sidecar.stderr.text().contains(SECRET));
 }
+
+/// The behaviours above through a real client that knows egressd only from the `env` block.
+fn with_real_client(client: TlsClient) {
+    let world = World::start();
+    let env = &world.sidecar.ready["env"];
+    let get = |method: &str, host: &str, path: &str, headers: &[&str]| -> Outcome {
+        client.fetch(env, method, &world.url(host, path), headers)
+    };
+    let ok = get("GET", "origin.test", "/ok/1", &[]);
+    assert_eq!(ok.status, 200, "{client:?}: {ok:?}");
+    assert!(ok.body.contains("GET /ok/1 HTTP/1.1"), "{ok:?}");
+    assert_eq!(
+        header_values(&world.origin.seen()[0], "x-egressd-sandbox"),
+        ["sb-tls"]
+    );
+    for (method, path, code) in [
+        ("DELETE", "/ok/1", "method-not-allowed"),
+        ("GET", "/admin", "path-not-allowed"),
+    ] {
+        let refused = get(method, "origin.test", path, &[]);
+        assert_eq!(
+            (refused.status, refused.reason.as_str()),
+            (403, code),
+            "{client:?}: {refused:?}"
+        );
+    }
+    let bearer = format!("Authorization: Bearer {PLACEHOLDER}");
+    let swapped = get("GET", "origin.test", "/ok/echo", &[&bearer]);
+    assert_eq!(swapped.status, 200, "{client:?}: {swapped:?}");
+    assert!(
+        swapped
+            .body
+            .contains(&format!("authorization=Bearer {PLACEHOLDER}")),
+        "{swapped:?}"
+    );
+    let last = world.origin.seen().pop().unwrap();
+    assert_eq!(
+        header_value(&last, "authorization"),
+        Some(format!("Bearer {SECRET}"))
+    );
+    let exfiltrated = get("GET", "other.test", "/", &[&bearer]);
+    assert_eq!(
+        (exfiltrated.status, exfiltrated.reason.as_str()),
+        (403, "credential-exfiltration"),
+        "{client:?}: {exfiltrated:?}"
+    );
+    let bad = get("GET", "bad.test", "/", &[]);
+    assert_eq!(
+        (bad.status, bad.reason.as_str()),
+        (502, "upstream-tls"),
+        "{client:?}: {bad:?}"
+    );
+    // Not inspected: the origin's own certificate reaches the client, which trusts only what the
+    // env block names (the system's roots and egressd's CA), so it refuses it.
+    let opaque = get("GET", "plain.test", "/", &[]);
+    assert_eq!(opaque.status, 0, "{client:?}: {opaque:?}");
+    assert!(!opaque.error.is_empty(), "{client:?}: {opaque:?}");
+    assert!(world.plain.seen().is_empty());
+    let everything = std::fs::read_to_string(&world.audit).unwrap() + &world.sidecar.stderr.text();
+    assert!(!everything.contains(SECRET));
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn real_client_curl() {
+    with_real_client(TlsClient::Curl);
+}
+
+#[test]
+#[ignore = "needs python3 with requests: run by .ci/run"]
+fn real_client_python_requests() {
+    with_real_client(TlsClient::Requests);
+}
+
+#[test]
+#[ignore = "needs go: run by .ci/run"]
+fn real_client_go() {
+    with_real_client(TlsClient::Go);
+}
+
+#[test]
+#[ignore = "needs node and the undici npm package: run by .ci/run"]
+fn real_client_node_fetch() {
+    with_real_client(TlsClient::Node);
+}
+
+/// What only curl can be told to do: another name inside an allowed tunnel, and trusting the
+/// origin's CA itself to show that an opaque tunnel carries the origin's certificate.
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn curl_domain_fronting_is_refused_and_opaque_tunnels_show_the_origin_certificate() {
+    let world = World::start();
+    let env = world.sidecar.ready["env"].as_object().unwrap().clone();
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-v", "--max-time", "20"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .envs(
+                env.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())),
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // curl CONNECTs to other.test (allowed, inspected) but says origin.test in its SNI.
+    let (port_origin, port_other) = (world.origin.addr.port(), world.other.addr.port());
+    let connect_to = format!("origin.test:{port_origin}:other.test:{port_other}");
+    let (ok, log) = curl(&[
+        "--connect-to",
+        &connect_to,
+        &world.url("origin.test", "/ok/1"),
+    ]);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains(&format!("CONNECT other.test:{port_other}")),
+        "{log}"
+    );
+    assert!(world.origin.seen().is_empty() && world.other.seen().is_empty());
+    let events = request_events(&world.audit, 1);
+    assert_eq!(events[0]["reason"], "sni-mismatch", "{events:?}");
+
+    let origin_ca = world
+        .origin_ca
+        .write(world.dir.path(), "only-origin-ca.pem");
+    let (ok, log) = curl(&[
+        "--cacert",
+        origin_ca.to_str().unwrap(),
+        &world.url("plain.test", "/"),
+    ]);
+    assert!(ok, "{log}");
+    assert!(log.contains("issuer: CN=test origin CA"), "{log}");
+}

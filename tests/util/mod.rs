@@ -21,6 +21,7 @@ mod policies;
 mod probe;
 mod sidecar;
 mod tls;
+mod tls_clients;
 
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
@@ -33,6 +34,7 @@ pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
 pub use sidecar::{Sidecar, Signal};
 pub use tls::{Fetched, TestCa, TlsOrigin, client_config, fetch, pem_certificates, request};
+pub use tls_clients::{Outcome, TlsClient};
 
 /// Upper bound for anything a test waits on; reached only when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(20);
