@@ -169,7 +169,7 @@ fn curl_outcome(stdout: &str, stderr: &str, headers: &Path) -> Outcome {
         .filter_map(|l| l.split_once(':'))
         .filter(|(n, _)| n.trim().eq_ignore_ascii_case("x-egressd-reason"))
         .map(|(_, v)| v.trim().to_owned())
-        .last()
+        .next_back()
         .unwrap_or_default();
     Outcome {
         status,
