@@ -183,17 +183,17 @@ fn curl_outcome(stdout: &str, stderr: &str, headers: &Path) -> Outcome {
     }
 }
 
-/// Where `npm install -g undici` put it (`.ci/run` does).
-fn node_path() -> String {
-    static PATH: OnceLock<String> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let out = Command::new("npm")
-            .args(["root", "-g"])
-            .output()
-            .expect("npm runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    })
-    .clone()
+/// Where .ci/run installs the undici npm package: `npm install --prefix DIR undici@6`, DIR
+/// being `target/tmp/undici`.
+fn node_path() -> PathBuf {
+    let modules = Path::new(env!("CARGO_TARGET_TMPDIR")).join("undici/node_modules");
+    assert!(
+        modules.join("undici/package.json").exists(),
+        "the undici npm package is not installed under {}: run .ci/run, or npm install --prefix {} undici@6",
+        modules.display(),
+        modules.parent().map_or(String::new(), |p| p.display().to_string())
+    );
+    modules
 }
 
 /// The Go client, built once per test run.
