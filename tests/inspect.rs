@@ -684,3 +684,45 @@ fn curl_domain_fronting_is_refused_and_opaque_tunnels_show_the_origin_certificat
     assert!(ok, "{log}");
     assert!(log.contains("issuer: CN=test origin CA"), "{log}");
 }
+
+#[test]
+fn a_credential_value_comes_from_egressd_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = inspect_policy([1001, 1002, 1003, 1004], "unused").replace(
+        "value_file = \"unused\"",
+        "value_env = \"EGRESSD_TEST_ORIGIN_TOKEN\"",
+    );
+    let policy = write(dir.path(), "policy.toml", &text);
+    let start = |value: Option<&str>| {
+        let mut command = egressd();
+        command
+            .args([
+                "run",
+                "--no-proxy-credential",
+                "--exit-on-stdin-eof",
+                "--policy",
+            ])
+            .arg(&policy)
+            .env_remove("EGRESSD_TEST_ORIGIN_TOKEN")
+            .stdin(std::process::Stdio::null());
+        if let Some(value) = value {
+            command.env("EGRESSD_TEST_ORIGIN_TOKEN", value);
+        }
+        command.output().unwrap()
+    };
+    // Set: ready (then stdin's end of file stops it).
+    let ok = start(Some(SECRET));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(stdout.contains("\"inspect_ca\""), "{stdout}");
+    assert!(!stdout.contains(SECRET) && !String::from_utf8_lossy(&ok.stderr).contains(SECRET));
+    // Unset: exit 2, naming the credential and the variable.
+    let missing = start(None);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("value_env EGRESSD_TEST_ORIGIN_TOKEN"),
+        "{stderr}"
+    );
+    assert!(missing.stdout.is_empty(), "no readiness line");
+}

@@ -191,7 +191,9 @@ fn node_path() -> PathBuf {
         modules.join("undici/package.json").exists(),
         "the undici npm package is not installed under {}: run .ci/run, or npm install --prefix {} undici@6",
         modules.display(),
-        modules.parent().map_or(String::new(), |p| p.display().to_string())
+        modules
+            .parent()
+            .map_or(String::new(), |p| p.display().to_string())
     );
     modules
 }
