@@ -129,6 +129,52 @@ const SEMANTIC_ONLY: &[(&str, &str)] = &[
         "the host pattern grammar (IDNA, labels, wildcards)",
     ),
     ("ports-backwards.toml", "comparing a range's two ends"),
+    (
+        "credential-duplicate.toml",
+        "two credentials for one host and header: comparing entries",
+    ),
+    (
+        "credential-empty-placeholder.toml",
+        "the placeholder's content",
+    ),
+    (
+        "credential-env-name.toml",
+        "environment variable name grammar",
+    ),
+    (
+        "credential-header-reserved.toml",
+        "header names egressd owns, case-insensitively",
+    ),
+    (
+        "credential-not-inspected.toml",
+        "which host rules inspect: a check across tables",
+    ),
+    (
+        "credential-wildcard-wider.toml",
+        "wildcard coverage: a check across tables",
+    ),
+    (
+        "inspect-cidr.toml",
+        "host and cidr rules share one shape; `inspect` is valid for host rules",
+    ),
+    (
+        "inspect-deny.toml",
+        "deny rules share the allow rule shape; `inspect` is valid for allow",
+    ),
+    ("inspect-method-lowercase.toml", "the method token grammar"),
+    (
+        "inspect-methods-empty.toml",
+        "an empty list where one is optional",
+    ),
+    (
+        "inspect-methods-without-inspect.toml",
+        "a dependency between keys of a rule",
+    ),
+    ("inspect-path-relative.toml", "the path glob grammar"),
+    (
+        "inspect-paths-inspect-false.toml",
+        "a dependency on another key's value",
+    ),
 ];
 
 /// Not TOML at all: there is nothing to validate.

@@ -13,6 +13,7 @@ mod explain;
 mod faults;
 mod firewall;
 mod forwarding;
+mod inspect;
 mod netns;
 mod proxy;
 mod run;

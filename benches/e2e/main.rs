@@ -17,6 +17,7 @@ mod load;
 mod peers;
 mod report;
 mod servers;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,7 +29,7 @@ use report::{Report, Row};
 /// Sizes of one run.
 struct Plan {
     quick: bool,
-    /// Only these groups (startup, http, bulk, tunnels, dns, idle); empty for all.
+    /// Only these groups (startup, http, bulk, tunnels, tls, dns, idle); empty for all.
     only: Vec<String>,
     /// Only these peers (squid, tinyproxy, unbound; `none`); `None` for every installed one.
     peers: Option<Vec<String>>,
@@ -336,6 +337,22 @@ async fn run(plan: &Plan) -> Report {
         report.extend(rows);
     }
 
+    if plan.wants("tls") {
+        let (tls_origin, origin_ca) = tls::origin(plan.bulk_bytes).await;
+        let inspecting = tls::egressd(egressd_bin(), tls_origin, &origin_ca);
+        let client = tls::client(&origin_ca, &inspecting);
+        let rows = tls::rows(
+            &inspecting,
+            &client,
+            tls_origin.port(),
+            plan.tunnel_concurrency,
+            plan.duration,
+            plan.rounds,
+        )
+        .await;
+        report.extend(rows);
+    }
+
     let resolvers: Vec<(&peers::Peer, std::net::SocketAddr)> = [
         egressd.dns.map(|a| (&egressd, a)),
         unbound.as_ref().and_then(|u| u.dns.map(|a| (u, a))),
@@ -485,7 +502,7 @@ fn push<'a, const N: usize>(
     }
 }
 
-fn median(values: &[f64]) -> f64 {
+pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

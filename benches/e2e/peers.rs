@@ -17,6 +17,8 @@ pub struct Peer {
     pub dns: Option<SocketAddr>,
     /// From spawn to ready (readiness line, or the port answering).
     pub startup: Duration,
+    /// egressd's readiness line (null for the other programs).
+    pub ready: serde_json::Value,
     _dir: tempfile::TempDir,
 }
 
@@ -75,7 +77,6 @@ fn free_port() -> u16 {
 /// with its default proxy credential (sent with every request), or without one when
 /// `credential` is false (to measure what the check costs).
 pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: bool) -> Peer {
-    let dir = tempfile::tempdir().expect("tempdir");
     let list = ports
         .iter()
         .map(u16::to_string)
@@ -88,6 +89,22 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: 
          [[danger_carve_out]]\ncidr = \"127.0.0.1/32\"\nports = [{list}]\n\
          [dns]\nupstreams = [\"{dns_upstream}\"]\n"
     );
+    let no_credential = (!credential).then(|| "--no-proxy-credential".to_owned());
+    egressd_with_policy(bin, &policy, &[], |_| no_credential.into_iter().collect())
+}
+
+/// egressd with `policy`, `files` (name, text) written beside it, and the flags `args` makes from
+/// that directory.
+pub fn egressd_with_policy(
+    bin: &Path,
+    policy: &str,
+    files: &[(&str, &str)],
+    args: impl FnOnce(&Path) -> Vec<String>,
+) -> Peer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write file");
+    }
     let path = dir.path().join("policy.toml");
     std::fs::write(&path, policy).expect("write policy");
     let audit = dir.path().join("audit.jsonl");
@@ -103,7 +120,7 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: 
             "--audit-log",
         ])
         .arg(&audit)
-        .args((!credential).then_some("--no-proxy-credential"))
+        .args(args(dir.path()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -127,6 +144,7 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: 
         auth: auth_line(&ready),
         dns,
         startup,
+        ready,
         _dir: dir,
     }
 }
@@ -231,6 +249,7 @@ fn spawn_proxy(
         addr,
         dns: None,
         startup,
+        ready: serde_json::Value::Null,
         _dir: dir,
     })
 }
@@ -287,6 +306,7 @@ pub fn unbound(upstream: SocketAddr) -> Option<Peer> {
         addr,
         dns: Some(addr),
         startup,
+        ready: serde_json::Value::Null,
         _dir: dir,
     })
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::headers::HeaderError;
+use crate::inspect::{PathGlobError, PlaceholderError};
 use crate::name::{NameError, PatternError};
 use crate::ports::PortsError;
 
@@ -109,6 +110,91 @@ pub enum ErrorKind {
     /// A static record with no addresses.
     #[error("static record {0:?} lists no addresses")]
     StaticEmpty(String),
+    /// `inspect`, `methods` or `paths` on a `[[deny]]` rule or a carve-out.
+    #[error(
+        "`{key}` is only for [[allow]] rules: a [[{table}]] rule never lets a connection through to inspect"
+    )]
+    InspectNotAllow {
+        /// The key.
+        key: &'static str,
+        /// The rule's table.
+        table: &'static str,
+    },
+    /// `inspect`, `methods` or `paths` on a CIDR rule.
+    #[error(
+        "`{key}` needs a host rule (`host = \"NAME\"`): TLS is inspected per name, and a CIDR rule's IP literals have none"
+    )]
+    InspectCidr {
+        /// The key.
+        key: &'static str,
+    },
+    /// `methods` or `paths` on a rule that is not inspected.
+    #[error(
+        "`{key}` needs `inspect = true` on the same rule: without it the connection is an opaque tunnel whose requests egressd cannot see"
+    )]
+    RequestRuleWithoutInspect {
+        /// The key.
+        key: &'static str,
+    },
+    /// `methods = []` or `paths = []`.
+    #[error("`{key}` is empty, which would refuse every request; leave it out to allow any {what}")]
+    EmptyList {
+        /// The key.
+        key: &'static str,
+        /// What it lists.
+        what: &'static str,
+    },
+    /// A method that is not an upper-case HTTP token.
+    #[error(
+        "invalid method {0:?}: write an upper-case HTTP method such as \"GET\" or \"POST\" (methods are case-sensitive)"
+    )]
+    Method(String),
+    /// A bad path glob.
+    #[error(
+        "invalid path glob {glob:?}: {error}; write e.g. \"/v1/*\" (`*` matches any run, '/' included)"
+    )]
+    PathGlob {
+        /// As written.
+        glob: String,
+        /// Why.
+        error: PathGlobError,
+    },
+    /// A credential whose host no inspected allow rule covers.
+    #[error(
+        "credential host {0:?} is not covered by an [[allow]] rule with `inspect = true`: egressd can only put the value into requests it inspects"
+    )]
+    CredentialNotInspected(String),
+    /// A credential with both or neither of `value_file` and `value_env`.
+    #[error(
+        "a credential needs exactly one of `value_file = \"PATH\"` or `value_env = \"NAME\"` (where egressd reads the real value)"
+    )]
+    CredentialSource,
+    /// A bad `value_env` name.
+    #[error(
+        "invalid environment variable name {0:?}: write a name such as \"GITHUB_TOKEN\" (no '=', no NUL, not empty)"
+    )]
+    CredentialEnv(String),
+    /// An empty `value_file`.
+    #[error("`value_file` is empty: write the path of the file holding the real value")]
+    CredentialFile,
+    /// A bad credential header.
+    #[error("invalid credential header: {0}")]
+    CredentialHeader(HeaderError),
+    /// A bad placeholder.
+    #[error("invalid credential placeholder: {0}")]
+    Placeholder(#[from] PlaceholderError),
+    /// Two credentials for the same host and header.
+    #[error(
+        "a credential for host {host:?} and header {header:?} is already defined on line {line}"
+    )]
+    CredentialDuplicate {
+        /// The host as written.
+        host: String,
+        /// The header as written.
+        header: String,
+        /// The first one's line.
+        line: usize,
+    },
 }
 
 /// Every problem found in one policy file, in file order.

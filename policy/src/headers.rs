@@ -65,12 +65,7 @@ pub struct HeaderVars<'a> {
 impl HeaderTemplate {
     /// Validates a name and a value template.
     pub fn parse(name: &str, value: &str) -> Result<Self, HeaderError> {
-        if name.is_empty() || !name.bytes().all(is_tchar) {
-            return Err(HeaderError::Name(name.to_owned()));
-        }
-        if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-            return Err(HeaderError::Reserved(name.to_owned()));
-        }
+        check_name(name)?;
         if value.chars().any(|c| c.is_control() && c != '\t') {
             return Err(HeaderError::Value(name.to_owned()));
         }
@@ -141,6 +136,22 @@ impl fmt::Display for HeaderTemplate {
         }
         Ok(())
     }
+}
+
+/// A header name that the policy may set: an HTTP token, and not one the proxy owns.
+pub(crate) fn check_name(name: &str) -> Result<(), HeaderError> {
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(HeaderError::Name(name.to_owned()));
+    }
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(HeaderError::Reserved(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// True for an RFC 9110 token (a method or header name).
+pub(crate) fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(is_tchar)
 }
 
 /// RFC 9110 §5.6.2 token characters.

@@ -39,6 +39,7 @@ mod addr;
 mod decide;
 mod error;
 mod headers;
+mod inspect;
 mod model;
 mod name;
 mod parse;
@@ -52,6 +53,10 @@ pub use addr::{Embedding, embedded_ipv4};
 pub use decide::{CarveOut, Decision, Reason, Verdict};
 pub use error::{ErrorKind, PolicyError, PolicyErrors};
 pub use headers::{HeaderError, HeaderTemplate, HeaderVars};
+pub use inspect::{
+    CredentialRule, Inspection, MIN_PLACEHOLDER_LEN, PathGlob, PathGlobError, PlaceholderError,
+    RequestMiss, ValueSource,
+};
 pub use model::{Action, DnsSettings, Matcher, Policy, Rule, RuleKind, RuleLabel};
 pub use name::{DomainName, HostPattern, NameError, PatternError};
 pub use ports::{PortItem, PortSet, PortsError};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::headers::HeaderTemplate;
+use crate::inspect::{CredentialRule, Inspection};
 use crate::name::{DomainName, HostPattern};
 use crate::ports::PortSet;
 
@@ -84,6 +85,9 @@ pub struct Rule {
     pub matcher: Matcher,
     /// Which ports.
     pub ports: PortSet,
+    /// Set on `[[allow]]` host rules with `inspect = true`: TLS to these names is terminated and
+    /// every request inside is checked against these request rules. `None`: an opaque tunnel.
+    pub inspect: Option<Inspection>,
 }
 
 impl Rule {
@@ -135,7 +139,11 @@ impl fmt::Display for Rule {
             self.line,
             self.matcher,
             self.ports
-        )
+        )?;
+        if self.inspect.is_some() {
+            f.write_str(", inspected")?;
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +222,7 @@ pub struct Policy {
     pub(crate) deny_index: HostIndex,
     pub(crate) headers: Vec<HeaderTemplate>,
     pub(crate) dns: DnsSettings,
+    pub(crate) credentials: Vec<Arc<CredentialRule>>,
 }
 
 impl Policy {
@@ -260,6 +269,16 @@ impl Policy {
     /// DNS settings.
     pub fn dns(&self) -> &DnsSettings {
         &self.dns
+    }
+
+    /// `[[credential]]` entries in file order.
+    pub fn credentials(&self) -> &[Arc<CredentialRule>] {
+        &self.credentials
+    }
+
+    /// True when some `[[allow]]` rule has `inspect = true`: egressd needs its CA.
+    pub fn inspects(&self) -> bool {
+        self.allow.iter().any(|rule| rule.inspect.is_some())
     }
 }
 

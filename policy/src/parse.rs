@@ -11,7 +11,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{ErrorKind, LineIndex, PolicyError, PolicyErrors};
-use crate::headers::HeaderTemplate;
+use crate::headers::{HeaderTemplate, check_name, is_token};
+use crate::inspect::{
+    CredentialRule, Inspection, PathGlob, ValueSource, check_placeholder, covers,
+};
 use crate::model::{Action, DnsSettings, HostIndex, Matcher, Policy, Rule, RuleKind, sha256_hex};
 use crate::name::{DomainName, HostPattern};
 use crate::ports::{PortItem, PortSet, PortsError};
@@ -52,6 +55,8 @@ struct RawPolicy {
     /// DNS settings.
     #[serde(default)]
     dns: RawDns,
+    #[serde(default)]
+    credential: Vec<RawCredential>,
 }
 
 /// What happens to destinations no rule names.
@@ -83,7 +88,42 @@ struct RawRule {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::ports"))]
     ports: Option<Spanned<toml::Value>>,
+    /// Terminate TLS to this host (allow host rules only; docs/tls.md).
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
+    inspect: Option<Spanned<bool>>,
+    /// With `inspect`: the HTTP methods each request must use ("GET", ...).
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// With `inspect`: path globs each request must match ("*" matches any run, "/" included).
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    paths: Option<Spanned<Vec<Spanned<String>>>>,
     /// Free text for the humans who read the policy; egressd ignores it.
+    #[serde(default, rename = "comment")]
+    _comment: Option<String>,
+}
+
+/// A brokered credential: on requests to `host` (an inspected rule's), the `placeholder` in
+/// `header` is replaced with the real value read from `value_file` or `value_env` (docs/tls.md).
+#[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("oneOf" = [{"required": ["value_file"]}, {"required": ["value_env"]}])))]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    /// The host (exact or wildcard) of an inspected allow rule.
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
+    host: Spanned<String>,
+    /// The header whose value is swapped ("Authorization").
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
+    header: Spanned<String>,
+    /// The value the sandbox is given and sends.
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
+    placeholder: Spanned<String>,
+    /// A file egressd reads the real value from, at start and on reload.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    value_file: Option<Spanned<String>>,
+    /// An environment variable of egressd's holding the real value.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    value_env: Option<Spanned<String>>,
     #[serde(default, rename = "comment")]
     _comment: Option<String>,
 }
@@ -184,6 +224,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
         )
         .collect();
     let dns = dns(&raw.dns, &mut errors);
+    let credentials = credentials(&raw.credential, &allow, &mut errors);
     if !errors.list.is_empty() {
         errors.list.sort_by_key(|e| (e.line, e.column));
         return Err(PolicyErrors(errors.list));
@@ -200,6 +241,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
         carve_outs,
         headers,
         dns,
+        credentials,
     })
 }
 
@@ -265,13 +307,193 @@ fn rules(
                 continue;
             }
         }
+        let Ok(inspect) = inspection(rule, kind, &matcher, errors) else {
+            continue;
+        };
         out.push(Arc::new(Rule {
             kind,
             index,
             line: errors.line(&span),
             matcher,
             ports,
+            inspect,
         }));
+    }
+    out
+}
+
+/// A rule's `inspect`, `methods` and `paths`: only on `[[allow]]` host rules, and the request
+/// rules only with `inspect = true`. `Err` when an error was recorded.
+fn inspection(
+    rule: &RawRule,
+    kind: RuleKind,
+    matcher: &Matcher,
+    errors: &mut Errors<'_>,
+) -> Result<Option<Inspection>, ()> {
+    let present: Vec<(&'static str, Range<usize>)> = [
+        ("inspect", rule.inspect.as_ref().map(Spanned::span)),
+        ("methods", rule.methods.as_ref().map(Spanned::span)),
+        ("paths", rule.paths.as_ref().map(Spanned::span)),
+    ]
+    .into_iter()
+    .filter_map(|(key, span)| span.map(|span| (key, span)))
+    .collect();
+    let Some((key, span)) = present.first().cloned() else {
+        return Ok(None);
+    };
+    if kind != RuleKind::Allow {
+        errors.push(
+            span,
+            ErrorKind::InspectNotAllow {
+                key,
+                table: kind.table(),
+            },
+        );
+        return Err(());
+    }
+    if let Matcher::Cidr(_) = matcher {
+        errors.push(span, ErrorKind::InspectCidr { key });
+        return Err(());
+    }
+    if !rule.inspect.as_ref().is_some_and(|on| *on.get_ref()) {
+        let mut failed = false;
+        for (key, span) in present.into_iter().filter(|(key, _)| *key != "inspect") {
+            errors.push(span, ErrorKind::RequestRuleWithoutInspect { key });
+            failed = true;
+        }
+        return if failed { Err(()) } else { Ok(None) };
+    }
+    let before = errors.list.len();
+    let mut inspection = Inspection::default();
+    if let Some(methods) = &rule.methods {
+        if methods.get_ref().is_empty() {
+            let (key, what) = ("methods", "method");
+            errors.push(methods.span(), ErrorKind::EmptyList { key, what });
+        }
+        for method in methods.get_ref() {
+            let text = method.get_ref();
+            if is_token(text) && !text.bytes().any(|b| b.is_ascii_lowercase()) {
+                inspection.methods.push(text.clone());
+            } else {
+                errors.push(method.span(), ErrorKind::Method(text.clone()));
+            }
+        }
+    }
+    if let Some(paths) = &rule.paths {
+        if paths.get_ref().is_empty() {
+            let (key, what) = ("paths", "path");
+            errors.push(paths.span(), ErrorKind::EmptyList { key, what });
+        }
+        for path in paths.get_ref() {
+            match PathGlob::parse(path.get_ref()) {
+                Ok(glob) => inspection.paths.push(glob),
+                Err(error) => errors.push(
+                    path.span(),
+                    ErrorKind::PathGlob {
+                        glob: path.get_ref().clone(),
+                        error,
+                    },
+                ),
+            }
+        }
+    }
+    if errors.list.len() > before {
+        return Err(());
+    }
+    Ok(Some(inspection))
+}
+
+/// The `[[credential]]` list: each host covered by an inspected allow rule, a header the policy
+/// may set, a usable placeholder, and exactly one value source.
+fn credentials(
+    raw: &[RawCredential],
+    allow: &[Arc<Rule>],
+    errors: &mut Errors<'_>,
+) -> Vec<Arc<CredentialRule>> {
+    let mut out: Vec<Arc<CredentialRule>> = Vec::with_capacity(raw.len());
+    for (index, credential) in raw.iter().enumerate() {
+        let before = errors.list.len();
+        let host_text = credential.host.get_ref();
+        let host = match HostPattern::parse(host_text) {
+            Ok(pattern) => Some(pattern),
+            Err(error) => {
+                let pattern = host_text.clone();
+                errors.push(credential.host.span(), ErrorKind::Host { pattern, error });
+                None
+            }
+        };
+        if let Some(host) = &host {
+            let inspected = allow
+                .iter()
+                .any(|rule| match (&rule.matcher, &rule.inspect) {
+                    (Matcher::Host(pattern), Some(_)) => covers(pattern, host),
+                    _ => false,
+                });
+            if !inspected {
+                errors.push(
+                    credential.host.span(),
+                    ErrorKind::CredentialNotInspected(host_text.clone()),
+                );
+            }
+        }
+        let header = credential.header.get_ref();
+        if let Err(e) = check_name(header) {
+            errors.push(credential.header.span(), ErrorKind::CredentialHeader(e));
+        }
+        if let Err(e) = check_placeholder(credential.placeholder.get_ref()) {
+            errors.push(credential.placeholder.span(), ErrorKind::Placeholder(e));
+        }
+        let source = match (&credential.value_file, &credential.value_env) {
+            (Some(file), None) if file.get_ref().trim().is_empty() => {
+                errors.push(file.span(), ErrorKind::CredentialFile);
+                None
+            }
+            (Some(file), None) => Some(ValueSource::File(file.get_ref().clone())),
+            (None, Some(env)) => {
+                let name = env.get_ref();
+                if name.is_empty() || name.contains(['=', '\0']) {
+                    errors.push(env.span(), ErrorKind::CredentialEnv(name.clone()));
+                    None
+                } else {
+                    Some(ValueSource::Env(name.clone()))
+                }
+            }
+            (file, env) => {
+                let span = file
+                    .as_ref()
+                    .or(env.as_ref())
+                    .map_or(credential.host.span(), Spanned::span);
+                errors.push(span, ErrorKind::CredentialSource);
+                None
+            }
+        };
+        let line = errors.line(&credential.host.span());
+        if let Some(first) = out
+            .iter()
+            .find(|c| Some(&c.host) == host.as_ref() && c.header.eq_ignore_ascii_case(header))
+        {
+            errors.push(
+                credential.host.span(),
+                ErrorKind::CredentialDuplicate {
+                    host: host_text.clone(),
+                    header: header.clone(),
+                    line: first.line,
+                },
+            );
+        }
+        match (host, source) {
+            (Some(host), Some(source)) if errors.list.len() == before => {
+                out.push(Arc::new(CredentialRule {
+                    index,
+                    line,
+                    host,
+                    header: header.clone(),
+                    placeholder: credential.placeholder.get_ref().clone(),
+                    source,
+                }));
+            }
+            _ => {}
+        }
     }
     out
 }

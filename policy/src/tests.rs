@@ -266,3 +266,47 @@ fn answers_are_screened_without_ports() {
         .unwrap_err();
     assert_eq!(mapped.reason.code(), "special-range");
 }
+
+#[test]
+fn inspected_rules_and_credentials() {
+    use crate::{RequestMiss, ValueSource};
+    let text = include_str!("../testdata/inspect.toml");
+    let policy = Policy::parse(text, "inspect.toml").unwrap();
+    assert!(policy.inspects());
+    assert!(!Policy::parse(RULES, "rules.toml").unwrap().inspects());
+    let decide = |t: &str| policy.decide(&Target::parse_authority(t).unwrap());
+    let api = decide("api.example.com:443");
+    let inspect = api.rule.as_ref().and_then(|r| r.inspect.as_ref()).unwrap();
+    assert_eq!(inspect.check("GET", "/v1/repos/x"), Ok(()));
+    assert_eq!(inspect.check("DELETE", "/v1/x"), Err(RequestMiss::Method));
+    assert_eq!(inspect.check("GET", "/admin"), Err(RequestMiss::Path));
+    let objects = decide("eu.objects.example.com:443");
+    let any = objects
+        .rule
+        .as_ref()
+        .and_then(|r| r.inspect.as_ref())
+        .unwrap();
+    assert_eq!(any.check("PUT", "/anything"), Ok(()));
+    assert!(
+        decide("opaque.example.com:443")
+            .rule
+            .unwrap()
+            .inspect
+            .is_none()
+    );
+    let credentials = policy.credentials();
+    assert_eq!(credentials.len(), 2);
+    assert_eq!(
+        (credentials[0].line, credentials[0].label()),
+        (19, "credential[0] line 19".to_owned())
+    );
+    assert_eq!(credentials[0].source, ValueSource::Env("API_TOKEN".into()));
+    assert_eq!(
+        credentials[1].source,
+        ValueSource::File("/run/secrets/objects".into())
+    );
+    let name = |n: &str| crate::DomainName::parse(n).unwrap();
+    assert!(credentials[1].applies_to(&name("eu.objects.example.com")));
+    assert!(!credentials[1].applies_to(&name("objects.example.com")));
+    assert!(api.rule.unwrap().to_string().ends_with(", inspected"));
+}

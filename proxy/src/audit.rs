@@ -76,6 +76,19 @@ impl Audit {
         self.status = status.as_u16();
     }
 
+    /// Refused by egressd for `reason` (a request rule, a credential, the TLS name), under `rule`.
+    pub fn denied(
+        &mut self,
+        reason: &'static str,
+        rule: Option<Arc<Rule>>,
+        status: http::StatusCode,
+    ) {
+        self.verdict = Verdict::Deny;
+        self.reason = reason;
+        self.rule = rule;
+        self.status = status.as_u16();
+    }
+
     /// The request ended with `failure`.
     pub fn failed(&mut self, failure: &Failure) {
         self.verdict = if failure.is_refusal() {

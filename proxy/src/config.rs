@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::credential::Credential;
+use crate::inspect::InspectConfig;
 use crate::parent::ParentProxy;
 
 /// Limits and timeouts (docs/launcher.md, "Limits and timeouts").
@@ -62,4 +63,6 @@ pub struct ProxyConfig {
     pub parent: Option<ParentProxy>,
     /// The credential every request must carry; `None` accepts any caller that can connect.
     pub credential: Option<Credential>,
+    /// TLS inspection (the CA and the origins' roots); `None` when no policy rule may inspect.
+    pub inspect: Option<InspectConfig>,
 }

@@ -14,8 +14,8 @@ use crate::handler::{Connection, Generation};
 use crate::respond::refuse;
 use crate::tunnel::{self, TunnelEnd};
 
-/// The far side of a tunnel.
-enum Origin {
+/// The far side of a tunnel (or of an inspected session).
+pub(crate) enum Origin {
     Direct(tokio::net::TcpStream),
     Parent(TokioIo<hyper::upgrade::Upgraded>),
 }
@@ -61,6 +61,10 @@ pub(crate) async fn connect(
         Err(failure) => return refuse(&mut audit, &authority, failure),
     };
     audit.allowed(&decision, Some(addr), 200);
+    if crate::inspect::wanted(&decision) {
+        crate::inspect::spawn(connection, req, origin, addr, audit, target, decision);
+        return Response::new(empty());
+    }
     spawn_tunnel(connection, req, origin, audit, authority);
     Response::new(empty())
 }

@@ -69,6 +69,10 @@ pub enum Failure {
     /// The origin (or parent proxy) broke the exchange.
     #[error("upstream error: {0}")]
     Upstream(String),
+    /// The TLS handshake with an inspected host's origin failed: its certificate does not verify
+    /// for the name (unknown issuer, wrong name, expired) or the handshake broke.
+    #[error("origin TLS failed: {0}")]
+    UpstreamTls(String),
     /// The origin did not send a response head in time.
     #[error("upstream response timed out")]
     ResponseTimeout,
@@ -92,6 +96,7 @@ impl Failure {
             | Self::Dns(_)
             | Self::Connect { .. }
             | Self::Upstream(_)
+            | Self::UpstreamTls(_)
             | Self::ParentRefused(_) => StatusCode::BAD_GATEWAY,
             Self::DnsTimeout | Self::ConnectTimeout { .. } | Self::ResponseTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
@@ -118,6 +123,7 @@ impl Failure {
             Self::Connect { .. } => "upstream-unreachable",
             Self::ConnectTimeout { .. } | Self::ResponseTimeout => "upstream-timeout",
             Self::Upstream(_) => "upstream-error",
+            Self::UpstreamTls(_) => "upstream-tls",
             Self::ParentRefused(_) => "parent-proxy-refused",
         }
     }

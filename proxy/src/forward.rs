@@ -49,6 +49,16 @@ pub(crate) async fn forward(
         Ok(decided) => decided,
         Err(failure) => return refuse(&mut audit, &uri_text, failure),
     };
+    if let Some(refused) = crate::inspect::screen_plain(
+        &generation.brokered,
+        &decision,
+        &target,
+        &req,
+        &mut audit,
+        &uri_text,
+    ) {
+        return refused;
+    }
     let config = &connection.shared.config;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);

@@ -24,6 +24,7 @@ use crate::config::ProxyConfig;
 use crate::connector::Connector;
 use crate::error::Failure;
 use crate::headers::Attribution;
+use crate::inspect::{Brokered, Secrets};
 use crate::respond::{OVERLOADED, OVERLOADED_STATUS, refuse};
 use crate::route::Router;
 
@@ -39,7 +40,7 @@ pub struct Proxy {
 }
 
 pub(crate) struct Shared {
-    generation: Snapshot<Generation>,
+    pub(crate) generation: Snapshot<Generation>,
     pub(crate) config: ProxyConfig,
     sandbox_id: Arc<str>,
     sink: Sink,
@@ -50,6 +51,8 @@ pub(crate) struct Generation {
     pub(crate) router: Arc<Router>,
     pub(crate) attribution: Arc<Attribution>,
     pub(crate) client: Client<Connector, Counted<Incoming>>,
+    /// The policy's `[[credential]]` entries with their real values.
+    pub(crate) brokered: Brokered,
 }
 
 /// What every request of one connection shares.
@@ -63,8 +66,9 @@ pub(crate) struct Connection {
 }
 
 impl Generation {
-    fn new(resolver: Arc<Resolver>, config: &ProxyConfig) -> Self {
+    fn new(resolver: Arc<Resolver>, config: &ProxyConfig, secrets: &Secrets) -> Self {
         let policy = resolver.policy().clone();
+        let brokered = Brokered::new(&policy, secrets);
         let attribution = Arc::new(Attribution::render(
             policy.headers(),
             &config.extra_headers,
@@ -87,6 +91,7 @@ impl Generation {
             router,
             attribution,
             client,
+            brokered,
         }
     }
 }
@@ -95,7 +100,17 @@ impl Proxy {
     /// The proxy for the policy of `resolver`, which resolves the names it allows; audit events
     /// go to `sink`.
     pub fn new(resolver: Arc<Resolver>, config: ProxyConfig, sink: Sink) -> Self {
-        let generation = Generation::new(resolver, &config);
+        Self::with_secrets(resolver, &Secrets::default(), config, sink)
+    }
+
+    /// [`Proxy::new`] with the real values of the policy's brokered credentials.
+    pub fn with_secrets(
+        resolver: Arc<Resolver>,
+        secrets: &Secrets,
+        config: ProxyConfig,
+        sink: Sink,
+    ) -> Self {
+        let generation = Generation::new(resolver, &config, secrets);
         Self {
             shared: Arc::new(Shared {
                 generation: Snapshot::new(generation),
@@ -110,7 +125,12 @@ impl Proxy {
     /// the old one, new requests see the new one, and pooled origin connections are not reused
     /// across the change (the pool belongs to the generation).
     pub fn reload(&self, resolver: Arc<Resolver>) {
-        let generation = Generation::new(resolver, &self.shared.config);
+        self.reload_with_secrets(resolver, &Secrets::default());
+    }
+
+    /// [`Proxy::reload`] with the new policy's credential values.
+    pub fn reload_with_secrets(&self, resolver: Arc<Resolver>, secrets: &Secrets) {
+        let generation = Generation::new(resolver, &self.shared.config, secrets);
         self.shared.generation.store(generation);
     }
 

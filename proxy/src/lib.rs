@@ -14,8 +14,11 @@
 //! the pooled client → `respond` for refusals, `audit` for the event. docs/architecture.md
 //! draws it.
 //!
-//! What this crate does not do: terminate TLS (`https://` URLs must be tunneled with CONNECT),
-//! HTTP/2 to clients, or its own logging setup (the binary installs the subscriber).
+//! TLS is terminated only for the hosts a policy rule marks `inspect = true` (`inspect`: a CA of
+//! egressd's own, leaf certificates per name, request rules, brokered credentials); every other
+//! CONNECT is an opaque tunnel. What this crate does not do: HTTP/2 to clients, `https://` URLs in
+//! absolute form (they must be tunneled with CONNECT), or its own logging setup (the binary
+//! installs the subscriber).
 #![forbid(unsafe_code)]
 
 mod audit;
@@ -28,6 +31,7 @@ mod error;
 mod forward;
 mod handler;
 mod headers;
+mod inspect;
 mod parent;
 mod respond;
 mod route;
@@ -38,6 +42,10 @@ pub use credential::{Credential, MIN_SECRET_LEN, SecretError, USER as CREDENTIAL
 pub use error::Failure;
 pub use handler::Proxy;
 pub use headers::{Attribution, strip_hop_by_hop};
+pub use inspect::{
+    CaError, CertificateAuthority, CredentialValueError, InspectConfig, LEAF_LIFETIME, Secrets,
+    certificate_pem,
+};
 pub use parent::ParentProxy;
 pub use respond::{REASON_HEADER, RULE_HEADER};
 

@@ -4,6 +4,7 @@
 //! docs/architecture.md walks through it; docs/launcher.md is the contract it keeps.
 
 mod generations;
+mod inspect;
 mod listen;
 mod ready;
 mod reload;
@@ -40,12 +41,21 @@ pub struct App {
     shutdown: CancellationToken,
     loops: Loops,
     bound: Bound,
+    /// The CA's certificate and bundle, written just before readiness; `None` without a CA.
+    inspection: Option<inspect::Prepared>,
 }
 
 impl App {
     /// Builds the proxy and the stub for `policy` and binds every listener. Fails (exit 3) if a
     /// listener cannot be bound; nothing has been announced then.
-    pub async fn start(settings: Settings, policy: Policy, sink: Sink) -> Result<Self, Failure> {
+    pub async fn start(
+        mut settings: Settings,
+        policy: Policy,
+        sink: Sink,
+    ) -> Result<Self, Failure> {
+        let secrets = inspect::secrets(&policy).map_err(Failure::bad_input)?;
+        let inspection = inspect::prepare(&settings.inspect, &policy, &settings.sandbox_id)?;
+        settings.proxy.inspect = inspection.as_ref().map(|p| p.config.clone());
         let generations = Generations::new(&settings.resolver);
         let info = PolicyInfo {
             origin: policy.origin().to_owned(),
@@ -56,7 +66,12 @@ impl App {
         let proxy_server = Server::new(settings.proxy.limits.max_connections, shutdown.clone());
         let dns_server = Server::new(settings.stub.max_tcp_connections, shutdown.clone());
         let mut loops = Loops::new();
-        let proxy = Proxy::new(resolver.clone(), settings.proxy.clone(), sink.clone());
+        let proxy = Proxy::with_secrets(
+            resolver.clone(),
+            &secrets,
+            settings.proxy.clone(),
+            sink.clone(),
+        );
         let mut bound = Bound {
             proxy: listen::proxy_tcp(settings.proxy_listen, &proxy, &proxy_server, &mut loops)
                 .await?,
@@ -105,6 +120,7 @@ impl App {
             shutdown,
             loops,
             bound,
+            inspection,
         })
     }
 
@@ -122,13 +138,26 @@ impl App {
             self.settings.proxy.credential.as_ref(),
             self.settings.credential_source,
         );
+        let ca_files = match &self.inspection {
+            Some(prepared) => Some(inspect::write_files(
+                self.settings.ready_file.as_deref(),
+                prepared,
+            )?),
+            None => None,
+        };
         let ready = Ready::new(
             &self.settings.sandbox_id,
             &self.bound,
             self.policy.clone(),
             credential,
+            ca_files.as_ref(),
         );
-        ready.announce(self.settings.ready_file.as_deref())?;
+        if let Err(failure) = ready.announce(self.settings.ready_file.as_deref()) {
+            if let Some(files) = &ca_files {
+                files.remove();
+            }
+            return Err(failure);
+        }
         self.lifecycle(Step::Ready, None);
         tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, sandbox_id = %self.settings.sandbox_id, "ready");
         let outcome = loop {
@@ -166,6 +195,9 @@ impl App {
         .map(|p| p.as_path())
         .collect();
         ready::cleanup(&created);
+        if let Some(files) = &ca_files {
+            files.remove();
+        }
         if let Err(error) = outcome {
             tracing::error!(%error, "exiting");
             return Err(Failure {

@@ -10,6 +10,7 @@ use anyhow::Context;
 use proxy::{CREDENTIAL_USER, Credential};
 use serde::Serialize;
 
+use super::inspect::CaFiles;
 use super::settings::CredentialSource;
 use crate::exit::Failure;
 
@@ -27,6 +28,8 @@ pub struct Ready {
     dns: Option<String>,
     dns_unix: Option<String>,
     policy: PolicyInfo,
+    inspect_ca: Option<String>,
+    inspect_ca_bundle: Option<String>,
     env: BTreeMap<&'static str, String>,
 }
 
@@ -59,13 +62,14 @@ impl Ready {
         bound: &Bound,
         policy: PolicyInfo,
         credential: (Option<&Credential>, CredentialSource),
+        ca: Option<&CaFiles>,
     ) -> Self {
         let url = match credential.0 {
             Some(c) => format!("http://{CREDENTIAL_USER}:{}@{}", c.secret(), bound.proxy),
             None => format!("http://{}", bound.proxy),
         };
         let no_proxy = "localhost,127.0.0.1,::1".to_owned();
-        let env = BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("HTTP_PROXY", url.clone()),
             ("HTTPS_PROXY", url.clone()),
             ("http_proxy", url.clone()),
@@ -75,6 +79,7 @@ impl Ready {
             ("NO_PROXY", no_proxy.clone()),
             ("no_proxy", no_proxy),
         ]);
+        env.extend(ca.map(CaFiles::env).unwrap_or_default());
         Self {
             event: "ready",
             version: env!("CARGO_PKG_VERSION"),
@@ -87,6 +92,8 @@ impl Ready {
             dns: bound.dns.map(|a| a.to_string()),
             dns_unix: bound.dns_unix.as_ref().map(|p| p.display().to_string()),
             policy,
+            inspect_ca: ca.map(|files| files.cert.display().to_string()),
+            inspect_ca_bundle: ca.map(|files| files.bundle.display().to_string()),
             env,
         }
     }

@@ -1,32 +1,48 @@
 //! SIGHUP: the policy file read again and, when valid, a new generation for the proxy and the
 //! stub; lifecycle audit events.
 
+use anyhow::anyhow;
 use audit::{Lifecycle, Step};
 
-use super::App;
 use super::ready::PolicyInfo;
+use super::{App, inspect};
 use crate::load;
 
 impl App {
-    /// Rereads the policy file; a bad one is logged and the current policy stays.
+    /// Rereads the policy file; a bad one (or one whose brokered credentials cannot be read, or
+    /// one that inspects TLS when egressd started without a CA) is logged and the current policy
+    /// stays.
     pub(super) fn reload(&mut self) {
         let Some(path) = self.settings.policy_path.clone() else {
             tracing::info!("SIGHUP: running the built-in policy; nothing to reload");
             return;
         };
-        match load::policy(Some(&path)) {
-            Err(failure) => {
-                let error = format!("{:#}", failure.error);
+        let loaded = load::policy(Some(&path))
+            .map_err(|failure| failure.error)
+            .and_then(|policy| {
+                if policy.inspects() && self.settings.proxy.inspect.is_none() {
+                    return Err(anyhow!(
+                        "the policy inspects TLS, but egressd started without a CA (the sandbox's \
+                         environment cannot trust one made now): restart egressd with this policy, \
+                         or start it with --inspect-ca-cert/--inspect-ca-key"
+                    ));
+                }
+                let secrets = inspect::secrets(&policy)?;
+                Ok((policy, secrets))
+            });
+        match loaded {
+            Err(error) => {
+                let error = format!("{error:#}");
                 tracing::error!(%error, "SIGHUP: policy reload failed; keeping the current policy");
                 self.lifecycle(Step::ReloadFailed, Some(&error));
             }
-            Ok(policy) => {
+            Ok((policy, secrets)) => {
                 self.policy = PolicyInfo {
                     origin: policy.origin().to_owned(),
                     sha256: policy.digest().to_owned(),
                 };
                 let resolver = self.generations.resolver(policy);
-                self.proxy.reload(resolver.clone());
+                self.proxy.reload_with_secrets(resolver.clone(), &secrets);
                 if let Some(stub) = &self.stub {
                     stub.reload(resolver);
                 }

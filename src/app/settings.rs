@@ -43,6 +43,17 @@ pub struct Settings {
     pub stub: StubConfig,
     /// The resolver's settings.
     pub resolver: resolve::Settings,
+    /// TLS inspection's flags.
+    pub inspect: InspectSettings,
+}
+
+/// TLS inspection's flags (docs/tls.md).
+#[derive(Clone, Debug, Default)]
+pub struct InspectSettings {
+    /// `--inspect-ca-cert` and `--inspect-ca-key`: a launcher's CA instead of one made at start.
+    pub ca_files: Option<(PathBuf, PathBuf)>,
+    /// `--inspect-upstream-roots`: more roots to verify origins with.
+    pub upstream_roots: Option<PathBuf>,
 }
 
 impl Settings {
@@ -98,12 +109,20 @@ impl Settings {
                 limits,
                 parent: parent_proxy(args)?,
                 credential,
+                inspect: None,
             },
             stub: StubConfig {
                 sandbox_id: args.sandbox_id.clone(),
                 ..StubConfig::default()
             },
             resolver: resolve::Settings::DEFAULT,
+            inspect: InspectSettings {
+                ca_files: args
+                    .inspect_ca_cert
+                    .clone()
+                    .zip(args.inspect_ca_key.clone()),
+                upstream_roots: args.inspect_upstream_roots.clone(),
+            },
         })
     }
 }

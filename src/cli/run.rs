@@ -120,6 +120,27 @@ pub struct RunArgs {
         requires = "parent_proxy"
     )]
     pub parent_proxy_auth: Option<String>,
+    /// PEM certificate of a CA to inspect TLS with (docs/tls.md), instead of one made at start;
+    /// with --inspect-ca-key. For launchers that bake a CA into a VM image.
+    #[arg(
+        long,
+        env = "EGRESSD_INSPECT_CA_CERT",
+        value_name = "FILE",
+        requires = "inspect_ca_key"
+    )]
+    pub inspect_ca_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the --inspect-ca-cert CA.
+    #[arg(
+        long,
+        env = "EGRESSD_INSPECT_CA_KEY",
+        value_name = "FILE",
+        requires = "inspect_ca_cert"
+    )]
+    pub inspect_ca_key: Option<PathBuf>,
+    /// PEM certificates egressd also trusts, besides the system's roots, when it verifies an
+    /// inspected host's origin (private CAs).
+    #[arg(long, env = "EGRESSD_INSPECT_UPSTREAM_ROOTS", value_name = "FILE")]
+    pub inspect_upstream_roots: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

@@ -168,7 +168,7 @@ impl EnvClient {
 /// Where .ci/run installs the `undici` npm package (`npm install --prefix DIR undici@6`, DIR being
 /// `target/tmp/undici`; major 6 is the undici Node 20 bundles, and runs on Node 18 too); panics,
 /// saying so, when it is not there.
-fn node_modules() -> PathBuf {
+pub(super) fn node_modules() -> PathBuf {
     let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join("undici");
     let modules = prefix.join("node_modules");
     assert!(

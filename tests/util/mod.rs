@@ -4,8 +4,9 @@
 //! recording parent proxy (`parent`), raw HTTP and the Rust proxy client (`http`; `exchange` on a
 //! kept connection), a TCP-to-Unix relay (`relay`), the clients a scenario runs with (`clients`),
 //! the proxy credential (`secret`), real clients configured from the readiness line's environment
-//! (`proxy_env`, `env_clients`), test policies (`policies`), network
-//! namespaces (`netns`) and the other-user prober (`probe`). Nothing here sends a packet beyond
+//! (`proxy_env`, `env_clients`), test policies (`policies`), network namespaces (`netns`), a small
+//! disk (`small_disk`), the other-user prober (`probe`) and TLS origins, CAs and clients for
+//! inspection (`tls`, `tls_clients`). Nothing here sends a packet beyond
 //! loopback (or beyond a network namespace a test made).
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ mod secret;
 mod sidecar;
 mod site;
 mod small_disk;
+mod tls;
+mod tls_clients;
 
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
@@ -49,6 +52,8 @@ pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};
 pub use sidecar::{Sidecar, Signal};
 pub use site::Site;
 pub use small_disk::with_small_disk;
+pub use tls::{Fetched, TestCa, TlsOrigin, client_config, fetch, pem_certificates, request};
+pub use tls_clients::{Outcome, TlsClient};
 
 /// Upper bound for anything a test waits on; reached only when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(20);

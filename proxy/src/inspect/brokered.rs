@@ -1,0 +1,435 @@
+//! Brokered credentials: the sandbox holds a placeholder; on a request to the credential's host,
+//! egressd puts the real value in its place. The real value is kept here and in the request it is
+//! put into, nowhere else: never logged, never in an error body, and scrubbed (back to the
+//! placeholder) from the response of the request that carried it, so an origin that echoes its
+//! request cannot hand it to the sandbox.
+//!
+//! A placeholder found in a request to any other host (in a header or the URI) is refused: the
+//! sandbox was given it for one host only, so sending it elsewhere is an exfiltration attempt.
+//! That check is an alarm, not the protection: the real value is only ever put into requests to
+//! its own host, so elsewhere the placeholder is worth nothing.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::body::{Body, Frame, SizeHint};
+use policy::{CredentialRule, DomainName, Policy};
+
+/// Why a credential's real value cannot be used.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialValueError {
+    /// Nothing to send.
+    #[error("the value is empty")]
+    Empty,
+    /// It would not fit in an HTTP header unchanged.
+    #[error(
+        "the value has a character a header value cannot hold (a line break or control character)"
+    )]
+    NotHeaderValue,
+}
+
+/// The real values of a policy's `[[credential]]` entries, by position in the list, as the binary
+/// read them. `Debug` shows how many, never what.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    values: HashMap<usize, Bytes>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets(<{} values>)", self.values.len())
+    }
+}
+
+impl Secrets {
+    /// No values.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the value of credential `index` (its position in [`Policy::credentials`]).
+    pub fn insert(&mut self, index: usize, value: &str) -> Result<(), CredentialValueError> {
+        if value.is_empty() {
+            return Err(CredentialValueError::Empty);
+        }
+        if HeaderValue::from_str(value).is_err() {
+            return Err(CredentialValueError::NotHeaderValue);
+        }
+        self.values
+            .insert(index, Bytes::copy_from_slice(value.as_bytes()));
+        Ok(())
+    }
+}
+
+/// One generation's credentials, ready for requests.
+#[derive(Default)]
+pub(crate) struct Brokered {
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    rule: Arc<CredentialRule>,
+    header: HeaderName,
+    placeholder: Bytes,
+    value: Option<Bytes>,
+}
+
+/// A value put into a request, and its placeholder: what the response is scrubbed of.
+#[derive(Clone)]
+pub(crate) struct Swapped {
+    real: Bytes,
+    placeholder: Bytes,
+}
+
+impl Brokered {
+    pub(crate) fn new(policy: &Policy, secrets: &Secrets) -> Self {
+        let entries = policy
+            .credentials()
+            .iter()
+            .filter_map(|rule| {
+                // The policy validated the name as a header name an HTTP token may be.
+                let header = HeaderName::from_bytes(rule.header.as_bytes()).ok()?;
+                Some(Entry {
+                    header,
+                    placeholder: Bytes::copy_from_slice(rule.placeholder.as_bytes()),
+                    value: secrets.values.get(&rule.index).cloned(),
+                    rule: rule.clone(),
+                })
+            })
+            .collect();
+        Self { entries }
+    }
+
+    /// The first credential whose placeholder appears in a header or in `uri_text` of a request
+    /// to `name` (`None`: an IP literal) that it does not apply to.
+    pub(crate) fn exfiltration(
+        &self,
+        name: Option<&DomainName>,
+        headers: &HeaderMap,
+        uri_text: &str,
+    ) -> Option<&Arc<CredentialRule>> {
+        self.entries
+            .iter()
+            .filter(|e| !name.is_some_and(|n| e.rule.applies_to(n)))
+            .find(|e| {
+                contains(uri_text.as_bytes(), &e.placeholder)
+                    || headers
+                        .values()
+                        .any(|v| contains(v.as_bytes(), &e.placeholder))
+            })
+            .map(|e| &e.rule)
+    }
+
+    /// Puts the real value in place of the placeholder in each credential header for `name`.
+    /// `Err` names a credential whose placeholder is present but whose value egressd lacks.
+    pub(crate) fn swap(
+        &self,
+        name: &DomainName,
+        headers: &mut HeaderMap,
+    ) -> Result<Vec<Swapped>, Arc<CredentialRule>> {
+        let mut swapped = Vec::new();
+        for entry in self.entries.iter().filter(|e| e.rule.applies_to(name)) {
+            let http::header::Entry::Occupied(mut occupied) = headers.entry(&entry.header) else {
+                continue;
+            };
+            for value in occupied.iter_mut() {
+                if !contains(value.as_bytes(), &entry.placeholder) {
+                    continue;
+                }
+                let Some(real) = &entry.value else {
+                    return Err(entry.rule.clone());
+                };
+                let replaced = replace(value.as_bytes(), &entry.placeholder, real);
+                // Both parts are valid header bytes, so their concatenation is too.
+                if let Ok(new) = HeaderValue::from_bytes(&replaced) {
+                    *value = new;
+                    swapped.push(Swapped {
+                        real: real.clone(),
+                        placeholder: entry.placeholder.clone(),
+                    });
+                }
+            }
+        }
+        Ok(swapped)
+    }
+}
+
+/// Replaces every real value in `headers` with its placeholder.
+pub(crate) fn scrub_headers(headers: &mut HeaderMap, swapped: &[Swapped]) {
+    for value in headers.values_mut() {
+        let mut bytes = value.as_bytes().to_vec();
+        let mut changed = false;
+        for swap in swapped {
+            if contains(&bytes, &swap.real) {
+                bytes = replace(&bytes, &swap.real, &swap.placeholder);
+                changed = true;
+            }
+        }
+        if changed {
+            *value = HeaderValue::from_bytes(&bytes)
+                .unwrap_or_else(|_| HeaderValue::from_static("redacted"));
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A response body with every real value replaced by its placeholder, also across frames: the
+/// last few bytes of each frame wait for the next. (Compressed bodies are not looked into; a
+/// request that carries a value asks for `Accept-Encoding: identity`.)
+pub(crate) struct Redacting<B> {
+    inner: B,
+    swapped: Vec<Swapped>,
+    carry: BytesMut,
+    keep: usize,
+    pending: Option<Frame<Bytes>>,
+    finished: bool,
+}
+
+impl<B> Redacting<B> {
+    pub(crate) fn new(inner: B, swapped: Vec<Swapped>) -> Self {
+        let keep = swapped
+            .iter()
+            .map(|s| s.real.len().saturating_sub(1))
+            .max()
+            .unwrap_or(0);
+        Self {
+            inner,
+            swapped,
+            carry: BytesMut::new(),
+            keep,
+            pending: None,
+            finished: false,
+        }
+    }
+
+    fn redact(&mut self) {
+        for swap in &self.swapped {
+            if contains(&self.carry, &swap.real) {
+                let replaced = replace(&self.carry, &swap.real, &swap.placeholder);
+                self.carry = BytesMut::from(&replaced[..]);
+            }
+        }
+    }
+}
+
+impl<B> Body for Redacting<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(frame) = this.pending.take() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        this.carry.extend_from_slice(&data);
+                        this.redact();
+                        let ready = this.carry.len().saturating_sub(this.keep);
+                        if ready > 0 {
+                            let out = this.carry.split_to(ready).freeze();
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                    Err(other) => {
+                        // Trailers: whatever is held back goes first.
+                        this.redact();
+                        if this.carry.is_empty() {
+                            return Poll::Ready(Some(Ok(other)));
+                        }
+                        this.pending = Some(other);
+                        let out = this.carry.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                },
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => {
+                    this.finished = true;
+                    this.redact();
+                    if !this.carry.is_empty() {
+                        let out = this.carry.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished && self.carry.is_empty() && self.pending.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // The length changes when a value and its placeholder differ in length.
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    const POLICY: &str = r#"
+version = 1
+[[allow]]
+host = "api.example.com"
+inspect = true
+[[allow]]
+host = "*.example.net"
+inspect = true
+[[credential]]
+host = "api.example.com"
+header = "Authorization"
+placeholder = "PLACEHOLDER_API"
+value_env = "API"
+[[credential]]
+host = "*.example.net"
+header = "X-Key"
+placeholder = "PLACEHOLDER_NET"
+value_env = "NET"
+"#;
+
+    fn brokered(with_net: bool) -> Brokered {
+        let policy = Policy::parse(POLICY, "t.toml").unwrap();
+        let mut secrets = Secrets::new();
+        secrets.insert(0, "real-api-secret").unwrap();
+        if with_net {
+            secrets.insert(1, "real-net").unwrap();
+        }
+        assert!(!format!("{secrets:?}").contains("real"));
+        Brokered::new(&policy, &secrets)
+    }
+
+    fn name(n: &str) -> DomainName {
+        DomainName::parse(n).unwrap()
+    }
+
+    #[test]
+    fn placeholders_are_swapped_on_their_host_only() {
+        let b = brokered(true);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer PLACEHOLDER_API"),
+        );
+        h.insert("x-key", HeaderValue::from_static("PLACEHOLDER_NET"));
+        let swapped = b.swap(&name("api.example.com"), &mut h).unwrap();
+        assert_eq!(h["authorization"], "Bearer real-api-secret");
+        assert_eq!(h["x-key"], "PLACEHOLDER_NET", "not this host's credential");
+        assert_eq!(swapped.len(), 1);
+        let mut response = HeaderMap::new();
+        response.insert(
+            "x-echo",
+            HeaderValue::from_static("got Bearer real-api-secret"),
+        );
+        scrub_headers(&mut response, &swapped);
+        assert_eq!(response["x-echo"], "got Bearer PLACEHOLDER_API");
+    }
+
+    #[test]
+    fn placeholders_elsewhere_are_exfiltration() {
+        let b = brokered(true);
+        let mut h = HeaderMap::new();
+        h.insert("x-anything", HeaderValue::from_static("PLACEHOLDER_API"));
+        let other = b.exfiltration(Some(&name("evil.example.org")), &h, "/");
+        assert_eq!(other.map(|r| r.index), Some(0));
+        assert!(
+            b.exfiltration(Some(&name("api.example.com")), &h, "/")
+                .is_none()
+        );
+        let empty = HeaderMap::new();
+        let in_uri = b.exfiltration(None, &empty, "/x?t=PLACEHOLDER_NET");
+        assert_eq!(in_uri.map(|r| r.index), Some(1));
+        assert!(
+            b.exfiltration(Some(&name("a.example.net")), &empty, "/x?t=PLACEHOLDER_NET")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_missing_value_is_reported_not_sent() {
+        let b = brokered(false);
+        let mut h = HeaderMap::new();
+        h.insert("x-key", HeaderValue::from_static("PLACEHOLDER_NET"));
+        let Err(missing) = b.swap(&name("a.example.net"), &mut h) else {
+            panic!("swapped without a value");
+        };
+        assert_eq!(missing.index, 1);
+    }
+
+    #[test]
+    fn values_must_fit_a_header() {
+        let mut s = Secrets::new();
+        assert_eq!(s.insert(0, ""), Err(CredentialValueError::Empty));
+        assert_eq!(
+            s.insert(0, "a\nb"),
+            Err(CredentialValueError::NotHeaderValue)
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_are_scrubbed_across_frames() {
+        let swapped = vec![Swapped {
+            real: Bytes::from_static(b"SECRET-VALUE"),
+            placeholder: Bytes::from_static(b"PH"),
+        }];
+        let chunks = ["echo: SEC", "RET-VAL", "UE and SECRET-VALUE", " end"];
+        let body = Redacting::new(Frames(chunks.into_iter()), swapped);
+        let out = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&out[..], b"echo: PH and PH end");
+    }
+
+    /// A body of the given data frames.
+    struct Frames<I>(I);
+
+    impl<I: Iterator<Item = &'static str> + Unpin> Body for Frames<I> {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(
+                self.0
+                    .next()
+                    .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes())))),
+            )
+        }
+    }
+}

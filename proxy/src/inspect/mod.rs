@@ -1,0 +1,311 @@
+//! TLS inspection, for the hosts a policy marks `inspect = true` and no others: egressd ends the
+//! sandbox's TLS with a leaf certificate its own CA mints for the name, reads each HTTP/1.1
+//! request, applies the rule's `methods` and `paths`, swaps brokered credentials in, sets the
+//! attribution headers, and sends the request on over its own TLS connection to the origin,
+//! whose certificate it verifies against the name the policy judged.
+//!
+//! Entered from one branch in `connect.rs`, after the name was decided and the origin dialed (so
+//! refusals and unreachable origins are answered on the CONNECT, as for tunnels). Then, on the
+//! connection's tracked task:
+//!
+//! 1. `ca`: read the ClientHello; no SNI, or an SNI that is not the CONNECT host (domain
+//!    fronting), ends the connection; otherwise the leaf for that name (cached) is presented.
+//! 2. `request`: every request inside, checked and audited one by one.
+//! 3. `upstream`: the origin connection, TLS over the stream `connect.rs` dialed.
+//! 4. `brokered`: credential placeholders in, real values out of responses.
+//!
+//! What it does not do: HTTP/2 (ALPN offers HTTP/1.1 only, to both sides), WebSocket upgrades
+//! (`Upgrade` is hop-by-hop and removed), or inspect anything a rule does not mark.
+
+mod brokered;
+mod ca;
+mod request;
+mod upstream;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use policy::{Decision, DomainName, Host, Target};
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Mutex;
+use tokio_rustls::LazyConfigAcceptor;
+
+pub(crate) use brokered::Brokered;
+pub use brokered::{CredentialValueError, Secrets};
+pub use ca::{CaError, CertificateAuthority, LEAF_LIFETIME, certificate_pem};
+pub(crate) use request::screen_plain;
+
+use crate::audit::{Audit, Bytes, Caller};
+use crate::connect::Origin;
+use crate::handler::{Connection, Shared};
+use upstream::Upstream;
+
+/// Inspection settings that do not change with the policy: the CA, and the TLS client
+/// configuration for origins (their roots).
+#[derive(Clone)]
+pub struct InspectConfig {
+    /// Mints the leaf certificates clients see.
+    pub ca: Arc<CertificateAuthority>,
+    upstream: Arc<rustls::ClientConfig>,
+    roots: usize,
+}
+
+impl std::fmt::Debug for InspectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "InspectConfig {{ ca: {:?}, roots: {} }}",
+            self.ca, self.roots
+        )
+    }
+}
+
+impl InspectConfig {
+    /// Inspection with `ca`, trusting `roots` (the system's, plus any given) for origins.
+    pub fn new(
+        ca: CertificateAuthority,
+        roots: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, rustls::Error> {
+        let (config, roots) = upstream::client_config(roots)?;
+        Ok(Self {
+            ca: Arc::new(ca),
+            upstream: Arc::new(config),
+            roots,
+        })
+    }
+
+    /// How many origin roots were usable.
+    pub fn roots(&self) -> usize {
+        self.roots
+    }
+}
+
+/// True when the rule that allowed `decision` asks for inspection.
+pub(crate) fn wanted(decision: &Decision) -> bool {
+    decision.rule.as_ref().is_some_and(|r| r.inspect.is_some())
+}
+
+/// What the requests of one inspected session share.
+pub(crate) struct Session {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) caller: Caller,
+    pub(crate) target: Target,
+    pub(crate) name: DomainName,
+    /// `host` or `host:port` (port when not 443): the Host header sent, and the URLs logged.
+    pub(crate) authority: String,
+    pub(crate) upstream: Mutex<Upstream>,
+}
+
+/// Why the TLS session with the client was not opened; the CONNECT's audit reason.
+#[derive(Clone, Copy, Debug)]
+enum Ended {
+    SniMissing,
+    SniMismatch,
+    ClientTls,
+}
+
+impl Ended {
+    fn code(self) -> &'static str {
+        match self {
+            Self::SniMissing => "sni-missing",
+            Self::SniMismatch => "sni-mismatch",
+            Self::ClientTls => "client-tls",
+        }
+    }
+}
+
+/// Runs the inspected session on a tracked task once hyper hands over the client's connection.
+/// The CONNECT's audit event (with the TLS bytes both ways) is written when the session ends.
+pub(crate) fn spawn(
+    connection: &Connection,
+    req: Request<Incoming>,
+    origin: Origin,
+    addr: SocketAddr,
+    mut audit: Audit,
+    target: Target,
+    decision: Decision,
+) {
+    let shared = connection.shared.clone();
+    let caller = connection.caller.clone();
+    let permit = connection.permit.clone();
+    let tasks = connection.tasks.clone();
+    connection.tasks.spawn(async move {
+        // The connection's place under the limit lives as long as the session.
+        let _permit = permit;
+        let Host::Name(name) = target.host.clone() else {
+            // Inspected rules are host rules: an IP literal never gets here.
+            return;
+        };
+        let Some(inspect) = shared.config.inspect.clone() else {
+            tracing::error!(target = %name, "inspected rule but no CA; closing");
+            audit.denied(
+                "inspect-unavailable",
+                decision.rule.clone(),
+                http::StatusCode::OK,
+            );
+            return;
+        };
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "client left before the session opened");
+                return;
+            }
+        };
+        let io = Counting {
+            inner: TokioIo::new(upgraded),
+            bytes: audit.bytes.clone(),
+        };
+        let limits = &shared.config.limits;
+        let tls = match accept(io, &name, &inspect, limits.header_read_timeout).await {
+            Ok(tls) => tls,
+            Err(ended) => {
+                tracing::info!(target = %name, reason = ended.code(), "inspected session refused");
+                audit.denied(ended.code(), decision.rule.clone(), http::StatusCode::OK);
+                return;
+            }
+        };
+        let parent = shared
+            .config
+            .parent
+            .clone()
+            .map(|p| (p, shared.generation.load().attribution.clone()));
+        let upstream = match Upstream::new(
+            origin,
+            addr,
+            &name,
+            target.clone(),
+            inspect.upstream.clone(),
+            parent,
+            limits.clone(),
+            tasks,
+        ) {
+            Ok(upstream) => upstream,
+            Err(failure) => {
+                audit.failed(&failure);
+                return;
+            }
+        };
+        let authority = match target.port {
+            443 => name.to_string(),
+            port => format!("{name}:{port}"),
+        };
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .keep_alive(true);
+        let session = Arc::new(Session {
+            shared: shared.clone(),
+            caller,
+            target,
+            name,
+            authority,
+            upstream: Mutex::new(upstream),
+        });
+        let service = service_fn(move |req| request::handle(session.clone(), req));
+        if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+            tracing::debug!(%error, "inspected session ended with an error");
+        }
+        drop(audit);
+    });
+}
+
+/// The TLS handshake with the client, after its SNI was checked against the CONNECT host.
+async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: IO,
+    name: &DomainName,
+    inspect: &InspectConfig,
+    timeout: std::time::Duration,
+) -> Result<tokio_rustls::server::TlsStream<IO>, Ended> {
+    let handshake = async {
+        let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+        let start = acceptor.await.map_err(|_| Ended::ClientTls)?;
+        let sni = start.client_hello().server_name().map(DomainName::parse);
+        match sni {
+            None => return Err(Ended::SniMissing),
+            Some(Ok(sni)) if sni == *name => {}
+            Some(_) => return Err(Ended::SniMismatch),
+        }
+        let config = inspect.ca.server_config(name.as_str()).map_err(|error| {
+            tracing::error!(%error, "cannot mint a leaf certificate");
+            Ended::ClientTls
+        })?;
+        start
+            .into_stream(config)
+            .await
+            .map_err(|_| Ended::ClientTls)
+    };
+    tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| Ended::ClientTls)?
+}
+
+/// Counts the bytes a client stream moves, for the CONNECT's audit record.
+struct Counting<IO> {
+    inner: IO,
+    bytes: Bytes,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Counting<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.bytes.up.fetch_add(read as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Counting<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.bytes.down.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.bytes.down.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

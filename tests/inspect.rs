@@ -1,0 +1,728 @@
+//! TLS inspection (docs/tls.md) through `egressd run`, against loopback TLS origins with their own
+//! test CA: a Rust client (rustls, trusting egressd's CA from the readiness line) in plain tests,
+//! and curl, Python `requests`, Go's `net/http` and Node's fetch, trusting the CA only through the
+//! readiness line's `env`, in tests ignored for needing them.
+
+use std::path::PathBuf;
+
+use crate::util::*;
+
+const SECRET: &str = "real-secret-value-0123456789";
+const PLACEHOLDER: &str = "PLACEHOLDER_ORIGIN_TOKEN";
+
+/// Four loopback TLS origins and an egressd inspecting three of them.
+struct World {
+    /// `origin.test`: inspected, `methods = ["GET", "POST"]`, `paths = ["/ok/*"]`, the credential's host.
+    origin: TlsOrigin,
+    /// `other.test`: inspected, no request rules, no credential.
+    other: TlsOrigin,
+    /// `plain.test`: allowed, not inspected.
+    plain: TlsOrigin,
+    /// `bad.test`: inspected; its certificate comes from a CA egressd does not trust.
+    bad: TlsOrigin,
+    origin_ca: TestCa,
+    sidecar: Sidecar,
+    audit: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra_args: &[&str]) -> Self {
+        let origin_ca = TestCa::new("test origin CA");
+        let rogue_ca = TestCa::new("rogue CA");
+        let origin = TlsOrigin::start(&origin_ca, &["origin.test"]);
+        let other = TlsOrigin::start(&origin_ca, &["other.test"]);
+        let plain = TlsOrigin::start(&origin_ca, &["plain.test"]);
+        let bad = TlsOrigin::start(&rogue_ca, &["bad.test"]);
+        let dir = tempfile::tempdir().unwrap();
+        let token = write(dir.path(), "token", &format!("{SECRET}\n"));
+        let ports = [&origin, &other, &plain, &bad].map(|o| o.addr.port());
+        let text = inspect_policy(ports, &token.display().to_string());
+        let policy = write(dir.path(), "policy.toml", &text);
+        let roots = origin_ca.write(dir.path(), "origin-ca.pem");
+        let audit = dir.path().join("audit.jsonl");
+        let ready = dir.path().join("egressd.json");
+        let mut args = vec![
+            "--policy",
+            policy.to_str().unwrap(),
+            "--sandbox-id",
+            "sb-tls",
+            "--inspect-upstream-roots",
+            roots.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra_args);
+        let sidecar = Sidecar::start(&args);
+        Self {
+            origin,
+            other,
+            plain,
+            bad,
+            origin_ca,
+            sidecar,
+            audit,
+            dir,
+        }
+    }
+
+    /// The CA certificate egressd wrote, as the readiness line names it.
+    fn egressd_ca(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        pem_certificates(std::path::Path::new(
+            self.sidecar.ready["inspect_ca"].as_str().unwrap(),
+        ))
+    }
+
+    /// `METHOD PATH` to `host` (one of the origins) through egressd, trusting egressd's CA.
+    fn fetch(&self, host: &str, method: &str, path: &str, headers: &[&str]) -> Fetched {
+        let authority = format!("{host}:{}", self.port(host));
+        let request = request(method, path, &authority, headers);
+        let config = client_config(&self.egressd_ca());
+        fetch(self.sidecar.proxy(), &authority, host, config, &request)
+            .unwrap_or_else(|e| panic!("{method} https://{authority}{path}: {e}"))
+    }
+
+    fn port(&self, host: &str) -> u16 {
+        match host {
+            "origin.test" => self.origin.addr.port(),
+            "other.test" => self.other.addr.port(),
+            "plain.test" => self.plain.addr.port(),
+            "bad.test" => self.bad.addr.port(),
+            _ => panic!("no origin {host}"),
+        }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.port(host))
+    }
+}
+
+fn inspect_policy(ports: [u16; 4], token: &str) -> String {
+    let [origin, other, plain, bad] = ports;
+    format!(
+        r#"version = 1
+[defaults]
+action = "deny"
+
+[[allow]]
+host = "origin.test"
+ports = [{origin}]
+inspect = true
+methods = ["GET", "POST"]
+paths = ["/ok/*"]
+
+[[allow]]
+host = "other.test"
+ports = [{other}]
+inspect = true
+
+[[allow]]
+host = "plain.test"
+ports = [{plain}]
+
+[[allow]]
+host = "bad.test"
+ports = [{bad}]
+inspect = true
+
+[[danger_carve_out]]
+cidr = "127.0.0.1/32"
+ports = [{origin}, {other}, {plain}, {bad}]
+
+[[credential]]
+host = "origin.test"
+header = "Authorization"
+placeholder = "{PLACEHOLDER}"
+value_file = "{token}"
+
+[headers]
+"X-Egressd-Sandbox" = "{{sandbox_id}}"
+
+[dns.static]
+"origin.test" = ["127.0.0.1"]
+"other.test" = ["127.0.0.1"]
+"plain.test" = ["127.0.0.1"]
+"bad.test" = ["127.0.0.1"]
+{NO_RESOLVER}"#
+    )
+}
+
+fn reason(head: &str) -> Option<String> {
+    header_value(head, "x-egressd-reason")
+}
+
+#[test]
+fn inspected_requests_are_attributed_checked_and_audited() {
+    let world = World::start();
+    let ok = world.fetch(
+        "origin.test",
+        "GET",
+        "/ok/1?q=secret-query",
+        &["X-Egressd-Sandbox: spoofed"],
+    );
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(header_value(&ok.head, "x-origin").as_deref(), Some("tls"));
+    let seen = world.origin.seen();
+    assert_eq!(seen.len(), 1);
+    let head = &seen[0];
+    assert!(
+        head.starts_with("GET /ok/1?q=secret-query HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert_eq!(
+        header_values(head, "x-egressd-sandbox"),
+        ["sb-tls"],
+        "attribution replaces the client's copy: {head}"
+    );
+    let port = world.origin.addr.port();
+    assert_eq!(
+        header_value(head, "host"),
+        Some(format!("origin.test:{port}"))
+    );
+
+    let cases = [
+        ("DELETE", "/ok/1", "method-not-allowed"),
+        ("GET", "/admin", "path-not-allowed"),
+        ("GET", "/ok/%2e%2e/admin", "path-not-allowed"),
+    ];
+    for (method, path, code) in cases {
+        let refused = world.fetch("origin.test", method, path, &[]);
+        assert_eq!(refused.status, 403, "{method} {path}: {refused:?}");
+        assert_eq!(reason(&refused.head).as_deref(), Some(code), "{refused:?}");
+        assert!(
+            header_value(&refused.head, "x-egressd-rule")
+                .is_some_and(|r| r.starts_with("allow[0] line")),
+            "{refused:?}"
+        );
+        assert!(refused.body.contains("rule allow[0]"), "{refused:?}");
+    }
+    // The Host inside must be the CONNECT host.
+    let authority = format!("origin.test:{port}");
+    let config = client_config(&world.egressd_ca());
+    let spoofed = request("GET", "/ok/1", &format!("other.test:{port}"), &[]);
+    let refused = fetch(
+        world.sidecar.proxy(),
+        &authority,
+        "origin.test",
+        config,
+        &spoofed,
+    )
+    .unwrap();
+    assert_eq!(refused.status, 403);
+    assert_eq!(reason(&refused.head).as_deref(), Some("host-mismatch"));
+    assert_eq!(
+        world.origin.seen().len(),
+        1,
+        "no refused request reached the origin"
+    );
+
+    // One event per inner request (the query is never logged), and one per CONNECT.
+    let events = request_events(&world.audit, 10);
+    let inner: Vec<_> = events.iter().filter(|e| e["method"] != "CONNECT").collect();
+    let url = |path: &str| world.url("origin.test", path);
+    let expect = [
+        ("GET", url("/ok/1"), "allow", "allow-rule", 200),
+        ("DELETE", url("/ok/1"), "deny", "method-not-allowed", 403),
+        ("GET", url("/admin"), "deny", "path-not-allowed", 403),
+        (
+            "GET",
+            url("/ok/%2e%2e/admin"),
+            "deny",
+            "path-not-allowed",
+            403,
+        ),
+        ("GET", url("/ok/1"), "deny", "host-mismatch", 403),
+    ];
+    assert_eq!(inner.len(), expect.len(), "{inner:#?}");
+    for (event, (method, destination, decision, code, status)) in inner.iter().zip(expect) {
+        assert_eq!(
+            (
+                event["method"].as_str().unwrap(),
+                event["destination"].as_str().unwrap(),
+                event["decision"].as_str().unwrap(),
+                event["reason"].as_str().unwrap(),
+                event["status"].as_u64().unwrap(),
+            ),
+            (method, destination.as_str(), decision, code, status),
+            "{event}"
+        );
+    }
+    assert_eq!(inner[0]["resolved"], format!("127.0.0.1:{port}"));
+    assert!(inner[0]["bytes_down"].as_u64().unwrap() > 0);
+    let tunnels: Vec<_> = events.iter().filter(|e| e["method"] == "CONNECT").collect();
+    assert_eq!(tunnels.len(), 5, "{tunnels:#?}");
+    assert!(
+        tunnels
+            .iter()
+            .all(|e| e["decision"] == "allow" && e["status"] == 200)
+    );
+    let log = std::fs::read_to_string(&world.audit).unwrap();
+    assert!(
+        !log.contains("secret-query"),
+        "queries are not logged: {log}"
+    );
+}
+
+#[test]
+fn credentials_are_swapped_on_their_host_and_refused_elsewhere() {
+    let world = World::start();
+    let bearer = format!("Authorization: Bearer {PLACEHOLDER}");
+    let swapped = world.fetch("origin.test", "GET", "/ok/echo", &[&bearer]);
+    assert_eq!(swapped.status, 200, "{swapped:?}");
+    let head = &world.origin.seen()[0];
+    assert_eq!(
+        header_value(head, "authorization"),
+        Some(format!("Bearer {SECRET}")),
+        "the origin gets the real value"
+    );
+    // The origin echoes what it got; egressd hands the sandbox the placeholder back.
+    assert!(
+        swapped
+            .body
+            .contains(&format!("authorization=Bearer {PLACEHOLDER}")),
+        "{swapped:?}"
+    );
+    assert_eq!(
+        header_value(&swapped.head, "x-echo-authorization"),
+        Some(format!("Bearer {PLACEHOLDER}"))
+    );
+    assert!(!swapped.body.contains(SECRET) && !swapped.head.contains(SECRET));
+
+    // The placeholder sent to another inspected host, in any header or in the URL.
+    let elsewhere = [
+        world.fetch("other.test", "GET", "/", &[&bearer]),
+        world.fetch(
+            "other.test",
+            "GET",
+            "/",
+            &[&format!("X-Note: {PLACEHOLDER}")],
+        ),
+        world.fetch("other.test", "GET", &format!("/?t={PLACEHOLDER}"), &[]),
+    ];
+    for refused in &elsewhere {
+        assert_eq!(refused.status, 403, "{refused:?}");
+        assert_eq!(
+            reason(&refused.head).as_deref(),
+            Some("credential-exfiltration")
+        );
+        assert!(!refused.body.contains(SECRET));
+    }
+    assert!(world.other.seen().is_empty());
+    // ...or in plain HTTP to any host.
+    let plain = Client::Rust.get_with(
+        world.sidecar.proxy(),
+        &format!("http://other.test:{}/", world.other.addr.port()),
+        &[&bearer],
+    );
+    assert_eq!(plain.status, 403, "{plain:?}");
+    assert_eq!(
+        reason(&plain.headers).as_deref(),
+        Some("credential-exfiltration")
+    );
+
+    // Four inspected requests, their four CONNECTs, one plain request.
+    let events = request_events(&world.audit, 9);
+    let refusals: Vec<_> = events
+        .iter()
+        .filter(|e| e["reason"] == "credential-exfiltration")
+        .collect();
+    assert_eq!(refusals.len(), 4, "{events:#?}");
+    assert!(refusals.iter().all(|e| e["decision"] == "deny"));
+    let everything = std::fs::read_to_string(&world.audit).unwrap() + &world.sidecar.stderr.text();
+    assert!(
+        !everything.contains(SECRET),
+        "the real value is never logged"
+    );
+}
+
+#[test]
+fn the_sni_must_be_the_connect_host() {
+    let world = World::start();
+    let port = world.origin.addr.port();
+    let authority = format!("origin.test:{port}");
+    let config = client_config(&world.egressd_ca());
+    let request = request("GET", "/ok/1", &authority, &[]);
+    // Domain fronting: an allowed CONNECT, another name inside.
+    let fronted = fetch(
+        world.sidecar.proxy(),
+        &authority,
+        "other.test",
+        config.clone(),
+        &request,
+    );
+    assert!(fronted.is_err(), "{fronted:?}");
+    // No SNI at all (an IP address as the TLS name sends none).
+    let bare = fetch(
+        world.sidecar.proxy(),
+        &authority,
+        "127.0.0.1",
+        config,
+        &request,
+    );
+    assert!(bare.is_err(), "{bare:?}");
+    assert!(world.origin.seen().is_empty());
+    let events = request_events(&world.audit, 2);
+    let reasons: Vec<_> = events
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["sni-mismatch", "sni-missing"], "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["decision"] == "deny" && e["method"] == "CONNECT")
+    );
+}
+
+#[test]
+fn an_origin_certificate_egressd_cannot_verify_is_502_upstream_tls() {
+    let world = World::start();
+    let refused = world.fetch("bad.test", "GET", "/", &[]);
+    assert_eq!(refused.status, 502, "{refused:?}");
+    assert_eq!(reason(&refused.head).as_deref(), Some("upstream-tls"));
+    assert!(refused.body.contains("origin TLS failed"), "{refused:?}");
+    let events = request_events(&world.audit, 2);
+    let inner = events.iter().find(|e| e["method"] == "GET").unwrap();
+    assert_eq!(
+        (&inner["decision"], &inner["reason"], &inner["status"]),
+        (&"error".into(), &"upstream-tls".into(), &502.into())
+    );
+}
+
+#[test]
+fn a_host_not_marked_inspect_stays_an_opaque_tunnel() {
+    let world = World::start();
+    let authority = format!("plain.test:{}", world.plain.addr.port());
+    // Trusting only the origin's own CA: the handshake succeeds, so nothing came between.
+    let config = client_config(std::slice::from_ref(&world.origin_ca.der));
+    let request = request("GET", "/anything", &authority, &["X-Egressd-Sandbox: mine"]);
+    let got = fetch(
+        world.sidecar.proxy(),
+        &authority,
+        "plain.test",
+        config,
+        &request,
+    )
+    .unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.peer, world.plain.leaf,
+        "the client sees the origin's own certificate"
+    );
+    let head = &world.plain.seen()[0];
+    assert_eq!(
+        header_values(head, "x-egressd-sandbox"),
+        ["mine"],
+        "untouched"
+    );
+    // And egressd's CA would not do for it.
+    let with_egressd_ca = client_config(&world.egressd_ca());
+    let refused = fetch(
+        world.sidecar.proxy(),
+        &authority,
+        "plain.test",
+        with_egressd_ca,
+        &request,
+    );
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+#[test]
+fn the_ca_files_are_announced_in_the_env_block_and_removed_at_exit() {
+    let mut world = World::start();
+    let ready = &world.sidecar.ready;
+    let cert = PathBuf::from(ready["inspect_ca"].as_str().unwrap());
+    let bundle = PathBuf::from(ready["inspect_ca_bundle"].as_str().unwrap());
+    let ready_file = world.dir.path().join("egressd.json");
+    assert_eq!(
+        cert,
+        PathBuf::from(format!("{}.ca.pem", ready_file.display()))
+    );
+    let env = &ready["env"];
+    for var in [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+    ] {
+        assert_eq!(env[var], bundle.display().to_string(), "{var}");
+    }
+    assert_eq!(env["NODE_EXTRA_CA_CERTS"], cert.display().to_string());
+    let ca = std::fs::read_to_string(&cert).unwrap();
+    let bundled = std::fs::read_to_string(&bundle).unwrap();
+    assert!(bundled.ends_with(&ca), "the bundle ends with the CA");
+    assert!(!ca.contains("PRIVATE KEY") && !bundled.contains("PRIVATE KEY"));
+    world.sidecar.signal(Signal::SIGTERM);
+    assert!(world.sidecar.wait().success());
+    assert!(!cert.exists() && !bundle.exists(), "removed at exit");
+}
+
+#[test]
+fn without_an_inspected_rule_there_is_no_ca() {
+    let origin = Origin::start(Behaviour::Answer);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "p.toml",
+        &loopback_policy(&[origin.addr.port()], ""),
+    );
+    let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
+    assert!(sidecar.ready["inspect_ca"].is_null());
+    assert!(sidecar.ready["env"]["SSL_CERT_FILE"].is_null());
+}
+
+#[test]
+fn a_launcher_ca_is_used_and_its_files_are_left_alone() {
+    let launcher_ca = TestCa::new("launcher CA");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = launcher_ca.write(dir.path(), "launcher-ca.pem");
+    let key = write(dir.path(), "launcher-ca.key", &launcher_ca.key_pem);
+    let mut world = World::start_with(&[
+        "--inspect-ca-cert",
+        cert.to_str().unwrap(),
+        "--inspect-ca-key",
+        key.to_str().unwrap(),
+    ]);
+    let port = world.origin.addr.port();
+    let authority = format!("origin.test:{port}");
+    let config = client_config(std::slice::from_ref(&launcher_ca.der));
+    let request = request("GET", "/ok/1", &authority, &[]);
+    let got = fetch(
+        world.sidecar.proxy(),
+        &authority,
+        "origin.test",
+        config,
+        &request,
+    )
+    .unwrap();
+    assert_eq!(got.status, 200);
+    world.sidecar.signal(Signal::SIGTERM);
+    assert!(world.sidecar.wait().success());
+    assert!(cert.exists() && key.exists());
+}
+
+#[test]
+fn a_missing_credential_value_exits_2_and_a_reload_without_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent-token");
+    let text = inspect_policy([1001, 1002, 1003, 1004], &missing.display().to_string());
+    let policy = write(dir.path(), "policy.toml", &text);
+    let Err(run) = Sidecar::try_start(&["--policy", policy.to_str().unwrap()]) else {
+        panic!("egressd started without the credential's value");
+    };
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("credential[0] line"), "{run:?}");
+
+    // Started with a value, reloaded into a policy whose value cannot be read: refused.
+    let token = write(dir.path(), "token", SECRET);
+    let good = inspect_policy([1001, 1002, 1003, 1004], &token.display().to_string());
+    std::fs::write(&policy, &good).unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ]);
+    std::fs::write(&policy, &text).unwrap();
+    sidecar.signal(Signal::SIGHUP);
+    sidecar.stderr.wait_for("policy reload failed", 1);
+    // A policy without inspection in a sidecar without a CA cannot gain it by reload.
+    let plain = Sidecar::start(&[
+        "--policy",
+        write(dir.path(), "plain.toml", &loopback_policy(&[1001], ""))
+            .to_str()
+            .unwrap(),
+    ]);
+    let plain_policy = dir.path().join("plain.toml");
+    std::fs::write(&plain_policy, &good).unwrap();
+    plain.signal(Signal::SIGHUP);
+    plain.stderr.wait_for("egressd started without a CA", 1);
+    assert!(!plain.stderr.text().contains(SECRET) && !sidecar.stderr.text().contains(SECRET));
+}
+
+/// The behaviours above through a real client that knows egressd only from the `env` block.
+fn with_real_client(client: TlsClient) {
+    let world = World::start();
+    let env = &world.sidecar.ready["env"];
+    let get = |method: &str, host: &str, path: &str, headers: &[&str]| -> Outcome {
+        client.fetch(env, method, &world.url(host, path), headers)
+    };
+    let ok = get("GET", "origin.test", "/ok/1", &[]);
+    assert_eq!(ok.status, 200, "{client:?}: {ok:?}");
+    assert!(ok.body.contains("GET /ok/1 HTTP/1.1"), "{ok:?}");
+    assert_eq!(
+        header_values(&world.origin.seen()[0], "x-egressd-sandbox"),
+        ["sb-tls"]
+    );
+    for (method, path, code) in [
+        ("DELETE", "/ok/1", "method-not-allowed"),
+        ("GET", "/admin", "path-not-allowed"),
+    ] {
+        let refused = get(method, "origin.test", path, &[]);
+        assert_eq!(
+            (refused.status, refused.reason.as_str()),
+            (403, code),
+            "{client:?}: {refused:?}"
+        );
+    }
+    let bearer = format!("Authorization: Bearer {PLACEHOLDER}");
+    let swapped = get("GET", "origin.test", "/ok/echo", &[&bearer]);
+    assert_eq!(swapped.status, 200, "{client:?}: {swapped:?}");
+    assert!(
+        swapped
+            .body
+            .contains(&format!("authorization=Bearer {PLACEHOLDER}")),
+        "{swapped:?}"
+    );
+    let last = world.origin.seen().pop().unwrap();
+    assert_eq!(
+        header_value(&last, "authorization"),
+        Some(format!("Bearer {SECRET}"))
+    );
+    let exfiltrated = get("GET", "other.test", "/", &[&bearer]);
+    assert_eq!(
+        (exfiltrated.status, exfiltrated.reason.as_str()),
+        (403, "credential-exfiltration"),
+        "{client:?}: {exfiltrated:?}"
+    );
+    let bad = get("GET", "bad.test", "/", &[]);
+    assert_eq!(
+        (bad.status, bad.reason.as_str()),
+        (502, "upstream-tls"),
+        "{client:?}: {bad:?}"
+    );
+    // Not inspected: the origin's own certificate reaches the client, which trusts only what the
+    // env block names (the system's roots and egressd's CA), so it refuses it.
+    let opaque = get("GET", "plain.test", "/", &[]);
+    assert_eq!(opaque.status, 0, "{client:?}: {opaque:?}");
+    assert!(!opaque.error.is_empty(), "{client:?}: {opaque:?}");
+    assert!(world.plain.seen().is_empty());
+    let everything = std::fs::read_to_string(&world.audit).unwrap() + &world.sidecar.stderr.text();
+    assert!(!everything.contains(SECRET));
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn real_client_curl() {
+    with_real_client(TlsClient::Curl);
+}
+
+#[test]
+#[ignore = "needs python3 with requests: run by .ci/run"]
+fn real_client_python_requests() {
+    with_real_client(TlsClient::Requests);
+}
+
+#[test]
+#[ignore = "needs go: run by .ci/run"]
+fn real_client_go() {
+    with_real_client(TlsClient::Go);
+}
+
+#[test]
+#[ignore = "needs node and the undici npm package: run by .ci/run"]
+fn real_client_node_fetch() {
+    with_real_client(TlsClient::Node);
+}
+
+/// What only curl can be told to do: another name inside an allowed tunnel, and trusting the
+/// origin's CA itself to show that an opaque tunnel carries the origin's certificate.
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn curl_domain_fronting_is_refused_and_opaque_tunnels_show_the_origin_certificate() {
+    let world = World::start();
+    let env = world.sidecar.ready["env"].as_object().unwrap().clone();
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-v", "--max-time", "20"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .envs(
+                env.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())),
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // curl CONNECTs to other.test (allowed, inspected) but says origin.test in its SNI.
+    let (port_origin, port_other) = (world.origin.addr.port(), world.other.addr.port());
+    let connect_to = format!("origin.test:{port_origin}:other.test:{port_other}");
+    let (ok, log) = curl(&[
+        "--connect-to",
+        &connect_to,
+        &world.url("origin.test", "/ok/1"),
+    ]);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains(&format!("CONNECT other.test:{port_other}")),
+        "{log}"
+    );
+    assert!(world.origin.seen().is_empty() && world.other.seen().is_empty());
+    let events = request_events(&world.audit, 1);
+    assert_eq!(events[0]["reason"], "sni-mismatch", "{events:?}");
+
+    let origin_ca = world
+        .origin_ca
+        .write(world.dir.path(), "only-origin-ca.pem");
+    let (ok, log) = curl(&[
+        "--cacert",
+        origin_ca.to_str().unwrap(),
+        &world.url("plain.test", "/"),
+    ]);
+    assert!(ok, "{log}");
+    assert!(log.contains("issuer: CN=test origin CA"), "{log}");
+}
+
+#[test]
+fn a_credential_value_comes_from_egressd_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = inspect_policy([1001, 1002, 1003, 1004], "unused").replace(
+        "value_file = \"unused\"",
+        "value_env = \"EGRESSD_TEST_ORIGIN_TOKEN\"",
+    );
+    let policy = write(dir.path(), "policy.toml", &text);
+    let start = |value: Option<&str>| {
+        let mut command = egressd();
+        command
+            .args([
+                "run",
+                "--no-proxy-credential",
+                "--exit-on-stdin-eof",
+                "--policy",
+            ])
+            .arg(&policy)
+            .env_remove("EGRESSD_TEST_ORIGIN_TOKEN")
+            .stdin(std::process::Stdio::null());
+        if let Some(value) = value {
+            command.env("EGRESSD_TEST_ORIGIN_TOKEN", value);
+        }
+        command.output().unwrap()
+    };
+    // Set: ready (then stdin's end of file stops it).
+    let ok = start(Some(SECRET));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(stdout.contains("\"inspect_ca\""), "{stdout}");
+    assert!(!stdout.contains(SECRET) && !String::from_utf8_lossy(&ok.stderr).contains(SECRET));
+    // Unset: exit 2, naming the credential and the variable.
+    let missing = start(None);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("value_env EGRESSD_TEST_ORIGIN_TOKEN"),
+        "{stderr}"
+    );
+    assert!(missing.stdout.is_empty(), "no readiness line");
+}
