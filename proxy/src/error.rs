@@ -71,6 +71,10 @@ pub enum Failure {
     /// The parent proxy refused the CONNECT.
     #[error("parent proxy answered {0}")]
     ParentRefused(StatusCode),
+    /// egressd itself ran out of descriptors, buffers or memory (EMFILE, ENFILE, ENOBUFS,
+    /// ENOMEM) while opening a connection.
+    #[error("egressd is out of resources: {0}")]
+    ProxyResources(Arc<io::Error>),
 }
 
 impl Failure {
@@ -92,6 +96,7 @@ impl Failure {
             Self::DnsTimeout | Self::ConnectTimeout { .. } | Self::ResponseTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
+            Self::ProxyResources(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -114,6 +119,7 @@ impl Failure {
             Self::ConnectTimeout { .. } | Self::ResponseTimeout => "upstream-timeout",
             Self::Upstream(_) => "upstream-error",
             Self::ParentRefused(_) => "parent-proxy-refused",
+            Self::ProxyResources(_) => "proxy-resources",
         }
     }
 
