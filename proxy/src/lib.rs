@@ -11,19 +11,23 @@
 //!
 //! The path of a request, file by file: `handler` (connection, dispatch, generation) →
 //! `connect` or `forward` → `route` (resolve, check, dial) or `parent` (chaining) → `tunnel` /
-//! the pooled client → `respond` for refusals, `audit` for the event. docs/architecture.md
-//! draws it.
+//! the pooled client (`connector`) → `respond` for refusals, `audit` for the event. docs/architecture.md draws it. Between the client's socket and hyper
+//! sits `client_io`, which keeps hyper's own error responses off the wire; `edge` answers the
+//! requests hyper gave up on (heads too large or malformed, the HTTP/2 preface) instead.
 //!
 //! What this crate does not do: terminate TLS (`https://` URLs must be tunneled with CONNECT),
-//! HTTP/2 to clients, or its own logging setup (the binary installs the subscriber).
+//! HTTP/2 to clients (the preface gets a GOAWAY saying so), or its own logging setup (the binary
+//! installs the subscriber).
 #![forbid(unsafe_code)]
 
 mod audit;
 mod body;
+mod client_io;
 mod config;
 mod connect;
 mod connector;
 mod credential;
+mod edge;
 mod error;
 mod forward;
 mod handler;
