@@ -36,15 +36,6 @@ pub struct Counted<B> {
 }
 
 impl<B> Counted<B> {
-    /// Counts into `counter`.
-    pub fn new(inner: B, counter: Arc<AtomicU64>) -> Self {
-        Self {
-            inner,
-            counter,
-            _audit: None,
-        }
-    }
-
     /// Counts into `counter` and keeps `audit` alive until the body is dropped.
     pub fn with_audit(inner: B, counter: Arc<AtomicU64>, audit: Audit) -> Self {
         Self {

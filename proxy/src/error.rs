@@ -95,6 +95,16 @@ pub enum Failure {
     /// The client opened with the HTTP/2 connection preface; egressd speaks HTTP/1.1.
     #[error("egressd speaks HTTP/1.1 only (HTTP/2 prior knowledge is not served)")]
     Http2,
+    /// The client's request body is malformed (bad chunked framing) or ended before its
+    /// Content-Length.
+    #[error("malformed request body: {0}")]
+    RequestBody(String),
+    /// The client sent no request body bytes for `--upload-idle-timeout`.
+    #[error("the request body stalled: no bytes for {0:?} (--upload-idle-timeout)")]
+    UploadTimeout(Duration),
+    /// The destination took none of the request for `--upload-idle-timeout`.
+    #[error("the destination read none of the request for {0:?} (--upload-idle-timeout)")]
+    UploadStalled(Duration),
     /// egressd itself ran out of descriptors, buffers or memory (EMFILE, ENFILE, ENOBUFS,
     /// ENOMEM) while opening a connection.
     #[error("egressd is out of resources: {0}")]
@@ -129,10 +139,11 @@ impl Failure {
             }
             Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
-            Self::MalformedHead(_) => StatusCode::BAD_REQUEST,
-            Self::HeadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::MalformedHead(_) | Self::RequestBody(_) => StatusCode::BAD_REQUEST,
+            Self::HeadTimeout(_) | Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             // Answered with an HTTP/2 GOAWAY; the status is its HTTP/1 equivalent, for the audit.
             Self::Http2 => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            Self::UploadStalled(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::ProxyResources(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -158,9 +169,11 @@ impl Failure {
             Self::ParentRefused(_) => "parent-proxy-refused",
             Self::HeadTooLarge { .. } => "head-too-large",
             Self::UriTooLong => "uri-too-long",
-            Self::MalformedHead(_) => "bad-request",
+            Self::MalformedHead(_) | Self::RequestBody(_) => "bad-request",
             Self::HeadTimeout(_) => "head-timeout",
             Self::Http2 => "http2-unsupported",
+            Self::UploadTimeout(_) => "upload-timeout",
+            Self::UploadStalled(_) => "upstream-timeout",
             Self::ProxyResources(_) => "proxy-resources",
         }
     }

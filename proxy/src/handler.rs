@@ -20,7 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::{Audit, Caller};
-use crate::body::{Counted, ResponseBody};
+use crate::body::ResponseBody;
 use crate::client_io::{Answer, ClientIo, Exchange};
 use crate::config::ProxyConfig;
 use crate::connector::Connector;
@@ -28,6 +28,7 @@ use crate::error::Failure;
 use crate::headers::Attribution;
 use crate::respond::{OVERLOADED, OVERLOADED_STATUS, refuse};
 use crate::route::Router;
+use crate::upload::Upload;
 
 /// How long an idle pooled origin connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -51,7 +52,7 @@ pub(crate) struct Shared {
 pub(crate) struct Generation {
     pub(crate) router: Arc<Router>,
     pub(crate) attribution: Attribution,
-    pub(crate) client: Client<Connector, Counted<Incoming>>,
+    pub(crate) client: Client<Connector, Upload>,
 }
 
 /// What every request of one connection shares.
@@ -230,11 +231,18 @@ fn refuse_unauthorized(
     refuse(&mut audit, &target, failure)
 }
 
-/// The failure behind a pool client error: the connector's own, or an upstream protocol error.
+/// The failure behind a pool client error: the connector's own, the request body's (`upload`),
+/// the origin connection's (`connector`: carried in an `io::Error`, whose `source` skips it), or
+/// an upstream protocol error.
 pub(crate) fn client_failure(error: &hyper_util::client::legacy::Error) -> Failure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        if let Some(failure) = e.downcast_ref::<Failure>() {
+        let failure = e.downcast_ref::<Failure>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<Failure>())
+        });
+        if let Some(failure) = failure {
             return failure.clone();
         }
         source = e.source();

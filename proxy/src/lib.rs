@@ -10,8 +10,9 @@
 //! request or tunnel.
 //!
 //! The path of a request, file by file: `handler` (connection, dispatch, generation) →
-//! `connect` or `forward` → `route` (resolve, check, dial) or `parent` (chaining) → `tunnel` /
-//! the pooled client (`connector`) → `respond` for refusals, `audit` for the event. docs/architecture.md draws it. Between the client's socket and hyper
+//! `connect` or `forward` (with `upload` for the request body) → `route` (resolve, check, dial)
+//! or `parent` (chaining) → `tunnel` / the pooled client (`connector`) → `respond` for refusals,
+//! `audit` for the event. docs/architecture.md draws it. Between the client's socket and hyper
 //! sits `client_io`, which keeps hyper's own error responses off the wire; `edge` answers the
 //! requests hyper gave up on (heads too large or malformed, the HTTP/2 preface) instead.
 //!
@@ -36,6 +37,7 @@ mod parent;
 mod respond;
 mod route;
 mod tunnel;
+mod upload;
 
 pub use config::{Limits, ProxyConfig};
 pub use credential::{Credential, MIN_SECRET_LEN, SecretError, USER as CREDENTIAL_USER};

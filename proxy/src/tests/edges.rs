@@ -1,8 +1,12 @@
 //! The edges of the HTTP layer, in-process with the clock paused: request heads hyper refuses on
-//! its own (too large, malformed, the HTTP/2 preface). Every case checks what the client reads
-//! (status, reason header, body) and the one audit event.
+//! its own (too large, malformed, the HTTP/2 preface), request bodies that break, and the upload
+//! and response clocks against slow clients and slow origins. Every case checks what the client
+//! reads (status, reason header, body) and the one audit event.
+
+use std::future::Future;
 
 use tokio::io::AsyncRead;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::*;
 
@@ -289,4 +293,298 @@ async fn a_refused_head_after_a_served_request_is_answered_by_egressd() {
     assert_eq!(response.matches("HTTP/1.1 ").count(), 2, "{response}");
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[1][f::REASON], "bad-request");
+}
+
+// ---- request bodies and the clocks around them: a loopback origin the test scripts ----
+
+/// A loopback origin that serves its first connection with `serve`; returns its port.
+async fn origin<F, Fut>(serve: F) -> u16
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    origin_on(TcpSocket::new_v4().unwrap(), serve).await
+}
+
+async fn origin_on<F, Fut>(socket: TcpSocket, serve: F) -> u16
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(8).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        serve(stream).await;
+    });
+    port
+}
+
+/// Reads up to the end of a head.
+async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    head
+}
+
+/// Reads until the peer closes; keeps nothing.
+async fn read_forever(stream: &mut TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+}
+
+fn post(port: u16, framing: &str) -> String {
+    format!(
+        "POST http://127.0.0.1:{port}/up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{framing}\r\n\r\n"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_body_is_the_clients_error_400_never_502() {
+    let cases: &[(&str, &str, &[u8], bool)] = &[
+        (
+            "bad chunk size",
+            "Transfer-Encoding: chunked",
+            b"5\r\nhello\r\nzz\r\n",
+            false,
+        ),
+        (
+            "chunk size overflow",
+            "Transfer-Encoding: chunked",
+            b"5\r\nhello\r\nFFFFFFFFFFFFFFFFFFFFFF\r\n",
+            false,
+        ),
+        (
+            "chunk longer than said",
+            "Transfer-Encoding: chunked",
+            b"2\r\nhello\r\n",
+            false,
+        ),
+        (
+            "chunked, then closed",
+            "Transfer-Encoding: chunked",
+            b"5\r\nhel",
+            true,
+        ),
+        (
+            "shorter than its length, then closed",
+            "Content-Length: 10",
+            b"hello",
+            true,
+        ),
+    ];
+    for (name, framing, body, close) in cases {
+        let port = origin(|mut stream| async move {
+            read_head(&mut stream).await;
+            read_forever(&mut stream).await;
+        })
+        .await;
+        let (client, recorded) = proxy_for(port);
+        let (mut reader, mut writer) = tokio::io::split(client);
+        writer
+            .write_all(post(port, framing).as_bytes())
+            .await
+            .unwrap();
+        writer.write_all(body).await.unwrap();
+        if *close {
+            writer.shutdown().await.unwrap();
+        }
+        let response = read_to_close(&mut reader).await;
+        tokio::task::yield_now().await;
+        let answer = (response, events(&recorded));
+        assert!(
+            answer.0.starts_with("HTTP/1.1 400 "),
+            "{name}: {}",
+            answer.0
+        );
+        assert_refused(&answer, 400, "bad-request", "malformed request body");
+        assert_eq!(answer.1[0][f::METHOD], "POST", "{name}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_body_after_the_response_started_cuts_the_connection_and_says_why() {
+    let port = origin(|mut stream| async move {
+        read_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await
+            .unwrap();
+        read_forever(&mut stream).await;
+    })
+    .await;
+    let (client, recorded) = proxy_for(port);
+    let (mut reader, mut writer) = tokio::io::split(client);
+    writer
+        .write_all(post(port, "Transfer-Encoding: chunked").as_bytes())
+        .await
+        .unwrap();
+    writer.write_all(b"3\r\nabc\r\n").await.unwrap();
+    let mut head = [0u8; 256];
+    let n = reader.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200 "));
+    writer.write_all(b"zz\r\n").await.unwrap();
+    let rest = read_to_close(&mut reader).await;
+    assert!(
+        !rest.contains("0\r\n\r\n"),
+        "the response must not look complete: {rest}"
+    );
+    tokio::task::yield_now().await;
+    let events = events(&recorded);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0][f::STATUS], 200, "the status sent");
+    assert_eq!(events[0][f::DECISION], "error");
+    assert_eq!(events[0][f::REASON], "bad-request");
+    assert_eq!(events[0][f::BYTES_UP], 3);
+}
+
+/// An origin that reads a `Content-Length: n` request whole, then answers `ok`.
+async fn answers_after_the_body(mut stream: TcpStream, n: usize) {
+    read_head(&mut stream).await;
+    let mut body = vec![0u8; n];
+    stream.read_exact(&mut body).await.unwrap();
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .unwrap();
+    read_forever(&mut stream).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upload_slower_than_the_response_timeout_is_served() {
+    let port = origin(|stream| answers_after_the_body(stream, 5)).await;
+    let (client, recorded) = proxy_for(port);
+    let (mut reader, mut writer) = tokio::io::split(client);
+    let started = Instant::now();
+    writer
+        .write_all(post(port, "Content-Length: 5").as_bytes())
+        .await
+        .unwrap();
+    // 250 s in all, each byte within the upload idle timeout.
+    let gap = Limits::DEFAULT.upload_idle_timeout - Duration::from_secs(10);
+    for byte in b"hello" {
+        tokio::time::sleep(gap).await;
+        writer.write_all(&[*byte]).await.unwrap();
+    }
+    let mut head = [0u8; 256];
+    let n = reader.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(started.elapsed() > 4 * Limits::DEFAULT.response_timeout);
+    drop(writer);
+    drop(reader);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = events(&recorded);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0][f::STATUS], 200);
+    assert_eq!(events[0][f::REASON], "allow-rule");
+    assert_eq!(events[0][f::BYTES_UP], 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upload_the_client_stops_gets_408_after_the_upload_idle_timeout() {
+    let port = origin(|stream| answers_after_the_body(stream, 5)).await;
+    let (client, recorded) = proxy_for(port);
+    let (mut reader, mut writer) = tokio::io::split(client);
+    writer
+        .write_all(post(port, "Content-Length: 5").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    writer.write_all(b"he").await.unwrap();
+    let last_byte = Instant::now();
+    let response = read_to_close(&mut reader).await;
+    let waited = last_byte.elapsed();
+    let idle = Limits::DEFAULT.upload_idle_timeout;
+    assert!(
+        waited >= idle && waited < idle + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    tokio::task::yield_now().await;
+    let answer = (response, events(&recorded));
+    assert_refused(&answer, 408, "upload-timeout", "--upload-idle-timeout");
+    assert_eq!(answer.1[0][f::BYTES_UP], 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_response_timeout_runs_from_the_end_of_the_upload_to_the_whole_head() {
+    // Reads the body, then drips its head one line every 10 s, forever.
+    let port = origin(|mut stream| async move {
+        read_head(&mut stream).await;
+        let mut body = [0u8; 2];
+        stream.read_exact(&mut body).await.unwrap();
+        stream.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            if stream.write_all(b"X-Drip: 1\r\n").await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let (client, recorded) = proxy_for(port);
+    let (mut reader, mut writer) = tokio::io::split(client);
+    writer
+        .write_all(post(port, "Content-Length: 2").as_bytes())
+        .await
+        .unwrap();
+    // A 100 s upload: the response clock must not run during it.
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    writer.write_all(b"h").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    writer.write_all(b"i").await.unwrap();
+    let sent = Instant::now();
+    let response = read_to_close(&mut reader).await;
+    let waited = sent.elapsed();
+    let timeout = Limits::DEFAULT.response_timeout;
+    assert!(
+        waited >= timeout && waited < timeout + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    tokio::task::yield_now().await;
+    assert_refused(
+        &(response, events(&recorded)),
+        504,
+        "upstream-timeout",
+        "response timed out",
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_origin_that_stops_reading_the_upload_gets_504_after_the_upload_idle_timeout() {
+    // A small receive window, read by nobody once the head is in.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let port = origin_on(socket, |mut stream| async move {
+        read_head(&mut stream).await;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let (client, recorded) = proxy_for(port);
+    let (mut reader, mut writer) = tokio::io::split(client);
+    let length = 256 * 1024 * 1024;
+    let head = post(port, &format!("Content-Length: {length}"));
+    tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        while writer.write_all(&chunk).await.is_ok() {}
+    });
+    let response = read_to_close(&mut reader).await;
+    tokio::task::yield_now().await;
+    let answer = (response, events(&recorded));
+    assert_refused(
+        &answer,
+        504,
+        "upstream-timeout",
+        "read none of the request for",
+    );
+    let up = answer.1[0][f::BYTES_UP].as_u64().unwrap();
+    assert!(up > 0 && up < length, "{up}");
 }
