@@ -6,6 +6,7 @@ mod util;
 mod check;
 mod dns;
 mod docs;
+mod edges;
 mod explain;
 mod faults;
 mod firewall;
