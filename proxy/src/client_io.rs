@@ -160,6 +160,11 @@ impl<Io> ClientIo<Io> {
         StatusCode::from_bytes(code).ok()
     }
 
+    /// True when no response is owed: the connection is between requests.
+    pub fn between_requests(&self) -> bool {
+        self.exchange.owes_nothing()
+    }
+
     /// Keeps the first bytes of a swallowed response, for its status. An interim `100 Continue`
     /// is not the response hyper ends the connection with: a later one replaces it.
     fn swallow(&mut self, buf: &[u8]) {

@@ -57,7 +57,13 @@ pub(crate) async fn answer<Io>(
 ) where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some(edge) = classify(error, io.swallowed(), &read_buf, limits) else {
+    let Some(edge) = classify(
+        error,
+        io.swallowed(),
+        io.between_requests(),
+        &read_buf,
+        limits,
+    ) else {
         tracing::debug!(%error, "client connection ended with an error");
         return;
     };
@@ -95,6 +101,7 @@ pub(crate) async fn answer<Io>(
 fn classify(
     error: &hyper::Error,
     swallowed: Option<StatusCode>,
+    between_requests: bool,
     read_buf: &[u8],
     limits: &Limits,
 ) -> Option<Edge> {
@@ -115,9 +122,10 @@ fn classify(
         };
         return Some(Edge::Answered(head_failure(error, status, limits)));
     }
-    // Below, hyper wrote nothing. An empty buffer means no request had begun: an idle
-    // keep-alive connection timed out, or the client left between requests.
-    if read_buf.is_empty() {
+    // Below, hyper wrote nothing. In the middle of a request (its body, say), the request's own
+    // event tells. An empty buffer means no request had begun: an idle keep-alive connection
+    // timed out, or the client left between requests.
+    if !between_requests || read_buf.is_empty() {
         return None;
     }
     if error.is_timeout() {
