@@ -9,6 +9,7 @@ mod completions;
 mod credential;
 mod dns;
 mod docs;
+mod edges;
 mod explain;
 mod faults;
 mod firewall;

@@ -10,6 +10,7 @@ use audit::{Sink, Verdict};
 use policy::{Decision, Rule};
 
 use crate::error::Failure;
+use crate::upload::Progress;
 
 /// Byte counters shared with the bodies and tunnels that move the bytes.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +42,9 @@ pub struct Audit {
     /// Moved bytes, updated by whoever moves them.
     pub bytes: Bytes,
     start: Instant,
+    /// The request body, when there is one: if it fails after the response has started, the
+    /// event says so.
+    upload: Option<Arc<Progress>>,
 }
 
 impl Audit {
@@ -57,7 +61,15 @@ impl Audit {
             status: 0,
             bytes: Bytes::default(),
             start: Instant::now(),
+            upload: None,
         }
+    }
+
+    /// Watches the request body: a failure after the response started (a malformed or stalled
+    /// upload, which cuts the connection) becomes the event's reason, the status staying the one
+    /// sent.
+    pub fn watch_upload(&mut self, progress: Arc<Progress>) {
+        self.upload = Some(progress);
     }
 
     /// The destination was allowed and reached at `addr`.
@@ -107,6 +119,12 @@ impl Audit {
 
 impl Drop for Audit {
     fn drop(&mut self) {
+        if self.verdict == Verdict::Allow
+            && let Some(failure) = self.upload.as_ref().and_then(|p| p.failure())
+        {
+            self.verdict = Verdict::Error;
+            self.reason = failure.reason_code();
+        }
         self.caller.sink.emit(&audit::Request {
             sandbox_id: &self.caller.sandbox_id,
             client: &self.caller.client,

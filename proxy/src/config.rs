@@ -23,8 +23,12 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Connections served at once; one more gets `503` and is closed.
     pub max_connections: usize,
-    /// Time allowed for an origin to send its response head.
+    /// Time allowed for an origin to send its whole response head, counted from the moment the
+    /// request body has been sent (at once for a request without a body).
     pub response_timeout: Duration,
+    /// An upload (a request body) with no bytes for this long is cut off: `408` when the client
+    /// stopped sending, `504` when the destination stopped reading.
+    pub upload_idle_timeout: Duration,
     /// Buffer size for each direction of a tunnel.
     pub tunnel_buffer_bytes: usize,
 }
@@ -39,6 +43,7 @@ impl Limits {
         max_header_bytes: 64 * 1024,
         max_connections: 1024,
         response_timeout: Duration::from_secs(60),
+        upload_idle_timeout: Duration::from_secs(60),
         tunnel_buffer_bytes: 256 * 1024,
     };
 }

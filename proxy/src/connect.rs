@@ -5,9 +5,11 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use policy::Target;
+use tokio::net::TcpStream;
 
 use crate::audit::Audit;
 use crate::body::{ResponseBody, empty};
+use crate::client_io::ClientIo;
 use crate::error::Failure;
 use crate::forward::loggable_authority;
 use crate::handler::{Connection, Generation};
@@ -92,7 +94,7 @@ fn spawn_tunnel(
             }
         };
         let end = match origin {
-            Origin::Direct(stream) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            Origin::Direct(stream) => match upgraded.downcast::<ClientIo<TcpStream>>() {
                 Ok(parts) => {
                     let client = parts.io.into_inner();
                     // `read_buf` is a view into hyper's whole read buffer (8 KiB or more): copy

@@ -18,6 +18,7 @@ use crate::config::Limits;
 use crate::error::Failure;
 use crate::parent::ParentProxy;
 use crate::route::Router;
+use crate::upload::IdleTimer;
 
 /// The address an origin connection reached; set in every response's extensions.
 #[derive(Clone, Copy, Debug)]
@@ -32,11 +33,15 @@ pub enum Connector {
     Parent(ParentProxy, Limits),
 }
 
-/// A pooled origin (or parent proxy) connection.
+/// A pooled origin (or parent proxy) connection. A write the destination does not take for the
+/// upload idle timeout fails with [`Failure::UploadStalled`]: hyper then ends the connection
+/// (which would otherwise wait forever to flush) and the request reports why.
 pub struct OriginIo {
     io: TokioIo<TcpStream>,
     peer: SocketAddr,
     via_parent: bool,
+    /// Runs while a write waits for the destination.
+    stall: IdleTimer,
 }
 
 impl tower::Service<Uri> for Connector {
@@ -56,6 +61,7 @@ impl tower::Service<Uri> for Connector {
                     io: TokioIo::new(parent.dial(&limits).await?),
                     peer: parent.addr,
                     via_parent: true,
+                    stall: IdleTimer::new(limits.upload_idle_timeout),
                 }),
                 Connector::Direct(router) => {
                     let host = uri
@@ -67,6 +73,7 @@ impl tower::Service<Uri> for Connector {
                         io: TokioIo::new(opened.stream),
                         peer: opened.addr,
                         via_parent: false,
+                        stall: IdleTimer::new(router.limits.upload_idle_timeout),
                     })
                 }
             }
@@ -94,11 +101,22 @@ impl Read for OriginIo {
 
 impl Write for OriginIo {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        if written.is_ready() {
+            this.stall.moved();
+        } else if this.stall.expired(cx) {
+            let stalled = Failure::UploadStalled(this.stall.limit());
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                stalled,
+            )));
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

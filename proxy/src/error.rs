@@ -1,9 +1,11 @@
 //! Why a request was not served, tagged with who is at fault so the status code follows: the
-//! client (400), the policy (403), the destination or the network (502/504), or us (503).
+//! client (400, 408, 414, 431), the policy (403), the destination or the network (502/504), or us
+//! (503).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 use policy::Decision;
@@ -79,7 +81,50 @@ pub enum Failure {
     /// The parent proxy refused the CONNECT.
     #[error("parent proxy answered {0}")]
     ParentRefused(StatusCode),
+    /// The request head is over `--max-header-bytes`, or has more fields than the HTTP parser
+    /// keeps (`MAX_HEAD_FIELDS`).
+    #[error(
+        "the request head is larger than {limit} bytes (--max-header-bytes) or has more than {MAX_HEAD_FIELDS} header fields"
+    )]
+    HeadTooLarge {
+        /// `--max-header-bytes`.
+        limit: usize,
+    },
+    /// The request target is longer than the HTTP parser accepts.
+    #[error("the request target is longer than {MAX_URI_BYTES} bytes")]
+    UriTooLong,
+    /// The request head cannot be parsed (request line, a header, the framing headers), or the
+    /// connection closed in the middle of it.
+    #[error("malformed request head: {0}")]
+    MalformedHead(String),
+    /// The client did not finish its request head within `--header-read-timeout`.
+    #[error("the request head did not arrive within {0:?} (--header-read-timeout)")]
+    HeadTimeout(Duration),
+    /// The client opened with the HTTP/2 connection preface; egressd speaks HTTP/1.1.
+    #[error("egressd speaks HTTP/1.1 only (HTTP/2 prior knowledge is not served)")]
+    Http2,
+    /// The client's request body is malformed (bad chunked framing) or ended before its
+    /// Content-Length.
+    #[error("malformed request body: {0}")]
+    RequestBody(String),
+    /// The client sent no request body bytes for `--upload-idle-timeout`.
+    #[error("the request body stalled: no bytes for {0:?} (--upload-idle-timeout)")]
+    UploadTimeout(Duration),
+    /// The destination took none of the request for `--upload-idle-timeout`.
+    #[error("the destination read none of the request for {0:?} (--upload-idle-timeout)")]
+    UploadStalled(Duration),
+    /// egressd itself ran out of descriptors, buffers or memory (EMFILE, ENFILE, ENOBUFS,
+    /// ENOMEM) while opening a connection.
+    #[error("egressd is out of resources: {0}")]
+    ProxyResources(Arc<io::Error>),
 }
+
+/// Header fields the HTTP parser keeps per request head (hyper's default, kept on the stack);
+/// more is refused like a head over `--max-header-bytes`.
+pub const MAX_HEAD_FIELDS: usize = 100;
+/// Longest request target the HTTP parser accepts (hyper's `MAX_URI_LEN`); only reachable with
+/// `--max-header-bytes` above it.
+pub const MAX_URI_BYTES: usize = u16::MAX as usize - 1;
 
 impl Failure {
     /// The status the client receives.
@@ -101,6 +146,14 @@ impl Failure {
             Self::DnsTimeout | Self::ConnectTimeout { .. } | Self::ResponseTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
+            Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::MalformedHead(_) | Self::RequestBody(_) => StatusCode::BAD_REQUEST,
+            Self::HeadTimeout(_) | Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            // Answered with an HTTP/2 GOAWAY; the status is its HTTP/1 equivalent, for the audit.
+            Self::Http2 => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            Self::UploadStalled(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::ProxyResources(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -125,6 +178,14 @@ impl Failure {
             Self::Upstream(_) => "upstream-error",
             Self::UpstreamTls(_) => "upstream-tls",
             Self::ParentRefused(_) => "parent-proxy-refused",
+            Self::HeadTooLarge { .. } => "head-too-large",
+            Self::UriTooLong => "uri-too-long",
+            Self::MalformedHead(_) | Self::RequestBody(_) => "bad-request",
+            Self::HeadTimeout(_) => "head-timeout",
+            Self::Http2 => "http2-unsupported",
+            Self::UploadTimeout(_) => "upload-timeout",
+            Self::UploadStalled(_) => "upstream-timeout",
+            Self::ProxyResources(_) => "proxy-resources",
         }
     }
 

@@ -1,6 +1,7 @@
 //! Absolute-form requests (`GET http://host/path`): decided once, then sent over the generation's
 //! pooled client, whose connector resolves, checks and dials (or reaches the parent proxy).
-//! Hop-by-hop headers go in both directions; attribution headers replace the client's.
+//! Hop-by-hop headers go in both directions; attribution headers replace the client's. The request
+//! body goes through `upload` (its idle timeout, and the response timeout that starts after it).
 
 use http::header;
 use http::{Request, Response};
@@ -14,6 +15,7 @@ use crate::error::Failure;
 use crate::handler::{Connection, Generation, client_failure};
 use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
 use crate::respond::refuse;
+use crate::upload::{Upload, await_response};
 
 pub(crate) async fn forward(
     connection: &Connection,
@@ -75,13 +77,21 @@ pub(crate) async fn forward(
         };
     }
     let (parts, body) = req.into_parts();
-    let body = Counted::request(body, audit.bytes.up.clone(), generation.attribution.clone());
-    let req = Request::from_parts(parts, body);
-    let timeout = config.limits.response_timeout;
-    let response = match tokio::time::timeout(timeout, generation.client.request(req)).await {
-        Err(_) => return refuse(&mut audit, &uri_text, Failure::ResponseTimeout),
-        Ok(Err(error)) => return refuse(&mut audit, &uri_text, client_failure(&error)),
-        Ok(Ok(response)) => response,
+    let limits = &config.limits;
+    let (body, upload) = Upload::new(
+        body,
+        audit.bytes.up.clone(),
+        limits.upload_idle_timeout,
+        generation.attribution.clone(),
+    );
+    if let Some(progress) = &upload {
+        audit.watch_upload(progress.clone());
+    }
+    let request = generation.client.request(Request::from_parts(parts, body));
+    let request = async { request.await.map_err(|error| client_failure(&error)) };
+    let response = match await_response(request, upload.as_deref(), limits).await {
+        Err(failure) => return refuse(&mut audit, &uri_text, failure),
+        Ok(response) => response,
     };
     let peer = response.extensions().get::<PeerAddr>().map(|p| p.0);
     audit.allowed(&decision, peer, response.status().as_u16());

@@ -1,6 +1,7 @@
 //! The proxy as a [`serve::Handler`]: one HTTP/1 connection per accepted socket, each request
 //! dispatched to [`crate::connect`] or [`crate::forward`] under the policy generation in force
-//! when it arrived.
+//! when it arrived. The socket reaches hyper through [`ClientIo`]; when hyper gives up on the
+//! connection, [`crate::edge`] answers in its place.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use resolve::Resolver;
 use serve::{Conn, Handler, Peer, Snapshot};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -19,7 +20,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::{Audit, Caller};
-use crate::body::{Counted, ResponseBody};
+use crate::body::ResponseBody;
+use crate::client_io::{Answer, ClientIo, Exchange};
 use crate::config::ProxyConfig;
 use crate::connector::Connector;
 use crate::error::Failure;
@@ -27,6 +29,7 @@ use crate::headers::Attribution;
 use crate::inspect::{Brokered, Secrets};
 use crate::respond::{OVERLOADED, OVERLOADED_STATUS, refuse};
 use crate::route::Router;
+use crate::upload::Upload;
 
 /// How long an idle pooled origin connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -50,7 +53,7 @@ pub(crate) struct Shared {
 pub(crate) struct Generation {
     pub(crate) router: Arc<Router>,
     pub(crate) attribution: Arc<Attribution>,
-    pub(crate) client: Client<Connector, Counted<Incoming>>,
+    pub(crate) client: Client<Connector, Upload>,
     /// The policy's `[[credential]]` entries with their real values.
     pub(crate) brokered: Brokered,
 }
@@ -63,6 +66,8 @@ pub(crate) struct Connection {
     pub(crate) permit: Arc<OwnedSemaphorePermit>,
     /// Where tunnels run, drained at shutdown.
     pub(crate) tasks: TaskTracker,
+    /// Whether a response is owed on the connection, for [`ClientIo`].
+    pub(crate) exchange: Exchange,
 }
 
 impl Generation {
@@ -153,28 +158,41 @@ where
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(limits.max_header_bytes)
             .max_buf_size(limits.max_header_bytes)
             .keep_alive(true);
+        let exchange = Exchange::default();
         let connection = Arc::new(Connection {
             caller: self.caller(conn.peer),
             shared: self.shared.clone(),
             permit: Arc::new(conn.permit),
             tasks: conn.tasks,
+            exchange: exchange.clone(),
         });
-        let service = service_fn(move |req| handle(connection.clone(), req));
-        let http = builder
-            .serve_connection(TokioIo::new(conn.io), service)
+        let service = {
+            let connection = connection.clone();
+            service_fn(move |req| {
+                connection.exchange.begin();
+                handle(connection.clone(), req)
+            })
+        };
+        let mut http = builder
+            .serve_connection(ClientIo::new(conn.io, exchange), service)
             .with_upgrades();
-        tokio::pin!(http);
         let result = tokio::select! {
-            result = http.as_mut() => result,
+            result = &mut http => result,
             () = conn.shutdown.cancelled() => {
-                http.as_mut().graceful_shutdown();
-                http.await
+                std::pin::Pin::new(&mut http).graceful_shutdown();
+                (&mut http).await
             }
         };
-        if let Err(error) = result {
-            tracing::debug!(%error, "client connection ended with an error");
+        let Err(error) = result else { return };
+        match http.into_parts() {
+            Some(parts) => {
+                let caller = connection.caller.clone();
+                crate::edge::answer(caller, limits, &error, parts.io, parts.read_buf).await;
+            }
+            None => tracing::debug!(%error, "client connection ended with an error"),
         }
     }
 
@@ -187,23 +205,33 @@ where
     }
 }
 
-/// Serves one request under the generation in force now.
+/// Serves one request; its response tells the connection's [`Exchange`] when it has ended, and
+/// a tunnel's `200` hands the connection over for good.
 async fn handle(
     connection: Arc<Connection>,
     req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+) -> Result<Response<Answer>, std::convert::Infallible> {
+    let tunnel = req.method() == Method::CONNECT;
+    let response = respond(&connection, req).await;
+    if tunnel && response.status().is_success() {
+        connection.exchange.pass_through();
+    }
+    Ok(response.map(|body| Answer::new(body, connection.exchange.clone())))
+}
+
+/// Serves one request under the generation in force now.
+async fn respond(connection: &Connection, req: Request<Incoming>) -> Response<ResponseBody> {
     if let Some(credential) = &connection.shared.config.credential
         && let Err(failure) = credential.check(req.headers())
     {
-        return Ok(refuse_unauthorized(&connection, &req, failure));
+        return refuse_unauthorized(connection, &req, failure);
     }
     let generation = connection.shared.generation.load();
-    let response = if req.method() == Method::CONNECT {
-        crate::connect::connect(&connection, &generation, req).await
+    if req.method() == Method::CONNECT {
+        crate::connect::connect(connection, &generation, req).await
     } else {
-        crate::forward::forward(&connection, &generation, req).await
-    };
-    Ok(response)
+        crate::forward::forward(connection, &generation, req).await
+    }
 }
 
 /// A 407 for a request without this sandbox's credential, audited with the caller's address and
@@ -225,11 +253,18 @@ fn refuse_unauthorized(
     refuse(&mut audit, &target, failure)
 }
 
-/// The failure behind a pool client error: the connector's own, or an upstream protocol error.
+/// The failure behind a pool client error: the connector's own, the request body's (`upload`),
+/// the origin connection's (`connector`: carried in an `io::Error`, whose `source` skips it), or
+/// an upstream protocol error.
 pub(crate) fn client_failure(error: &hyper_util::client::legacy::Error) -> Failure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        if let Some(failure) = e.downcast_ref::<Failure>() {
+        let failure = e.downcast_ref::<Failure>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<Failure>())
+        });
+        if let Some(failure) = failure {
             return failure.clone();
         }
         source = e.source();

@@ -10,23 +10,28 @@
 //! request or tunnel.
 //!
 //! The path of a request, file by file: `handler` (connection, dispatch, generation) →
-//! `connect` or `forward` → `route` (resolve, check, dial) or `parent` (chaining) → `tunnel` /
-//! the pooled client → `respond` for refusals, `audit` for the event. docs/architecture.md
-//! draws it.
+//! `connect` or `forward` (with `upload` for the request body) → `route` (resolve, check, dial)
+//! or `parent` (chaining) → `tunnel` / the pooled client (`connector`) → `respond` for refusals,
+//! `audit` for the event. docs/architecture.md draws it. Between the client's socket and hyper
+//! sits `client_io`, which keeps hyper's own error responses off the wire; `edge` answers the
+//! requests hyper gave up on (heads too large or malformed, the HTTP/2 preface) instead.
 //!
 //! TLS is terminated only for the hosts a policy rule marks `inspect = true` (`inspect`: a CA of
 //! egressd's own, leaf certificates per name, request rules, brokered credentials); every other
-//! CONNECT is an opaque tunnel. What this crate does not do: HTTP/2 to clients, `https://` URLs in
-//! absolute form (they must be tunneled with CONNECT), or its own logging setup (the binary
+//! CONNECT is an opaque tunnel. What this crate does not do: HTTP/2 to clients (the preface gets a
+//! GOAWAY saying so), `https://` URLs in absolute form (they must be tunneled with CONNECT), or its
+//! own logging setup (the binary
 //! installs the subscriber).
 #![forbid(unsafe_code)]
 
 mod audit;
 mod body;
+mod client_io;
 mod config;
 mod connect;
 mod connector;
 mod credential;
+mod edge;
 mod error;
 mod forward;
 mod handler;
@@ -36,6 +41,7 @@ mod parent;
 mod respond;
 mod route;
 mod tunnel;
+mod upload;
 
 pub use config::{Limits, ProxyConfig};
 pub use credential::{Credential, MIN_SECRET_LEN, SecretError, USER as CREDENTIAL_USER};

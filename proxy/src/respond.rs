@@ -29,18 +29,7 @@ pub(crate) fn refuse(audit: &mut Audit, target: &str, failure: Failure) -> Respo
 /// reason (and rule) headers.
 pub(crate) fn failure_response(target: &str, failure: &Failure) -> Response<ResponseBody> {
     let status = failure.status();
-    let detail = match failure {
-        Failure::Denied(decision) | Failure::AddressesDenied { decision, .. } => {
-            decision.to_string()
-        }
-        other => other.to_string(),
-    };
-    let text = format!(
-        "egressd: {} {}: {target}: {detail}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let mut response = Response::new(full(text));
+    let mut response = Response::new(full(failure_text(target, failure)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -66,4 +55,42 @@ pub(crate) fn failure_response(target: &str, failure: &Failure) -> Response<Resp
         }
     }
     response
+}
+
+/// The body of a refusal: `egressd: 403 Forbidden: TARGET: why` (no target when no request was
+/// read).
+fn failure_text(target: &str, failure: &Failure) -> String {
+    let status = failure.status();
+    let detail = match failure {
+        Failure::Denied(decision) | Failure::AddressesDenied { decision, .. } => {
+            decision.to_string()
+        }
+        other => other.to_string(),
+    };
+    let target = if target.is_empty() {
+        String::new()
+    } else {
+        format!("{target}: ")
+    };
+    format!(
+        "egressd: {} {}: {target}{detail}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+}
+
+/// A refusal as raw HTTP/1.1, for a connection hyper has given up on (`edge.rs`): the same status,
+/// reason header and body as [`failure_response`], then the connection closes.
+pub(crate) fn failure_bytes(failure: &Failure) -> Vec<u8> {
+    let status = failure.status();
+    let text = failure_text("", failure);
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\n{REASON_HEADER}: {}\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{text}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        failure.reason_code(),
+        text.len(),
+    )
+    .into_bytes()
 }

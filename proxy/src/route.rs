@@ -123,6 +123,10 @@ pub(crate) async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
             let _ = stream.set_nodelay(true);
             Ok(stream)
         }
+        // No descriptor, buffer or memory for the socket: egressd's fault, not the destination's.
+        Ok(Err(error)) if serve::is_shortage(&error) => {
+            Err(Failure::ProxyResources(Arc::new(error)))
+        }
         Ok(Err(error)) => Err(Failure::Connect {
             addr,
             error: Arc::new(error),

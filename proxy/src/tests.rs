@@ -17,8 +17,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::{Limits, Proxy, ProxyConfig};
 
+mod edges;
+
 /// A proxy allowing 127.0.0.1 on `port`, serving one client connection; returns the client end.
 fn proxy_for(port: u16) -> (DuplexStream, Recorded) {
+    proxy_with(port, Limits::DEFAULT)
+}
+
+/// [`proxy_for`] with other limits.
+fn proxy_with(port: u16, limits: Limits) -> (DuplexStream, Recorded) {
     let text = format!(
         "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\ncidr = \"127.0.0.1/32\"\nports = [{port}]\n\
          [[danger_carve_out]]\ncidr = \"127.0.0.1/32\"\nports = [{port}]\n[dns]\nupstreams = [\"127.0.0.1:9\"]\n"
@@ -32,7 +39,7 @@ fn proxy_for(port: u16) -> (DuplexStream, Recorded) {
     ));
     let (sink, recorded) = Sink::memory();
     let config = ProxyConfig {
-        limits: Limits::DEFAULT,
+        limits,
         ..ProxyConfig::default()
     };
     let proxy = Proxy::new(resolver, config, sink);
@@ -96,7 +103,7 @@ async fn an_origin_that_never_answers_gets_504_after_the_response_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_request_head_that_never_ends_is_cut_off_at_the_header_read_timeout() {
+async fn a_request_head_that_never_ends_gets_408_at_the_header_read_timeout() {
     let (mut client, recorded) = proxy_for(80);
     let started = Instant::now();
     client
@@ -107,10 +114,29 @@ async fn a_request_head_that_never_ends_is_cut_off_at_the_header_read_timeout() 
     let waited = started.elapsed();
     assert!(waited >= Limits::DEFAULT.header_read_timeout, "{waited:?}");
     assert!(waited < Limits::DEFAULT.header_read_timeout + Duration::from_secs(1));
-    assert!(!response.contains("200"), "{response}");
+    assert!(response.starts_with("HTTP/1.1 408 "), "{response}");
+    assert!(
+        response.contains("x-egressd-reason: head-timeout\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("--header-read-timeout"), "{response}");
+    let events = events(&recorded);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0][f::STATUS], 408);
+    assert_eq!(events[0][f::REASON], "head-timeout");
+    assert_eq!(events[0][f::METHOD], "");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed_at_the_header_read_timeout_without_a_word() {
+    let (mut client, recorded) = proxy_for(80);
+    let started = Instant::now();
+    let response = read_all(&mut client).await;
+    assert!(started.elapsed() >= Limits::DEFAULT.header_read_timeout);
+    assert_eq!(response, "");
     assert!(
         recorded.lines().is_empty(),
-        "no request was read, so none is audited"
+        "no request was begun, so none is audited"
     );
 }
 

@@ -30,8 +30,10 @@ impl Fault {
     /// Classifies `error`. Only errors that say the socket itself is gone are fatal; anything
     /// unknown is treated as a shortage, so a surprise costs a pause, never the sidecar.
     pub fn of(error: &io::Error) -> Self {
+        if is_shortage(error) {
+            return Self::Resources;
+        }
         match error.raw_os_error() {
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => Self::Resources,
             Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT) => {
                 Self::Fatal
             }
@@ -46,6 +48,16 @@ impl Fault {
             },
         }
     }
+}
+
+/// True when `error` says the process or the system is short of descriptors, buffers or memory
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM): egressd's own resources, not the peer's fault. The one list
+/// of these errnos, for accept and receive here and for the proxy's outbound connections.
+pub fn is_shortage(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Tracks errors of one listening socket.
@@ -163,6 +175,24 @@ mod tests {
         for (error, want) in cases {
             assert_eq!(Fault::of(&error), want, "{error}");
         }
+    }
+
+    #[test]
+    fn only_the_four_shortage_errnos_are_shortages() {
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(is_shortage(&os(code)), "{code}");
+        }
+        // A connect that fails for the peer's or the network's reasons is not egressd's shortage,
+        // although accept treats unknown errors as one.
+        for code in [
+            libc::ECONNREFUSED,
+            libc::EHOSTUNREACH,
+            libc::ENETUNREACH,
+            libc::EPERM,
+        ] {
+            assert!(!is_shortage(&os(code)), "{code}");
+        }
+        assert!(!is_shortage(&io::Error::other("surprise")));
     }
 
     #[tokio::test(start_paused = true)]

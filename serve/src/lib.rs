@@ -16,7 +16,7 @@ mod listener;
 mod server;
 mod snapshot;
 
-pub use faults::{Fault, Faults};
+pub use faults::{Fault, Faults, is_shortage};
 pub use listener::{Listener, Peer};
 pub use server::{Conn, Drained, Handler, Server};
 pub use snapshot::Snapshot;

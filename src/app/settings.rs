@@ -89,6 +89,7 @@ impl Settings {
             max_header_bytes: l.max_header_bytes as usize,
             max_connections: l.max_connections as usize,
             response_timeout: l.response_timeout.0,
+            upload_idle_timeout: l.upload_idle_timeout.0,
             ..Limits::DEFAULT
         };
         Ok(Self {

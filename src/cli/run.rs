@@ -161,9 +161,14 @@ pub struct LimitArgs {
     /// to send its next one).
     #[arg(long, env = "EGRESSD_HEADER_READ_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.header_read_timeout))]
     pub header_read_timeout: Dur,
-    /// Time allowed for an origin to start its response.
+    /// Time allowed for an origin to send its whole response head, counted from the end of the
+    /// request body.
     #[arg(long, env = "EGRESSD_RESPONSE_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.response_timeout))]
     pub response_timeout: Dur,
+    /// An upload (request body) with no bytes for this long is cut off: 408 when the client
+    /// stopped sending, 504 when the destination stopped reading.
+    #[arg(long, env = "EGRESSD_UPLOAD_IDLE_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.upload_idle_timeout))]
+    pub upload_idle_timeout: Dur,
     /// Largest request head, in bytes (at least 8192); larger gets 431.
     #[arg(long, env = "EGRESSD_MAX_HEADER_BYTES", default_value_t = Limits::DEFAULT.max_header_bytes as u32,
           value_parser = clap::value_parser!(u32).range(8192..=16_777_216))]

@@ -1,0 +1,266 @@
+//! A request body on its way to the destination, and the clocks around it. Two timeouts, each
+//! blaming the side that stopped:
+//!
+//! - **Upload idle** (`--upload-idle-timeout`): no bytes for that long ends the request, blaming
+//!   the side that stopped. The client sent nothing: `408 upload-timeout`, by [`Upload`]. The
+//!   destination read nothing (its connection would not take a write): `504 upstream-timeout`, by
+//!   the origin connection (`connector.rs`), which also ends that connection. Both hold after the
+//!   response has started too.
+//! - **Response** (`--response-timeout`): from the moment the body has been sent until the whole
+//!   response head has arrived; a slow upload never eats into it.
+//!
+//! A malformed body (bad chunked framing, shorter than its Content-Length) is the client's error,
+//! [`Failure::RequestBody`]: `400 bad-request` when the response has not started; once it has, the
+//! connection is cut and the audit event says why ([`Progress::failure`]).
+//!
+//! Requests without a body skip all of this: [`await_response`] is then one `timeout`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+
+use crate::config::Limits;
+use crate::error::Failure;
+use crate::headers::Attribution;
+
+/// What the request's task and its audit record know of an upload in flight.
+pub struct Progress {
+    start: Instant,
+    /// Nanoseconds from `start` to the end of the body; `u64::MAX` while sending.
+    sent: AtomicU64,
+    failure: OnceLock<Failure>,
+    /// Notified when the body ends or fails.
+    ended: Notify,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            sent: AtomicU64::new(u64::MAX),
+            failure: OnceLock::new(),
+            ended: Notify::new(),
+        }
+    }
+
+    /// Why the upload failed, if it did.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.get()
+    }
+
+    fn since_start(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn finish(&self) {
+        self.sent.store(self.since_start(), Ordering::Relaxed);
+        self.ended.notify_one();
+    }
+
+    fn fail(&self, failure: Failure) -> Failure {
+        let _ = self.failure.set(failure.clone());
+        self.ended.notify_one();
+        failure
+    }
+
+    fn sent_at(&self) -> Option<Instant> {
+        match self.sent.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            nanos => Some(self.start + Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+/// The request body as sent to the destination: counts bytes for the audit record, times the
+/// client with the upload idle timeout, and reports malformed bodies as [`Failure::RequestBody`].
+pub struct Upload {
+    inner: Incoming,
+    counter: Arc<AtomicU64>,
+    /// Trailers never carry attribution: lookalikes are removed from them.
+    attribution: Arc<Attribution>,
+    /// `None` for an empty body, which hyper never polls.
+    progress: Option<Arc<Progress>>,
+    /// Runs while the body waits for the client.
+    idle: IdleTimer,
+}
+
+impl Upload {
+    /// Wraps `inner`, counting into `counter` and removing attribution lookalikes from its
+    /// trailers; `None` for the progress when the body is empty (nothing to time).
+    pub fn new(
+        inner: Incoming,
+        counter: Arc<AtomicU64>,
+        idle: Duration,
+        attribution: Arc<Attribution>,
+    ) -> (Self, Option<Arc<Progress>>) {
+        let progress = (!inner.is_end_stream()).then(|| Arc::new(Progress::new()));
+        let upload = Self {
+            inner,
+            counter,
+            attribution,
+            progress: progress.clone(),
+            idle: IdleTimer::new(idle),
+        };
+        (upload, progress)
+    }
+
+    fn finish(&self) {
+        if let Some(progress) = &self.progress {
+            progress.finish();
+        }
+    }
+
+    fn fail(&self, failure: Failure) -> Failure {
+        match &self.progress {
+            Some(progress) => progress.fail(failure),
+            None => failure,
+        }
+    }
+}
+
+/// An idle timeout for one side of a stream: started when a poll must wait, stopped when one
+/// makes progress, expired once the waits since the last progress reach the limit. The timer is
+/// allocated the first time a poll waits, and only re-armed after progress.
+pub(crate) struct IdleTimer {
+    limit: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl IdleTimer {
+    pub(crate) fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            timer: None,
+            armed: false,
+        }
+    }
+
+    pub(crate) fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// A poll made progress.
+    pub(crate) fn moved(&mut self) {
+        self.armed = false;
+    }
+
+    /// A poll must wait: true once nothing has moved for the limit (the task is woken then).
+    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = Instant::now() + self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            timer.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl Body for Upload {
+    type Data = Bytes;
+    type Error = Failure;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Failure>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(mut frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                if let Some(trailers) = frame.trailers_mut() {
+                    this.attribution.strip_lookalikes(trailers);
+                }
+                this.idle.moved();
+                // hyper stops polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                let failure = Failure::RequestBody(body_error(&error));
+                Poll::Ready(Some(Err(this.fail(failure))))
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if this.idle.expired(cx) {
+                    let failure = Failure::UploadTimeout(this.idle.limit());
+                    return Poll::Ready(Some(Err(this.fail(failure))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// hyper's body error, with its cause (`invalid chunk size`, `unexpected EOF`, ...).
+fn body_error(error: &hyper::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+/// Waits for the response head of a request whose body is `progress` (`None`: no body): the
+/// response timeout runs from the end of the upload. A stalled upload fails `response` on its
+/// own: the client's side by [`Upload`], the destination's by the origin connection
+/// (`connector.rs`).
+pub async fn await_response<T>(
+    response: impl Future<Output = Result<T, Failure>>,
+    progress: Option<&Progress>,
+    limits: &Limits,
+) -> Result<T, Failure> {
+    tokio::pin!(response);
+    if let Some(progress) = progress {
+        while progress.sent_at().is_none() && progress.failure().is_none() {
+            let ended = progress.ended.notified();
+            tokio::select! {
+                biased;
+                result = &mut response => return blame(result, Some(progress)),
+                () = ended => {}
+            }
+        }
+    }
+    let deadline = match progress.and_then(Progress::sent_at) {
+        Some(sent) => sent + limits.response_timeout,
+        // No body, or it failed (then hyper hands its error to `response` at once).
+        None => Instant::now() + limits.response_timeout,
+    };
+    let result = tokio::time::timeout_at(deadline, response)
+        .await
+        .unwrap_or(Err(Failure::ResponseTimeout));
+    blame(result, progress)
+}
+
+/// A broken body is the client's error, even when the destination noticed first.
+fn blame<T>(result: Result<T, Failure>, progress: Option<&Progress>) -> Result<T, Failure> {
+    match (result, progress.and_then(Progress::failure)) {
+        (Err(_), Some(failure)) => Err(failure.clone()),
+        (result, _) => result,
+    }
+}
