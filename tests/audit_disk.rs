@@ -87,15 +87,6 @@ fn a_full_audit_disk_loses_events_countably_and_tears_no_line() {
                 assert!(refused_request(&sidecar), "egressd keeps serving");
                 sent += 1;
             }
-            assert_eq!(
-                sidecar
-                    .stderr
-                    .text()
-                    .matches("cannot write audit events")
-                    .count(),
-                1,
-                "one warning per episode"
-            );
             std::fs::remove_file(disk.join("filler")).unwrap();
             assert!(refused_request(&sidecar));
             sent += 1;
@@ -108,15 +99,24 @@ fn a_full_audit_disk_loses_events_countably_and_tears_no_line() {
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}")))
                 .collect();
+            // Each episode (a disk nearly full may let a small batch through between two) is
+            // reported on stderr when it starts and when it ends, and once in the log.
+            let log = sidecar.stderr.text();
+            let episodes = log.matches("cannot write audit events").count();
+            assert!(episodes >= 1, "{log}");
+            assert_eq!(log.matches("writing again").count(), episodes, "{log}");
             let lost_events = events_of(&text, audit::Lost::MESSAGE);
-            assert_eq!(lost_events.len(), 1, "one report per episode");
-            let lost = lost_events[0][audit::fields::LOST].as_u64().unwrap();
-            // Most of the 50 sent while full were lost (an event is written when its request
-            // ends, just after the client has its answer: the last may land after the disk has
-            // room again).
-            assert!(lost >= 40, "{lost}");
+            assert_eq!(lost_events.len(), episodes, "one report per episode");
+            let lost: u64 = lost_events
+                .iter()
+                .map(|e| e[audit::fields::LOST].as_u64().unwrap())
+                .sum();
+            // Events were lost while the disk was full (how many depends on how the nearly full
+            // disk's last pages filled): the accounting below is exact either way.
+            assert!(lost >= 1, "{lost}");
             // Every event is either in the log or counted: ready + requests + stopping.
-            assert_eq!(lines.len() as u64 - 1 + lost, sent as u64 + 2, "{text}");
+            let written = lines.len() - lost_events.len();
+            assert_eq!(written as u64 + lost, sent as u64 + 2, "{text}");
         },
     );
 }
