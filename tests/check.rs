@@ -109,6 +109,10 @@ const SEMANTIC_ONLY: &[(&str, &str)] = &[
     ("carve-out-public.toml", "overlap with the special ranges"),
     ("cidr-host-bits.toml", "CIDR arithmetic"),
     ("cidr-prefix.toml", "CIDR text"),
+    (
+        "deny-message-control.toml",
+        "control characters in a string",
+    ),
     ("dns-static-addr.toml", "IP address text"),
     ("dns-upstream-name.toml", "IP address text"),
     ("header-placeholder.toml", "the template language"),
