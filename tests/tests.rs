@@ -16,6 +16,7 @@ mod forwarding;
 mod inspect;
 mod netns;
 mod proxy;
+mod report;
 mod run;
 mod suggest;
 mod tunnel;

@@ -127,6 +127,7 @@ impl Stub {
         let rcode = local.message.metadata.response_code;
         let (verdict, reason) = match &local.decision {
             Some(d) if d.is_allowed() => (Verdict::Allow, d.reason.code()),
+            Some(d) if rcode != ResponseCode::Refused => (Verdict::WouldRefuse, d.reason.code()),
             Some(d) => (Verdict::Deny, d.reason.code()),
             None if rcode == ResponseCode::Refused => (Verdict::Deny, "malformed-target"),
             None => (Verdict::Error, local_reason(rcode)),
@@ -165,8 +166,10 @@ impl Stub {
                 let ede = (stripped > 0).then_some(Ede::Blocked);
                 let (verdict, reason) = if answer.rcode == ResponseCode::ServFail {
                     (Verdict::Error, "dns-failure")
-                } else {
+                } else if forward.decision.is_allowed() {
                     (Verdict::Allow, forward.decision.reason.code())
+                } else {
+                    (Verdict::WouldRefuse, forward.decision.reason.code())
                 };
                 let ede = ede.or((verdict == Verdict::Error).then_some(Ede::UpstreamFailed));
                 let message = wire::reply(&forward.query, answer.rcode, answer.records, ede);

@@ -60,9 +60,14 @@ impl Audit {
         }
     }
 
-    /// The destination was allowed and reached at `addr`.
+    /// The destination was allowed and reached at `addr`; or, in report mode, refused by
+    /// `decision` and reached all the same (`would-deny`).
     pub fn allowed(&mut self, decision: &Decision, addr: Option<SocketAddr>, status: u16) {
-        self.verdict = Verdict::Allow;
+        self.verdict = if decision.is_allowed() {
+            Verdict::Allow
+        } else {
+            Verdict::WouldDeny
+        };
         self.reason = decision.reason.code();
         self.rule = decision.rule.clone();
         self.resolved = addr;

@@ -60,6 +60,10 @@ pub(crate) async fn connect(
         Ok(opened) => opened,
         Err(failure) => return refuse(&mut audit, &authority, failure),
     };
+    let decision = match &config.parent {
+        None => generation.router.settle(decision, Some(addr)),
+        Some(_) => decision,
+    };
     audit.allowed(&decision, Some(addr), 200);
     if crate::inspect::wanted(&decision) {
         crate::inspect::spawn(connection, req, origin, addr, audit, target, decision);

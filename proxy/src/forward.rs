@@ -84,6 +84,10 @@ pub(crate) async fn forward(
         Ok(Ok(response)) => response,
     };
     let peer = response.extensions().get::<PeerAddr>().map(|p| p.0);
+    let decision = match &config.parent {
+        None => generation.router.settle(decision, peer),
+        Some(_) => decision,
+    };
     audit.allowed(&decision, peer, response.status().as_u16());
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);

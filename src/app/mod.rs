@@ -57,10 +57,8 @@ impl App {
         let inspection = inspect::prepare(&settings.inspect, &policy, &settings.sandbox_id)?;
         settings.proxy.inspect = inspection.as_ref().map(|p| p.config.clone());
         let generations = Generations::new(&settings.resolver);
-        let info = PolicyInfo {
-            origin: policy.origin().to_owned(),
-            sha256: policy.digest().to_owned(),
-        };
+        let policy = settings.applied(policy);
+        let info = PolicyInfo::of(&policy);
         let resolver = generations.resolver(policy);
         let shutdown = CancellationToken::new();
         let proxy_server = Server::new(settings.proxy.limits.max_connections, shutdown.clone());
@@ -78,6 +76,7 @@ impl App {
             proxy_unix: settings.proxy_unix.clone(),
             dns: None,
             dns_unix: settings.dns_unix.clone(),
+            metrics: None,
         };
         if let Some(path) = &settings.proxy_unix {
             let mode = settings.proxy_unix_mode;
@@ -159,7 +158,8 @@ impl App {
             return Err(failure);
         }
         self.lifecycle(Step::Ready, None);
-        tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, sandbox_id = %self.settings.sandbox_id, "ready");
+        tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, sandbox_id = %self.settings.sandbox_id, mode = %self.policy.mode, "ready");
+        self.warn_report_mode();
         let outcome = loop {
             tokio::select! {
                 request = requests.next() => match request {

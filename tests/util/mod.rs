@@ -5,7 +5,7 @@
 //! kept connection), a TCP-to-Unix relay (`relay`), the clients a scenario runs with (`clients`),
 //! the proxy credential (`secret`), real clients configured from the readiness line's environment
 //! (`proxy_env`, `env_clients`), test policies (`policies`), network namespaces (`netns`), a small
-//! disk (`small_disk`), the other-user prober (`probe`) and TLS origins, CAs and clients for
+//! disk (`small_disk`), one DNS query to the stub (`stub_query`), the other-user prober (`probe`) and TLS origins, CAs and clients for
 //! inspection (`tls`, `tls_clients`). Nothing here sends a packet beyond
 //! loopback (or beyond a network namespace a test made).
 
@@ -31,6 +31,7 @@ mod secret;
 mod sidecar;
 mod site;
 mod small_disk;
+mod stub_query;
 mod tls;
 mod tls_clients;
 
@@ -52,6 +53,7 @@ pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};
 pub use sidecar::{Sidecar, Signal};
 pub use site::Site;
 pub use small_disk::with_small_disk;
+pub use stub_query::{StubAnswer, stub_query};
 pub use tls::{Fetched, TestCa, TlsOrigin, client_config, fetch, pem_certificates, request};
 pub use tls_clients::{Outcome, TlsClient};
 

@@ -92,7 +92,8 @@ impl InspectConfig {
 
 /// True when the rule that allowed `decision` asks for inspection.
 pub(crate) fn wanted(decision: &Decision) -> bool {
-    decision.rule.as_ref().is_some_and(|r| r.inspect.is_some())
+    // A report-mode refusal let through (port-not-allowed names its allow rule) is a tunnel.
+    decision.is_allowed() && decision.rule.as_ref().is_some_and(|r| r.inspect.is_some())
 }
 
 /// What the requests of one inspected session share.

@@ -133,7 +133,11 @@ pub(crate) async fn handle(
         Ok(decision) => decision,
         Err(failure) => return Ok(refuse(&mut audit, &destination, failure)),
     };
-    let rules = decision.rule.as_ref().and_then(|r| r.inspect.as_ref());
+    let rules = decision
+        .rule
+        .as_ref()
+        .filter(|_| decision.is_allowed())
+        .and_then(|r| r.inspect.as_ref());
     if let Some(Err(miss)) = rules.map(|r| r.check(req.method().as_str(), req.uri().path())) {
         return Ok(Refusal::Request(miss, decision).respond(&mut audit, &destination));
     }
@@ -225,7 +229,11 @@ pub(crate) fn screen_plain<B>(
     audit: &mut Audit,
     destination: &str,
 ) -> Option<Response<ResponseBody>> {
-    let rules = decision.rule.as_ref().and_then(|r| r.inspect.as_ref());
+    let rules = decision
+        .rule
+        .as_ref()
+        .filter(|_| decision.is_allowed())
+        .and_then(|r| r.inspect.as_ref());
     if let Some(Err(miss)) = rules.map(|r| r.check(req.method().as_str(), req.uri().path())) {
         return Some(Refusal::Request(miss, decision.clone()).respond(audit, destination));
     }
