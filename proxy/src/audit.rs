@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use audit::{Sink, Verdict};
-use policy::{Decision, Rule};
+use policy::{Decision, Policy, Rule};
 
 use crate::error::Failure;
 
@@ -41,6 +41,8 @@ pub struct Audit {
     /// Moved bytes, updated by whoever moves them.
     pub bytes: Bytes,
     start: Instant,
+    /// The policy that judges the request, for what its refusal says.
+    policy: Option<Arc<Policy>>,
 }
 
 impl Audit {
@@ -57,7 +59,19 @@ impl Audit {
             status: 0,
             bytes: Bytes::default(),
             start: Instant::now(),
+            policy: None,
         }
+    }
+
+    /// The request is judged under `policy`: its refusal body says what in it would allow the
+    /// destination, and adds its `deny_message`.
+    pub fn under(&mut self, policy: Arc<Policy>) {
+        self.policy = Some(policy);
+    }
+
+    /// The policy given to [`Audit::under`].
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_deref()
     }
 
     /// The destination was allowed and reached at `addr`; or, in report mode, refused by

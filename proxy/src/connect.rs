@@ -11,6 +11,7 @@ use crate::body::{ResponseBody, empty};
 use crate::error::Failure;
 use crate::forward::loggable_authority;
 use crate::handler::{Connection, Generation};
+use crate::refused_tunnel;
 use crate::respond::refuse;
 use crate::tunnel::{self, TunnelEnd};
 
@@ -27,6 +28,7 @@ pub(crate) async fn connect(
 ) -> Response<ResponseBody> {
     let (authority, userinfo) = loggable_authority(req.uri());
     let mut audit = Audit::new(connection.caller.clone(), "CONNECT", authority.clone());
+    audit.under(generation.router.shared_policy());
     if userinfo {
         // Authority-form has no userinfo (RFC 9110 §3.2.3); what it held is never written.
         let failure = Failure::MalformedTarget("a CONNECT target has no userinfo".to_owned());
@@ -41,6 +43,9 @@ pub(crate) async fn connect(
     };
     let decision = match generation.router.decide(&target) {
         Ok(decision) => decision,
+        Err(failure) if refused_tunnel::wanted(&target, &failure) => {
+            return refused_tunnel::answer(connection, req, audit, authority, failure);
+        }
         Err(failure) => return refuse(&mut audit, &authority, failure),
     };
     let config = &connection.shared.config;
@@ -58,6 +63,9 @@ pub(crate) async fn connect(
     };
     let (origin, addr) = match opened {
         Ok(opened) => opened,
+        Err(failure) if refused_tunnel::wanted(&target, &failure) => {
+            return refused_tunnel::answer(connection, req, audit, authority, failure);
+        }
         Err(failure) => return refuse(&mut audit, &authority, failure),
     };
     let decision = match &config.parent {

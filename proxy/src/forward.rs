@@ -26,6 +26,7 @@ pub(crate) async fn forward(
         req.method().as_str(),
         uri_text.clone(),
     );
+    audit.under(generation.router.shared_policy());
     let host = match (req.uri().scheme_str(), req.uri().host()) {
         (Some("http"), Some(host)) => host,
         (Some(_), Some(_)) => {

@@ -1,8 +1,10 @@
 //! The responses egressd writes itself: refusals and failures, each with a reason header, a rule
-//! header for policy refusals, and a short text body saying what was refused and why.
+//! header for policy refusals, a reason phrase and a short text body saying what was refused, why
+//! and what to do (`refusal`).
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
+use policy::Policy;
 
 use crate::audit::Audit;
 use crate::body::{ResponseBody, full};
@@ -14,7 +16,7 @@ pub const REASON_HEADER: &str = "x-egressd-reason";
 pub const RULE_HEADER: &str = "x-egressd-rule";
 
 /// Sent, without reading the request, to a connection over the limit.
-pub(crate) const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+pub(crate) const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable by egressd: overloaded\r\nContent-Type: text/plain; charset=utf-8\r\n\
 x-egressd-reason: overloaded\r\nConnection: close\r\nContent-Length: 38\r\n\r\negressd: too many connections, retry\r\n";
 /// The status of [`OVERLOADED`].
 pub(crate) const OVERLOADED_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
@@ -22,26 +24,23 @@ pub(crate) const OVERLOADED_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE
 /// Records `failure` in the audit record and builds the client's response.
 pub(crate) fn refuse(audit: &mut Audit, target: &str, failure: Failure) -> Response<ResponseBody> {
     audit.failed(&failure);
-    failure_response(target, &failure)
+    failure_response(target, &failure, audit.policy())
 }
 
 /// The response for a request egressd did not serve: the status, a short text body, and the
 /// reason (and rule) headers.
-pub(crate) fn failure_response(target: &str, failure: &Failure) -> Response<ResponseBody> {
+pub(crate) fn failure_response(
+    target: &str,
+    failure: &Failure,
+    policy: Option<&Policy>,
+) -> Response<ResponseBody> {
     let status = failure.status();
-    let detail = match failure {
-        Failure::Denied(decision) | Failure::AddressesDenied { decision, .. } => {
-            decision.to_string()
-        }
-        other => other.to_string(),
-    };
-    let text = format!(
-        "egressd: {} {}: {target}: {detail}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let text = crate::refusal::body(target, failure, policy);
     let mut response = Response::new(full(text));
     *response.status_mut() = status;
+    if let Some(phrase) = crate::refusal::reason_phrase(target, failure) {
+        response.extensions_mut().insert(phrase);
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

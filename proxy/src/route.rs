@@ -34,6 +34,11 @@ impl Router {
         self.resolver.policy()
     }
 
+    /// The same, shared: for a request's record ([`crate::audit::Audit::under`]).
+    pub fn shared_policy(&self) -> Arc<Policy> {
+        self.resolver.policy().clone()
+    }
+
     /// The policy decision for the destination as named; `Err` when it is refused (a malformed
     /// destination is the client's error, 400). In report mode a refusal the mode lets through
     /// is `Ok` with the refusal itself: the caller serves it, and its audit says `would-deny`.

@@ -96,6 +96,14 @@ impl Refusal {
         );
         let mut response = Response::new(full(text));
         *response.status_mut() = status;
+        let phrase = format!(
+            "{} by egressd: {}",
+            status.canonical_reason().unwrap_or("Refused"),
+            self.code()
+        );
+        if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase) {
+            response.extensions_mut().insert(phrase);
+        }
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
