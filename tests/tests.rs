@@ -16,6 +16,7 @@ mod forwarding;
 mod inspect;
 mod netns;
 mod proxy;
+mod refusal;
 mod report;
 mod run;
 mod suggest;

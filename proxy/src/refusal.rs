@@ -161,7 +161,9 @@ mod tests {
         let text = body("example.org:443", &failure, Some(&policy));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
-        assert!(lines[0].starts_with("egressd: 403 Forbidden: example.org:443: deny (default-deny)"));
+        assert!(
+            lines[0].starts_with("egressd: 403 Forbidden: example.org:443: deny (default-deny)")
+        );
         assert_eq!(
             lines[1],
             "egressd: to allow it, add: [[allow]] host = \"example.org\" ports = [443]"
@@ -179,7 +181,9 @@ mod tests {
         );
         let rule = denied(&policy, "gist.github.com:443");
         assert_eq!(
-            reason_phrase("gist.github.com:443", &rule).unwrap().as_bytes(),
+            reason_phrase("gist.github.com:443", &rule)
+                .unwrap()
+                .as_bytes(),
             b"Forbidden by egressd: deny-rule deny[0] line 7"
         );
         assert!(body("gist.github.com:443", &rule, Some(&policy)).contains("remove or narrow"));
