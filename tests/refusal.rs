@@ -178,25 +178,24 @@ fn env_of(sidecar: &Sidecar) -> ProxyEnv {
 #[ignore = "needs curl: run by .ci/run"]
 fn curl_shows_the_reason_phrase_and_the_body_of_a_refused_tunnel_to_port_80() {
     let (_origin, sidecar, _dir) = start(&[]);
-    for client in [Client::Curl] {
-        let tunnelled = client.tunnel_get(sidecar.proxy(), "http://example.org/");
-        assert_eq!(tunnelled.status, 403, "{tunnelled:?}");
-        assert!(
-            tunnelled
-                .headers
-                .contains("403 Forbidden by egressd: default-deny example.org:80"),
-            "{tunnelled:?}"
-        );
-        assert!(
-            tunnelled
-                .body
-                .contains("to allow it, add: [[allow]] host = \"example.org\" ports = [80]"),
-            "{tunnelled:?}"
-        );
-        let plain = client.get(sidecar.proxy(), "http://example.org/");
-        assert_eq!(plain.status, 403, "{plain:?}");
-        assert!(plain.body.contains("Ask #infra"), "{plain:?}");
-    }
+    let client = Client::Curl;
+    let tunnelled = client.tunnel_get(sidecar.proxy(), "http://example.org/");
+    assert_eq!(tunnelled.status, 403, "{tunnelled:?}");
+    assert!(
+        tunnelled
+            .headers
+            .contains("403 Forbidden by egressd: default-deny example.org:80"),
+        "{tunnelled:?}"
+    );
+    assert!(
+        tunnelled
+            .body
+            .contains("to allow it, add: [[allow]] host = \"example.org\" ports = [80]"),
+        "{tunnelled:?}"
+    );
+    let plain = client.get(sidecar.proxy(), "http://example.org/");
+    assert_eq!(plain.status, 403, "{plain:?}");
+    assert!(plain.body.contains("Ask #infra"), "{plain:?}");
 }
 
 #[test]

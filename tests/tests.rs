@@ -14,6 +14,7 @@ mod faults;
 mod firewall;
 mod forwarding;
 mod inspect;
+mod metrics;
 mod netns;
 mod proxy;
 mod refusal;

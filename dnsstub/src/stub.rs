@@ -135,6 +135,11 @@ impl Stub {
         let name = local.name.as_ref().map(AsciiName);
         let name = name.as_ref().map(|n| n as &dyn fmt::Display);
         let qtype = local.qtype.as_ref().map(|t| t as &dyn fmt::Display);
+        let rcode = rcode_name(rcode);
+        self.shared
+            .config
+            .metrics
+            .dns_query(rcode, verdict.as_str());
         self.shared.sink.emit(&DnsQuery {
             sandbox_id: &self.shared.sandbox_id,
             client: asker.client,
@@ -144,7 +149,7 @@ impl Stub {
             verdict,
             reason,
             rule: local.decision.as_ref().and_then(|d| d.rule.as_deref()),
-            rcode: rcode_name(rcode),
+            rcode,
             answers: local.message.answers.len(),
             stripped: 0,
             cached: false,
@@ -186,6 +191,11 @@ impl Stub {
             }
         };
         let question = &forward.question;
+        let rcode = rcode_name(message.metadata.response_code);
+        self.shared
+            .config
+            .metrics
+            .dns_query(rcode, verdict.as_str());
         self.shared.sink.emit(&DnsQuery {
             sandbox_id: &self.shared.sandbox_id,
             client: asker.client,
@@ -195,7 +205,7 @@ impl Stub {
             verdict,
             reason,
             rule: forward.decision.rule.as_deref(),
-            rcode: rcode_name(message.metadata.response_code),
+            rcode,
             answers: message.answers.len(),
             stripped,
             cached: source == Some(Source::Cache),

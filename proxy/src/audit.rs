@@ -26,6 +26,7 @@ pub struct Caller {
     pub(crate) sink: Sink,
     pub(crate) sandbox_id: Arc<str>,
     pub(crate) client: Arc<str>,
+    pub(crate) metrics: metrics::Handle,
 }
 
 /// One request's audit record; emitted when dropped.
@@ -126,6 +127,17 @@ impl Audit {
 
 impl Drop for Audit {
     fn drop(&mut self) {
+        let kind = match self.method.as_str() {
+            "CONNECT" => metrics::Kind::Tunnel,
+            _ => metrics::Kind::Request,
+        };
+        let (up, down) = (
+            self.bytes.up.load(Ordering::Relaxed),
+            self.bytes.down.load(Ordering::Relaxed),
+        );
+        self.caller
+            .metrics
+            .request(kind, self.verdict.as_str(), self.reason, up, down);
         self.caller.sink.emit(&audit::Request {
             sandbox_id: &self.caller.sandbox_id,
             client: &self.caller.client,
@@ -136,8 +148,8 @@ impl Drop for Audit {
             reason: self.reason,
             rule: self.rule.as_deref(),
             status: self.status,
-            bytes_up: self.bytes.up.load(Ordering::Relaxed),
-            bytes_down: self.bytes.down.load(Ordering::Relaxed),
+            bytes_up: up,
+            bytes_down: down,
             duration: self.start.elapsed(),
         });
     }

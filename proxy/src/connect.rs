@@ -93,9 +93,11 @@ fn spawn_tunnel(
     let limits = &connection.shared.config.limits;
     let (idle, buffer) = (limits.tunnel_idle_timeout, limits.tunnel_buffer_bytes);
     let permit = connection.permit.clone();
+    let open = connection.shared.config.metrics.tunnel();
     connection.tasks.spawn(async move {
         // The connection's place under the limit lives as long as the tunnel.
         let _permit = permit;
+        let _open = open;
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(upgraded) => upgraded,
             Err(error) => {

@@ -77,6 +77,7 @@ impl Generation {
         let router = Arc::new(Router {
             resolver,
             limits: config.limits.clone(),
+            metrics: config.metrics.clone(),
         });
         let connector = match &config.parent {
             None => Connector::Direct(router.clone()),
@@ -139,6 +140,7 @@ impl Proxy {
             sink: self.shared.sink.clone(),
             sandbox_id: self.shared.sandbox_id.clone(),
             client: Arc::from(peer.to_string()),
+            metrics: self.shared.config.metrics.clone(),
         }
     }
 }
@@ -148,6 +150,7 @@ where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn serve(self, conn: Conn<Io>) {
+        let _open = self.shared.config.metrics.connection();
         let limits = &self.shared.config.limits;
         let mut builder = http1::Builder::new();
         builder

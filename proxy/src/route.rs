@@ -18,6 +18,7 @@ use crate::error::Failure;
 pub struct Router {
     pub(crate) resolver: Arc<Resolver>,
     pub(crate) limits: Limits,
+    pub(crate) metrics: metrics::Handle,
 }
 
 /// An open connection to an address that passed the policy.
@@ -79,8 +80,12 @@ impl Router {
         let mut last = None;
         for ip in candidates {
             let addr = SocketAddr::new(ip, target.port);
+            let started = std::time::Instant::now();
             match dial(addr, self.limits.connect_timeout).await {
-                Ok(stream) => return Ok(Opened { stream, addr }),
+                Ok(stream) => {
+                    self.metrics.upstream_connect(started.elapsed());
+                    return Ok(Opened { stream, addr });
+                }
                 Err(failure) => last = Some(failure),
             }
         }

@@ -35,11 +35,15 @@ impl App {
             Err(error) => {
                 let error = format!("{error:#}");
                 tracing::error!(%error, "SIGHUP: policy reload failed; keeping the current policy");
+                self.metrics.reloaded(false);
                 self.lifecycle(Step::ReloadFailed, Some(&error));
             }
             Ok((policy, secrets)) => {
                 let policy = self.settings.applied(policy);
                 self.policy = PolicyInfo::of(&policy);
+                self.metrics.reloaded(true);
+                self.metrics
+                    .policy(&self.policy.sha256, self.policy.mode.as_str());
                 let resolver = self.generations.resolver(policy);
                 self.proxy.reload_with_secrets(resolver.clone(), &secrets);
                 if let Some(stub) = &self.stub {

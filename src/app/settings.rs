@@ -115,6 +115,7 @@ impl Settings {
                 parent: parent_proxy(args)?,
                 credential,
                 inspect: None,
+                metrics: metrics::Handle::default(),
             },
             stub: StubConfig {
                 sandbox_id: args.sandbox_id.clone(),

@@ -55,7 +55,7 @@ pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};
 pub use sidecar::{Sidecar, Signal};
 pub use site::Site;
 pub use small_disk::with_small_disk;
-pub use stub_query::{StubAnswer, stub_query};
+pub use stub_query::stub_query;
 pub use tls::{Fetched, TestCa, TlsOrigin, client_config, fetch, pem_certificates, request};
 pub use tls_clients::{Outcome, TlsClient};
 

@@ -140,9 +140,11 @@ pub(crate) fn spawn(
     let caller = connection.caller.clone();
     let permit = connection.permit.clone();
     let tasks = connection.tasks.clone();
+    let open = connection.shared.config.metrics.tunnel();
     connection.tasks.spawn(async move {
         // The connection's place under the limit lives as long as the session.
         let _permit = permit;
+        let _open = open;
         let Host::Name(name) = target.host.clone() else {
             // Inspected rules are host rules: an IP literal never gets here.
             return;
