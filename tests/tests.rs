@@ -19,6 +19,7 @@ mod netns;
 mod proxy;
 mod refusal;
 mod report;
+mod roundtrip;
 mod run;
 mod suggest;
 mod tunnel;
