@@ -122,8 +122,16 @@ fn report_mode_lets_rule_refusals_through_and_keeps_special_ranges_shut() {
     assert_eq!(lan.status, 403, "{lan:?}");
     let malformed = Client::Rust.get(proxy, "http://0177.0.0.1/");
     assert_eq!(malformed.status, 400, "{malformed:?}");
+    // Let through, but the name resolves nowhere: the failure's status, and still the refusal
+    // report mode is there to record.
+    let unresolved = Client::Rust.get(proxy, "http://unresolved.test/");
+    assert_eq!(unresolved.status, 502, "{unresolved:?}");
 
-    let events = request_events(&s.audit, 7);
+    let events = request_events(&s.audit, 8);
+    let failed = event_for(&events, "http://unresolved.test/");
+    assert_eq!(field(failed, audit::fields::DECISION), "would-deny");
+    assert_eq!(field(failed, audit::fields::REASON), "default-deny");
+    assert_eq!(failed[audit::fields::STATUS], 502);
     let would = event_for(&events, &other);
     assert_eq!(field(would, audit::fields::DECISION), "would-deny");
     assert_eq!(field(would, audit::fields::REASON), "default-deny");

@@ -109,8 +109,27 @@ impl Audit {
         self.status = status.as_u16();
     }
 
+    /// Report mode: `decision` refused the request, which is let through all the same. Should
+    /// it then fail for another reason (the name does not resolve, the origin is down), its event
+    /// still says `would-deny` with this reason and rule, and the failure's status: what the
+    /// policy would have done is what report mode records.
+    pub fn reported(&mut self, decision: &Decision) {
+        if !decision.is_allowed() {
+            self.verdict = Verdict::WouldDeny;
+            self.reason = decision.reason.code();
+            self.rule = decision.rule.clone();
+        }
+    }
+
     /// The request ended with `failure`.
     pub fn failed(&mut self, failure: &Failure) {
+        if self.verdict == Verdict::WouldDeny && !failure.is_refusal() {
+            self.status = failure.status().as_u16();
+            if let Failure::Connect { addr, .. } | Failure::ConnectTimeout { addr } = failure {
+                self.resolved = Some(*addr);
+            }
+            return;
+        }
         self.verdict = if failure.is_refusal() {
             Verdict::Deny
         } else {

@@ -48,6 +48,7 @@ pub(crate) async fn connect(
         }
         Err(failure) => return refuse(&mut audit, &authority, failure),
     };
+    audit.reported(&decision);
     let config = &connection.shared.config;
     let limits = &config.limits;
     let opened = match &config.parent {

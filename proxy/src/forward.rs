@@ -50,6 +50,7 @@ pub(crate) async fn forward(
         Ok(decided) => decided,
         Err(failure) => return refuse(&mut audit, &uri_text, failure),
     };
+    audit.reported(&decision);
     if let Some(refused) = crate::inspect::screen_plain(
         &generation.brokered,
         &decision,
