@@ -177,6 +177,25 @@ fn report_mode_answers_refused_names_in_dns_filtered_as_usual() {
     assert_eq!(field(&event, audit::fields::DECISION), "would-refuse");
     assert_eq!(field(&event, audit::fields::REASON), "default-deny");
     assert_eq!(field(&event, audit::fields::RCODE), "NOERROR");
+    // A name that resolves nowhere: SERVFAIL, still recorded as the refusal it would have been.
+    assert_eq!(
+        stub_query(dns(&s.sidecar), "unresolved.test.").rcode,
+        "SERVFAIL"
+    );
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let failed = loop {
+        let found = events_of(&log(), audit::DnsQuery::MESSAGE);
+        if let Some(e) = found
+            .into_iter()
+            .find(|e| field(e, "name") == "unresolved.test.")
+        {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", log());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert_eq!(field(&failed, audit::fields::DECISION), "would-refuse");
+    assert_eq!(field(&failed, audit::fields::RCODE), "SERVFAIL");
 }
 
 #[test]

@@ -171,10 +171,8 @@ impl Stub {
                 let ede = (stripped > 0).then_some(Ede::Blocked);
                 let (verdict, reason) = if answer.rcode == ResponseCode::ServFail {
                     (Verdict::Error, "dns-failure")
-                } else if forward.decision.is_allowed() {
-                    (Verdict::Allow, forward.decision.reason.code())
                 } else {
-                    (Verdict::WouldRefuse, forward.decision.reason.code())
+                    (Verdict::Allow, forward.decision.reason.code())
                 };
                 let ede = ede.or((verdict == Verdict::Error).then_some(Ede::UpstreamFailed));
                 let message = wire::reply(&forward.query, answer.rcode, answer.records, ede);
@@ -189,6 +187,12 @@ impl Stub {
                 );
                 (message, 0, None, Verdict::Error, failed.reason())
             }
+        };
+        // Report mode: a name the policy would refuse was answered (or tried) all the same; its
+        // event says so whatever the answer, so suggest learns the name.
+        let (verdict, reason) = match &forward.decision {
+            d if d.is_allowed() => (verdict, reason),
+            d => (Verdict::WouldRefuse, d.reason.code()),
         };
         let question = &forward.question;
         let rcode = rcode_name(message.metadata.response_code);
