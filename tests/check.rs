@@ -9,7 +9,7 @@ fn valid_policy_exits_zero_with_a_summary() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stdout
-            .contains("ok: 6 allow, 1 deny, 0 carve-out rules; default deny on ports 443"),
+            .contains("ok: 6 allow, 1 deny, 0 carve-out rules; default deny on ports 443; enforce mode"),
         "{r:?}"
     );
 }
