@@ -8,8 +8,9 @@ fn valid_policy_exits_zero_with_a_summary() {
     let r = run(&["check", path.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout
-            .contains("ok: 6 allow, 1 deny, 0 carve-out rules; default deny on ports 443; enforce mode"),
+        r.stdout.contains(
+            "ok: 6 allow, 1 deny, 0 carve-out rules; default deny on ports 443; enforce mode"
+        ),
         "{r:?}"
     );
 }
