@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::path::Path;
 
 use anyhow::Context;
-use audit::{Batched, Destination, Guard, OnFailure, Sink};
+use audit::{Batched, Destination, Guard, LostCount, OnFailure, Sink};
 use tokio::sync::oneshot;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
@@ -25,6 +25,7 @@ use json::JsonLines;
 /// The running writers; dropping it writes out what they have queued.
 pub struct Logs {
     audit: Sink,
+    audit_lost: LostCount,
     audit_failed: Option<oneshot::Receiver<()>>,
     _guards: Vec<Guard>,
 }
@@ -33,6 +34,11 @@ impl Logs {
     /// Where audit events go.
     pub fn audit_sink(&self) -> Sink {
         self.audit.clone()
+    }
+
+    /// How many audit events could not be written, so far.
+    pub fn audit_lost(&self) -> LostCount {
+        self.audit_lost.clone()
     }
 
     /// With `--on-audit-failure stop`: resolves when audit events can no longer be written.
@@ -139,6 +145,7 @@ pub fn init(
         .try_init()
         .context("cannot install the logger")?;
     Ok(Logs {
+        audit_lost: audit_writer.lost(),
         audit: Sink::new(audit_writer),
         audit_failed: matches!(on_failure, AuditFailure::Stop).then_some(audit_failed),
         _guards: guards,

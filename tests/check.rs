@@ -8,8 +8,9 @@ fn valid_policy_exits_zero_with_a_summary() {
     let r = run(&["check", path.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout
-            .contains("ok: 6 allow, 1 deny, 0 carve-out rules; default deny on ports 443"),
+        r.stdout.contains(
+            "ok: 6 allow, 1 deny, 0 carve-out rules; default deny on ports 443; enforce mode"
+        ),
         "{r:?}"
     );
 }
@@ -109,6 +110,10 @@ const SEMANTIC_ONLY: &[(&str, &str)] = &[
     ("carve-out-public.toml", "overlap with the special ranges"),
     ("cidr-host-bits.toml", "CIDR arithmetic"),
     ("cidr-prefix.toml", "CIDR text"),
+    (
+        "deny-message-control.toml",
+        "control characters in a string",
+    ),
     ("dns-static-addr.toml", "IP address text"),
     ("dns-upstream-name.toml", "IP address text"),
     ("header-placeholder.toml", "the template language"),

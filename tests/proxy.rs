@@ -113,9 +113,17 @@ fn rust_client_through_the_proxy() {
         .unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.body_mut().read_to_string().unwrap(), ORIGIN_BODY);
-    // ureq tunnels even http:// URLs through CONNECT, so a refusal is a failed CONNECT.
-    let denied = agent.get("http://example.org/").call().unwrap_err();
-    assert!(denied.to_string().contains("403"), "{denied}");
+    // ureq tunnels even http:// URLs through CONNECT (to port 80): egressd answers the policy's
+    // refusal inside the tunnel, so ureq sees the 403 and its reason.
+    let denied = agent.get("http://example.org/").call().unwrap();
+    assert_eq!(denied.status(), 403);
+    assert_eq!(
+        denied
+            .headers()
+            .get("x-egressd-reason")
+            .and_then(|v| v.to_str().ok()),
+        Some("default-deny")
+    );
     // Through the tunnel the origin still saw the request, without attribution headers: the
     // proxy cannot add headers inside an opaque tunnel (docs/launcher.md says so).
     let head = &origin.seen()[0];

@@ -12,6 +12,7 @@
 //! Dropping the [`Guard`] writes out what is queued and stops the thread.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -40,6 +41,8 @@ struct Shared {
     wake: Condvar,
     /// Wakes loggers waiting for room.
     room: Condvar,
+    /// Every line the destination could not take, since the start.
+    lost: LostCount,
 }
 
 impl Shared {
@@ -60,6 +63,29 @@ pub struct Guard {
     thread: Option<JoinHandle<()>>,
 }
 
+impl Batched {
+    /// The count of lines this writer could not write (a full disk, say), since it started.
+    pub fn lost(&self) -> LostCount {
+        self.shared.lost.clone()
+    }
+}
+
+/// Lines a writer could not write, counted since it started: what egressd's metrics report as
+/// audit events lost. Cheap to clone; clones read the same count.
+#[derive(Clone, Debug, Default)]
+pub struct LostCount(Arc<AtomicU64>);
+
+impl LostCount {
+    /// Lines lost so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, lines: u64) {
+        self.0.fetch_add(lines, Ordering::Relaxed);
+    }
+}
+
 /// Starts a writer thread named `name` writing to `out`, doing `on_failure` when it cannot.
 pub fn spawn_writer(
     name: &str,
@@ -69,7 +95,7 @@ pub fn spawn_writer(
     let shared = Arc::new(Shared::default());
     let thread = std::thread::Builder::new().name(name.to_owned()).spawn({
         let shared = shared.clone();
-        let output = Output::new(name, out, on_failure);
+        let output = Output::new(name, out, on_failure).counting(shared.lost.clone());
         move || write_batches(&shared, output)
     })?;
     let guard = Guard {

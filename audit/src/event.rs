@@ -26,6 +26,10 @@ pub enum Verdict {
     Deny,
     /// It failed for another reason: malformed, unreachable, overloaded.
     Error,
+    /// Report mode: the policy would have refused this request, which was let through.
+    WouldDeny,
+    /// Report mode: the policy would have refused this name, which was answered.
+    WouldRefuse,
 }
 
 impl Verdict {
@@ -35,6 +39,8 @@ impl Verdict {
             Self::Allow => "allow",
             Self::Deny => "deny",
             Self::Error => "error",
+            Self::WouldDeny => "would-deny",
+            Self::WouldRefuse => "would-refuse",
         }
     }
 }
@@ -195,6 +201,8 @@ pub struct Lifecycle<'a> {
     pub sha256: &'a str,
     /// Why (a reload error, the reason for stopping).
     pub detail: Option<&'a str>,
+    /// How the policy in force is applied: `enforce` or `report`.
+    pub mode: &'a str,
 }
 
 impl Lifecycle<'_> {
@@ -213,6 +221,7 @@ impl Event for Lifecycle<'_> {
         out.str(f::POLICY, self.policy);
         out.str(f::SHA256, self.sha256);
         out.str(f::DETAIL, self.detail.unwrap_or(""));
+        out.str(f::MODE, self.mode);
     }
 }
 

@@ -15,7 +15,8 @@ pub const TARGET: &str = "target";
 pub const SANDBOX_ID: &str = "sandbox_id";
 /// Where the request or query came from: `IP:PORT`, or `unix`.
 pub const CLIENT: &str = "client";
-/// `allow`, `deny` or `error`.
+/// `allow`, `deny` or `error`; in report mode also `would-deny` (requests) and `would-refuse`
+/// (DNS queries).
 pub const DECISION: &str = "decision";
 /// A policy reason code or a failure code.
 pub const REASON: &str = "reason";
@@ -62,6 +63,8 @@ pub const POLICY: &str = "policy";
 pub const SHA256: &str = "sha256";
 /// Why a step failed, or why egressd stops.
 pub const DETAIL: &str = "detail";
+/// How the policy in force is applied: `enforce` or `report`.
+pub const MODE: &str = "mode";
 
 /// Audit events that could not be written (`audit events lost`).
 pub const LOST: &str = "lost";

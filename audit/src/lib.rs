@@ -19,7 +19,7 @@ pub mod json;
 mod output;
 mod sink;
 
-pub use batch::{Batched, Guard, spawn_writer};
+pub use batch::{Batched, Guard, LostCount, spawn_writer};
 pub use event::{DnsQuery, Event, Lifecycle, Lost, Request, Step, Verdict};
 pub use output::{Destination, OnFailure};
 pub use sink::{Recorded, Sink};

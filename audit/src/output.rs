@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::time::SystemTime;
 
+use crate::batch::LostCount;
 use crate::event::Lost;
 
 /// A destination for audit or log lines.
@@ -34,6 +35,8 @@ pub(crate) struct Output {
     dest: Destination,
     on_failure: Option<OnFailure>,
     episode: Option<Episode>,
+    /// Every line lost, across episodes, for whoever reads the count.
+    lost_total: LostCount,
 }
 
 struct Episode {
@@ -49,7 +52,14 @@ impl Output {
             dest,
             on_failure: Some(on_failure),
             episode: None,
+            lost_total: LostCount::default(),
         }
+    }
+
+    /// Counts every lost line into `total` too.
+    pub(crate) fn counting(mut self, total: LostCount) -> Self {
+        self.lost_total = total;
+        self
     }
 
     /// Writes `batch` (whole lines), or counts its lines as lost. During an episode, the event
@@ -113,6 +123,7 @@ impl Output {
     }
 
     fn failed(&mut self, lines: u64, error: &io::Error) {
+        self.lost_total.add(lines);
         match &mut self.episode {
             Some(episode) => episode.lost += lines,
             None => {

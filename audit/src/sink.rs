@@ -186,10 +186,12 @@ mod tests {
             policy: "/p.toml",
             sha256: "ab",
             detail: Some("p.toml:3:8: bad"),
+            mode: "report",
         });
         let v = parse(&recorded.lines()[0]);
         assert_eq!(v[f::MESSAGE], Lifecycle::MESSAGE);
         assert_eq!(v[f::EVENT], "reload-failed");
         assert_eq!(v[f::DETAIL], "p.toml:3:8: bad");
+        assert_eq!(v[f::MODE], "report");
     }
 }

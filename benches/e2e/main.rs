@@ -271,7 +271,15 @@ async fn run(plan: &Plan) -> Report {
         let concurrency = plan.concurrency.last().copied().unwrap_or(16);
         let ports = [origin.port(), source.port(), echo.port()];
         let without = peers::egressd(egressd_bin(), &ports, upstream, false);
-        report.push(credential_cost(plan, &egressd, &without, origin, concurrency).await);
+        let what =
+            format!("credential check: proxy CPU per request with / without, {concurrency} conn");
+        report.push(cpu_ratio(&what, plan, &egressd, &without, origin, concurrency).await);
+        drop(without);
+        let metered = peers::egressd_metered(egressd_bin(), &ports, upstream);
+        let what = format!(
+            "metrics: proxy CPU per request with / without --metrics-listen, {concurrency} conn"
+        );
+        report.push(cpu_ratio(&what, plan, &metered, &egressd, origin, concurrency).await);
     }
 
     let mut bulk = [
@@ -447,9 +455,11 @@ async fn idle_tunnels(
     drop(tunnels);
 }
 
-/// What the proxy credential check costs: egressd's CPU per HTTP request with its credential
-/// over the same without one (`--no-proxy-credential`), measured alternately in this run.
-async fn credential_cost(
+/// What a feature costs: egressd's CPU per HTTP request `with` it over the same `without` it
+/// (the credential check against `--no-proxy-credential`, counting metrics against no
+/// `--metrics-listen`), measured alternately in this run.
+async fn cpu_ratio(
+    what: &str,
     plan: &Plan,
     with: &peers::Peer,
     without: &peers::Peer,
@@ -466,11 +476,7 @@ async fn credential_cost(
             }
         }
     }
-    Row::new(
-        &format!("credential check: proxy CPU per request with / without, {concurrency} conn"),
-        "ratio",
-    )
-    .egressd(median(&on) / median(&off))
+    Row::new(what, "ratio").egressd(median(&on) / median(&off))
 }
 
 /// The direct path, then each proxy: who a load is measured through.

@@ -77,6 +77,27 @@ fn free_port() -> u16 {
 /// with its default proxy credential (sent with every request), or without one when
 /// `credential` is false (to measure what the check costs).
 pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: bool) -> Peer {
+    let no_credential = (!credential).then(|| "--no-proxy-credential".to_owned());
+    egressd_with_flags(
+        bin,
+        ports,
+        dns_upstream,
+        no_credential.into_iter().collect(),
+    )
+}
+
+/// [`egressd`] with its credential and `--metrics-listen` (to measure what counting costs).
+pub fn egressd_metered(bin: &Path, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
+    let flags = vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
+    egressd_with_flags(bin, ports, dns_upstream, flags)
+}
+
+fn egressd_with_flags(
+    bin: &Path,
+    ports: &[u16],
+    dns_upstream: SocketAddr,
+    flags: Vec<String>,
+) -> Peer {
     let list = ports
         .iter()
         .map(u16::to_string)
@@ -89,8 +110,7 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: 
          [[danger_carve_out]]\ncidr = \"127.0.0.1/32\"\nports = [{list}]\n\
          [dns]\nupstreams = [\"{dns_upstream}\"]\n"
     );
-    let no_credential = (!credential).then(|| "--no-proxy-credential".to_owned());
-    egressd_with_policy(bin, &policy, &[], |_| no_credential.into_iter().collect())
+    egressd_with_policy(bin, &policy, &[], |_| flags)
 }
 
 /// egressd with `policy`, `files` (name, text) written beside it, and the flags `args` makes from

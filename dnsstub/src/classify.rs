@@ -81,7 +81,8 @@ pub fn classify(bytes: &[u8], policy: &Policy) -> Action {
         return local(ResponseCode::Refused, None);
     };
     let decision = policy.decide_resolution(&name);
-    if !decision.is_allowed() {
+    // Report mode answers a name refused by a rule or the default (audited would-refuse).
+    if !decision.is_allowed() && !policy.reports(&decision) {
         return local(ResponseCode::Refused, Some(decision));
     }
     match qtype {

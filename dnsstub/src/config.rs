@@ -12,6 +12,8 @@ pub struct StubConfig {
     pub max_tcp_connections: usize,
     /// An idle stream connection is closed after this long.
     pub tcp_idle_timeout: Duration,
+    /// Where answered queries are counted (a no-op without `--metrics-listen`).
+    pub metrics: metrics::Handle,
 }
 
 impl StubConfig {
@@ -27,6 +29,7 @@ impl Default for StubConfig {
             sandbox_id: String::new(),
             max_tcp_connections: Self::MAX_TCP_CONNECTIONS,
             tcp_idle_timeout: Self::TCP_IDLE_TIMEOUT,
+            metrics: metrics::Handle::default(),
         }
     }
 }

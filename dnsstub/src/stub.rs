@@ -127,6 +127,7 @@ impl Stub {
         let rcode = local.message.metadata.response_code;
         let (verdict, reason) = match &local.decision {
             Some(d) if d.is_allowed() => (Verdict::Allow, d.reason.code()),
+            Some(d) if rcode != ResponseCode::Refused => (Verdict::WouldRefuse, d.reason.code()),
             Some(d) => (Verdict::Deny, d.reason.code()),
             None if rcode == ResponseCode::Refused => (Verdict::Deny, "malformed-target"),
             None => (Verdict::Error, local_reason(rcode)),
@@ -134,6 +135,11 @@ impl Stub {
         let name = local.name.as_ref().map(AsciiName);
         let name = name.as_ref().map(|n| n as &dyn fmt::Display);
         let qtype = local.qtype.as_ref().map(|t| t as &dyn fmt::Display);
+        let rcode = rcode_name(rcode);
+        self.shared
+            .config
+            .metrics
+            .dns_query(rcode, verdict.as_str());
         self.shared.sink.emit(&DnsQuery {
             sandbox_id: &self.shared.sandbox_id,
             client: asker.client,
@@ -143,7 +149,7 @@ impl Stub {
             verdict,
             reason,
             rule: local.decision.as_ref().and_then(|d| d.rule.as_deref()),
-            rcode: rcode_name(rcode),
+            rcode,
             answers: local.message.answers.len(),
             stripped: 0,
             cached: false,
@@ -182,7 +188,18 @@ impl Stub {
                 (message, 0, None, Verdict::Error, failed.reason())
             }
         };
+        // Report mode: a name the policy would refuse was answered (or tried) all the same; its
+        // event says so whatever the answer, so suggest learns the name.
+        let (verdict, reason) = match &forward.decision {
+            d if d.is_allowed() => (verdict, reason),
+            d => (Verdict::WouldRefuse, d.reason.code()),
+        };
         let question = &forward.question;
+        let rcode = rcode_name(message.metadata.response_code);
+        self.shared
+            .config
+            .metrics
+            .dns_query(rcode, verdict.as_str());
         self.shared.sink.emit(&DnsQuery {
             sandbox_id: &self.shared.sandbox_id,
             client: asker.client,
@@ -192,7 +209,7 @@ impl Stub {
             verdict,
             reason,
             rule: forward.decision.rule.as_deref(),
-            rcode: rcode_name(message.metadata.response_code),
+            rcode,
             answers: message.answers.len(),
             stripped,
             cached: source == Some(Source::Cache),

@@ -31,6 +31,12 @@ pub enum ErrorKind {
     /// `version` is not one this build reads.
     #[error("unsupported policy version {0}; this egressd reads version 1")]
     Version(i64),
+    /// `defaults.mode` is neither `enforce` nor `report`.
+    #[error("invalid mode {0:?}: write \"enforce\" (the default) or \"report\"")]
+    Mode(String),
+    /// A `defaults.deny_message` that cannot be shown as plain text.
+    #[error("invalid deny_message: {0}")]
+    DenyMessage(&'static str),
     /// A rule with both or neither of `host` and `cidr`.
     #[error("a rule needs exactly one of `host = \"NAME\"` or `cidr = \"NET/LEN\"`")]
     RuleShape,

@@ -45,8 +45,10 @@ mod name;
 mod parse;
 mod ports;
 mod ranges;
+mod report;
 #[cfg(feature = "schema")]
 mod schema;
+mod suggestion;
 mod target;
 
 pub use addr::{Embedding, embedded_ipv4};
@@ -57,12 +59,13 @@ pub use inspect::{
     CredentialRule, Inspection, MIN_PLACEHOLDER_LEN, PathGlob, PathGlobError, PlaceholderError,
     RequestMiss, ValueSource,
 };
-pub use model::{Action, DnsSettings, Matcher, Policy, Rule, RuleKind, RuleLabel};
+pub use model::{Action, DnsSettings, Matcher, Mode, Policy, Rule, RuleKind, RuleLabel};
 pub use name::{DomainName, HostPattern, NameError, PatternError};
 pub use ports::{PortItem, PortSet, PortsError};
 pub use ranges::{SPECIAL_RANGES, SpecialMatch, SpecialRange, classify, denied_networks};
 #[cfg(feature = "schema")]
 pub use schema::json_schema;
+pub use suggestion::{Change, RuleKey, Suggestion, allow_rule_toml};
 pub use target::{Host, Target, TargetError};
 
 /// The built-in default policy's text, used when egressd is given no policy file: every public

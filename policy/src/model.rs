@@ -32,6 +32,44 @@ impl fmt::Display for Action {
     }
 }
 
+/// How a policy is applied: enforced, or only reported (docs/policy.md, "Report mode").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refusals are enforced: the default.
+    #[default]
+    Enforce,
+    /// What the policy refuses by a rule or its default is let through and audited as
+    /// `would-deny` (`would-refuse` in DNS); special ranges and malformed targets stay refused.
+    Report,
+}
+
+impl Mode {
+    /// `enforce` or `report`, as written in the policy and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Report => "report",
+        }
+    }
+
+    /// Reads `enforce` or `report`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "enforce" => Some(Self::Enforce),
+            "report" => Some(Self::Report),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which list a rule belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RuleKind {
@@ -215,6 +253,8 @@ pub struct Policy {
     pub(crate) digest: String,
     pub(crate) default_action: Action,
     pub(crate) default_ports: PortSet,
+    pub(crate) mode: Mode,
+    pub(crate) deny_message: Option<String>,
     pub(crate) allow: Vec<Arc<Rule>>,
     pub(crate) deny: Vec<Arc<Rule>>,
     pub(crate) carve_outs: Vec<Arc<Rule>>,
@@ -244,6 +284,22 @@ impl Policy {
     /// Ports that rules without `ports` and the default action apply to.
     pub fn default_ports(&self) -> &PortSet {
         &self.default_ports
+    }
+
+    /// How the policy is applied: `defaults.mode`, or what [`Policy::with_mode`] set.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The same policy applied in `mode` (`egressd run --mode`, which wins over the file's).
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// `defaults.deny_message`: the policy's own text for the body of every refusal.
+    pub fn deny_message(&self) -> Option<&str> {
+        self.deny_message.as_deref()
     }
 
     /// `[[allow]]` rules in file order.

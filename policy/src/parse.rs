@@ -15,13 +15,17 @@ use crate::headers::{HeaderTemplate, check_name, is_token};
 use crate::inspect::{
     CredentialRule, Inspection, PathGlob, ValueSource, check_placeholder, covers,
 };
-use crate::model::{Action, DnsSettings, HostIndex, Matcher, Policy, Rule, RuleKind, sha256_hex};
+use crate::model::{
+    Action, DnsSettings, HostIndex, Matcher, Mode, Policy, Rule, RuleKind, sha256_hex,
+};
 use crate::name::{DomainName, HostPattern};
 use crate::ports::{PortItem, PortSet, PortsError};
 
 /// Narrowest carve-outs allowed: a carve-out names hosts or a subnet, not a whole private range.
 const CARVE_OUT_MIN_PREFIX_V4: u8 = 16;
 const CARVE_OUT_MIN_PREFIX_V6: u8 = 48;
+/// Longest `defaults.deny_message`, in characters: a few lines for a person, not a page.
+pub(crate) const DENY_MESSAGE_MAX: usize = 1000;
 /// DNS port used when an upstream is written without one.
 const DNS_PORT: u16 = 53;
 
@@ -70,6 +74,17 @@ struct RawDefaults {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::ports"))]
     ports: Option<Spanned<toml::Value>>,
+    /// "enforce" (default): refuse what the policy does not allow. "report": let it through and
+    /// audit it as would-deny / would-refuse; special ranges and malformed targets stay refused.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Mode>"))]
+    mode: Option<Spanned<String>>,
+    /// Your own text, shown in the body of every refusal after egressd's lines (who to ask, a
+    /// ticket link). Plain text, at most 1000 characters.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<String>", length(min = 1, max = 1000))
+    )]
+    deny_message: Option<Spanned<String>>,
 }
 
 /// A rule: exactly one of `host` or `cidr`, and optionally `ports` and `comment`.
@@ -202,6 +217,23 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
         Some(ports) => ports_value(ports, &mut errors).unwrap_or(PortSet::Any),
         None => PortSet::web(),
     };
+    let mode = match &raw.defaults.mode {
+        None => Mode::Enforce,
+        Some(text) => Mode::parse(text.get_ref()).unwrap_or_else(|| {
+            errors.push(text.span(), ErrorKind::Mode(text.get_ref().clone()));
+            Mode::Enforce
+        }),
+    };
+    let deny_message =
+        raw.defaults.deny_message.as_ref().and_then(|text| {
+            match deny_message_problem(text.get_ref()) {
+                None => Some(text.get_ref().clone()),
+                Some(problem) => {
+                    errors.push(text.span(), ErrorKind::DenyMessage(problem));
+                    None
+                }
+            }
+        });
     let allow = rules(&raw.allow, RuleKind::Allow, &default_ports, &mut errors);
     let deny = rules(&raw.deny, RuleKind::Deny, &PortSet::Any, &mut errors);
     let carve_outs = rules(
@@ -234,6 +266,8 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
         digest: sha256_hex(text),
         default_action: raw.defaults.action.unwrap_or(Action::Deny),
         default_ports,
+        mode,
+        deny_message,
         allow_index: HostIndex::build(&allow),
         deny_index: HostIndex::build(&deny),
         allow,
@@ -243,6 +277,23 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
         dns,
         credentials,
     })
+}
+
+/// What is wrong with a `deny_message`, if anything: it is shown to people as plain text, so no
+/// control characters but newlines and tabs, not empty, and short.
+fn deny_message_problem(text: &str) -> Option<&'static str> {
+    if text.trim().is_empty() {
+        Some("it is empty; leave the key out for none")
+    } else if text.chars().count() > DENY_MESSAGE_MAX {
+        Some("it is longer than 1000 characters")
+    } else if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        Some("it holds a control character (only newlines and tabs are allowed)")
+    } else {
+        None
+    }
 }
 
 fn rules(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use audit::{Sink, Verdict};
-use policy::{Decision, Rule};
+use policy::{Decision, Policy, Rule};
 
 use crate::error::Failure;
 use crate::upload::Progress;
@@ -27,6 +27,7 @@ pub struct Caller {
     pub(crate) sink: Sink,
     pub(crate) sandbox_id: Arc<str>,
     pub(crate) client: Arc<str>,
+    pub(crate) metrics: metrics::Handle,
 }
 
 /// One request's audit record; emitted when dropped.
@@ -45,6 +46,8 @@ pub struct Audit {
     /// The request body, when there is one: if it fails after the response has started, the
     /// event says so.
     upload: Option<Arc<Progress>>,
+    /// The policy that judges the request, for what its refusal says.
+    policy: Option<Arc<Policy>>,
 }
 
 impl Audit {
@@ -62,6 +65,7 @@ impl Audit {
             bytes: Bytes::default(),
             start: Instant::now(),
             upload: None,
+            policy: None,
         }
     }
 
@@ -72,9 +76,25 @@ impl Audit {
         self.upload = Some(progress);
     }
 
-    /// The destination was allowed and reached at `addr`.
+    /// The request is judged under `policy`: its refusal body says what in it would allow the
+    /// destination, and adds its `deny_message`.
+    pub fn under(&mut self, policy: Arc<Policy>) {
+        self.policy = Some(policy);
+    }
+
+    /// The policy given to [`Audit::under`].
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_deref()
+    }
+
+    /// The destination was allowed and reached at `addr`; or, in report mode, refused by
+    /// `decision` and reached all the same (`would-deny`).
     pub fn allowed(&mut self, decision: &Decision, addr: Option<SocketAddr>, status: u16) {
-        self.verdict = Verdict::Allow;
+        self.verdict = if decision.is_allowed() {
+            Verdict::Allow
+        } else {
+            Verdict::WouldDeny
+        };
         self.reason = decision.reason.code();
         self.rule = decision.rule.clone();
         self.resolved = addr;
@@ -101,8 +121,27 @@ impl Audit {
         self.status = status.as_u16();
     }
 
+    /// Report mode: `decision` refused the request, which is let through all the same. Should
+    /// it then fail for another reason (the name does not resolve, the origin is down), its event
+    /// still says `would-deny` with this reason and rule, and the failure's status: what the
+    /// policy would have done is what report mode records.
+    pub fn reported(&mut self, decision: &Decision) {
+        if !decision.is_allowed() {
+            self.verdict = Verdict::WouldDeny;
+            self.reason = decision.reason.code();
+            self.rule = decision.rule.clone();
+        }
+    }
+
     /// The request ended with `failure`.
     pub fn failed(&mut self, failure: &Failure) {
+        if self.verdict == Verdict::WouldDeny && !failure.is_refusal() {
+            self.status = failure.status().as_u16();
+            if let Failure::Connect { addr, .. } | Failure::ConnectTimeout { addr } = failure {
+                self.resolved = Some(*addr);
+            }
+            return;
+        }
         self.verdict = if failure.is_refusal() {
             Verdict::Deny
         } else {
@@ -125,6 +164,17 @@ impl Drop for Audit {
             self.verdict = Verdict::Error;
             self.reason = failure.reason_code();
         }
+        let kind = match self.method.as_str() {
+            "CONNECT" => metrics::Kind::Tunnel,
+            _ => metrics::Kind::Request,
+        };
+        let (up, down) = (
+            self.bytes.up.load(Ordering::Relaxed),
+            self.bytes.down.load(Ordering::Relaxed),
+        );
+        self.caller
+            .metrics
+            .request(kind, self.verdict.as_str(), self.reason, up, down);
         self.caller.sink.emit(&audit::Request {
             sandbox_id: &self.caller.sandbox_id,
             client: &self.caller.client,
@@ -135,8 +185,8 @@ impl Drop for Audit {
             reason: self.reason,
             rule: self.rule.as_deref(),
             status: self.status,
-            bytes_up: self.bytes.up.load(Ordering::Relaxed),
-            bytes_down: self.bytes.down.load(Ordering::Relaxed),
+            bytes_up: up,
+            bytes_down: down,
             duration: self.start.elapsed(),
         });
     }

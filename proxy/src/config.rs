@@ -70,4 +70,7 @@ pub struct ProxyConfig {
     pub credential: Option<Credential>,
     /// TLS inspection (the CA and the origins' roots); `None` when no policy rule may inspect.
     pub inspect: Option<InspectConfig>,
+    /// Where requests, open connections and tunnels, and connect times are counted (a no-op
+    /// without `--metrics-listen`).
+    pub metrics: metrics::Handle,
 }

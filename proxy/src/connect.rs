@@ -13,6 +13,7 @@ use crate::client_io::ClientIo;
 use crate::error::Failure;
 use crate::forward::loggable_authority;
 use crate::handler::{Connection, Generation};
+use crate::refused_tunnel;
 use crate::respond::refuse;
 use crate::tunnel::{self, TunnelEnd};
 
@@ -29,6 +30,7 @@ pub(crate) async fn connect(
 ) -> Response<ResponseBody> {
     let (authority, userinfo) = loggable_authority(req.uri());
     let mut audit = Audit::new(connection.caller.clone(), "CONNECT", authority.clone());
+    audit.under(generation.router.shared_policy());
     if userinfo {
         // Authority-form has no userinfo (RFC 9110 §3.2.3); what it held is never written.
         let failure = Failure::MalformedTarget("a CONNECT target has no userinfo".to_owned());
@@ -43,8 +45,12 @@ pub(crate) async fn connect(
     };
     let decision = match generation.router.decide(&target) {
         Ok(decision) => decision,
+        Err(failure) if refused_tunnel::wanted(&target, &failure) => {
+            return refused_tunnel::answer(connection, req, audit, authority, failure);
+        }
         Err(failure) => return refuse(&mut audit, &authority, failure),
     };
+    audit.reported(&decision);
     let config = &connection.shared.config;
     let limits = &config.limits;
     let opened = match &config.parent {
@@ -60,7 +66,14 @@ pub(crate) async fn connect(
     };
     let (origin, addr) = match opened {
         Ok(opened) => opened,
+        Err(failure) if refused_tunnel::wanted(&target, &failure) => {
+            return refused_tunnel::answer(connection, req, audit, authority, failure);
+        }
         Err(failure) => return refuse(&mut audit, &authority, failure),
+    };
+    let decision = match &config.parent {
+        None => generation.router.settle(decision, Some(addr)),
+        Some(_) => decision,
     };
     audit.allowed(&decision, Some(addr), 200);
     if crate::inspect::wanted(&decision) {
@@ -83,9 +96,11 @@ fn spawn_tunnel(
     let limits = &connection.shared.config.limits;
     let (idle, buffer) = (limits.tunnel_idle_timeout, limits.tunnel_buffer_bytes);
     let permit = connection.permit.clone();
+    let open = connection.shared.config.metrics.tunnel();
     connection.tasks.spawn(async move {
         // The connection's place under the limit lives as long as the tunnel.
         let _permit = permit;
+        let _open = open;
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(upgraded) => upgraded,
             Err(error) => {

@@ -28,6 +28,7 @@ pub(crate) async fn forward(
         req.method().as_str(),
         uri_text.clone(),
     );
+    audit.under(generation.router.shared_policy());
     let host = match (req.uri().scheme_str(), req.uri().host()) {
         (Some("http"), Some(host)) => host,
         (Some(_), Some(_)) => {
@@ -51,6 +52,7 @@ pub(crate) async fn forward(
         Ok(decided) => decided,
         Err(failure) => return refuse(&mut audit, &uri_text, failure),
     };
+    audit.reported(&decision);
     if let Some(refused) = crate::inspect::screen_plain(
         &generation.brokered,
         &decision,
@@ -94,6 +96,10 @@ pub(crate) async fn forward(
         Ok(response) => response,
     };
     let peer = response.extensions().get::<PeerAddr>().map(|p| p.0);
+    let decision = match &config.parent {
+        None => generation.router.settle(decision, peer),
+        Some(_) => decision,
+    };
     audit.allowed(&decision, peer, response.status().as_u16());
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);

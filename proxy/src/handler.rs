@@ -82,6 +82,7 @@ impl Generation {
         let router = Arc::new(Router {
             resolver,
             limits: config.limits.clone(),
+            metrics: config.metrics.clone(),
         });
         let connector = match &config.parent {
             None => Connector::Direct(router.clone()),
@@ -144,6 +145,7 @@ impl Proxy {
             sink: self.shared.sink.clone(),
             sandbox_id: self.shared.sandbox_id.clone(),
             client: Arc::from(peer.to_string()),
+            metrics: self.shared.config.metrics.clone(),
         }
     }
 }
@@ -153,6 +155,7 @@ where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn serve(self, conn: Conn<Io>) {
+        let _open = self.shared.config.metrics.connection();
         let limits = &self.shared.config.limits;
         let mut builder = http1::Builder::new();
         builder

@@ -38,6 +38,8 @@ mod handler;
 mod headers;
 mod inspect;
 mod parent;
+mod refusal;
+mod refused_tunnel;
 mod respond;
 mod route;
 mod tunnel;

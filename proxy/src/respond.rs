@@ -1,8 +1,10 @@
 //! The responses egressd writes itself: refusals and failures, each with a reason header, a rule
-//! header for policy refusals, and a short text body saying what was refused and why.
+//! header for policy refusals, a reason phrase and a short text body saying what was refused, why
+//! and what to do (`refusal`).
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
+use policy::Policy;
 
 use crate::audit::Audit;
 use crate::body::{ResponseBody, full};
@@ -14,7 +16,7 @@ pub const REASON_HEADER: &str = "x-egressd-reason";
 pub const RULE_HEADER: &str = "x-egressd-rule";
 
 /// Sent, without reading the request, to a connection over the limit.
-pub(crate) const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+pub(crate) const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable by egressd: overloaded\r\nContent-Type: text/plain; charset=utf-8\r\n\
 x-egressd-reason: overloaded\r\nConnection: close\r\nContent-Length: 38\r\n\r\negressd: too many connections, retry\r\n";
 /// The status of [`OVERLOADED`].
 pub(crate) const OVERLOADED_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
@@ -22,15 +24,23 @@ pub(crate) const OVERLOADED_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE
 /// Records `failure` in the audit record and builds the client's response.
 pub(crate) fn refuse(audit: &mut Audit, target: &str, failure: Failure) -> Response<ResponseBody> {
     audit.failed(&failure);
-    failure_response(target, &failure)
+    failure_response(target, &failure, audit.policy())
 }
 
 /// The response for a request egressd did not serve: the status, a short text body, and the
 /// reason (and rule) headers.
-pub(crate) fn failure_response(target: &str, failure: &Failure) -> Response<ResponseBody> {
+pub(crate) fn failure_response(
+    target: &str,
+    failure: &Failure,
+    policy: Option<&Policy>,
+) -> Response<ResponseBody> {
     let status = failure.status();
-    let mut response = Response::new(full(failure_text(target, failure)));
+    let text = crate::refusal::body(target, failure, policy);
+    let mut response = Response::new(full(text));
     *response.status_mut() = status;
+    if let Some(phrase) = crate::refusal::reason_phrase(target, failure) {
+        response.extensions_mut().insert(phrase);
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -57,38 +67,20 @@ pub(crate) fn failure_response(target: &str, failure: &Failure) -> Response<Resp
     response
 }
 
-/// The body of a refusal: `egressd: 403 Forbidden: TARGET: why` (no target when no request was
-/// read).
-fn failure_text(target: &str, failure: &Failure) -> String {
-    let status = failure.status();
-    let detail = match failure {
-        Failure::Denied(decision) | Failure::AddressesDenied { decision, .. } => {
-            decision.to_string()
-        }
-        other => other.to_string(),
-    };
-    let target = if target.is_empty() {
-        String::new()
-    } else {
-        format!("{target}: ")
-    };
-    format!(
-        "egressd: {} {}: {target}{detail}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    )
-}
-
 /// A refusal as raw HTTP/1.1, for a connection hyper has given up on (`edge.rs`): the same status,
 /// reason header and body as [`failure_response`], then the connection closes.
 pub(crate) fn failure_bytes(failure: &Failure) -> Vec<u8> {
     let status = failure.status();
-    let text = failure_text("", failure);
+    let text = crate::refusal::body("", failure, None);
+    let phrase = crate::refusal::reason_phrase("", failure);
+    let phrase = phrase
+        .as_ref()
+        .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
     format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\n{REASON_HEADER}: {}\r\n\
+        "HTTP/1.1 {} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n{REASON_HEADER}: {}\r\n\
          connection: close\r\ncontent-length: {}\r\n\r\n{text}",
         status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
         failure.reason_code(),
         text.len(),
     )

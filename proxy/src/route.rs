@@ -18,6 +18,7 @@ use crate::error::Failure;
 pub struct Router {
     pub(crate) resolver: Arc<Resolver>,
     pub(crate) limits: Limits,
+    pub(crate) metrics: metrics::Handle,
 }
 
 /// An open connection to an address that passed the policy.
@@ -34,14 +35,36 @@ impl Router {
         self.resolver.policy()
     }
 
+    /// The same, shared: for a request's record ([`crate::audit::Audit::under`]).
+    pub fn shared_policy(&self) -> Arc<Policy> {
+        self.resolver.policy().clone()
+    }
+
     /// The policy decision for the destination as named; `Err` when it is refused (a malformed
-    /// destination is the client's error, 400).
+    /// destination is the client's error, 400). In report mode a refusal the mode lets through
+    /// is `Ok` with the refusal itself: the caller serves it, and its audit says `would-deny`.
     pub fn decide(&self, target: &Target) -> Result<Decision, Failure> {
         let decision = self.policy().decide(target);
         match decision.reason {
             _ if decision.is_allowed() => Ok(decision),
+            _ if self.policy().reports_target(target, &decision) => Ok(decision),
             Reason::MalformedTarget { why } => Err(Failure::MalformedTarget(why)),
             _ => Err(Failure::Denied(decision)),
+        }
+    }
+
+    /// The decision an allowed request to `addr` is audited with: the name's `decision`, or in
+    /// report mode the refusal of the address itself (a CIDR deny rule) when the name passed but
+    /// the address would not have. Only for addresses dialed directly (not a parent proxy's).
+    pub fn settle(&self, decision: Decision, addr: Option<SocketAddr>) -> Decision {
+        match addr {
+            Some(addr) if decision.is_allowed() && self.policy().mode() == policy::Mode::Report => {
+                match self.policy().check_address(addr.ip(), addr.port()) {
+                    Err(refused) => refused,
+                    Ok(_) => decision,
+                }
+            }
+            _ => decision,
         }
     }
 
@@ -57,8 +80,12 @@ impl Router {
         let mut last = None;
         for ip in candidates {
             let addr = SocketAddr::new(ip, target.port);
+            let started = std::time::Instant::now();
             match dial(addr, self.limits.connect_timeout).await {
-                Ok(stream) => return Ok(Opened { stream, addr }),
+                Ok(stream) => {
+                    self.metrics.upstream_connect(started.elapsed());
+                    return Ok(Opened { stream, addr });
+                }
                 Err(failure) => last = Some(failure),
             }
         }
@@ -72,11 +99,25 @@ impl Router {
             .map_err(|_| Failure::DnsTimeout)?
             .map_err(resolve_failure)?;
         let mut refused: Option<(IpAddr, Decision)> = None;
+        let policy = self.policy();
+        // Report mode: addresses only a deny rule refuses (in the answer or on this port) are
+        // dialed too, after the allowed ones; special ranges never.
+        let reported = found.removed.iter().filter_map(|removed| match removed {
+            Removed::Address { addr, decision }
+                if policy.reports_address(decision, *addr, port) =>
+            {
+                Some(*addr)
+            }
+            _ => None,
+        });
         let allowed: Vec<IpAddr> = found
             .kept
-            .into_iter()
-            .filter(|&addr| match self.policy().check_address(addr, port) {
+            .iter()
+            .copied()
+            .chain(reported)
+            .filter(|&addr| match policy.check_address(addr, port) {
                 Ok(_) => true,
+                Err(decision) if policy.reports_address(&decision, addr, port) => true,
                 Err(decision) => {
                     tracing::debug!(%addr, reason = decision.reason.code(), "skipping refused address");
                     refused.get_or_insert((addr, decision));

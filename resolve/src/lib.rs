@@ -160,6 +160,7 @@ pub struct Resolver {
     cache: Cache,
     settings: Settings,
     lookups: Lookups,
+    metrics: metrics::Handle,
 }
 
 impl Resolver {
@@ -181,7 +182,14 @@ impl Resolver {
             upstreams,
             settings: settings.clone(),
             lookups,
+            metrics: metrics::Handle::default(),
         }
+    }
+
+    /// The same resolver, timing its upstream lookups into `metrics`.
+    pub fn with_metrics(mut self, metrics: metrics::Handle) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The policy this resolver filters for.
@@ -238,6 +246,7 @@ impl Resolver {
         let started = Instant::now();
         let reply = upstream::ask(&self.upstreams, &query, self.settings.upstream_timeout).await?;
         let took = started.elapsed();
+        self.metrics.dns_lookup(took);
         let answer = chain::filter(&self.policy, question, &reply, &self.settings);
         self.cache.put(
             question.name.as_str(),

@@ -11,14 +11,16 @@ use resolve::{Lookups, Resolver};
 /// the host's resolvers (read once, when a policy first needs them).
 pub struct Generations {
     settings: resolve::Settings,
+    metrics: metrics::Handle,
     lookups: Lookups,
     system_upstreams: OnceLock<Vec<SocketAddr>>,
 }
 
 impl Generations {
     /// Shares `settings` and one bound on lookups in flight across every generation.
-    pub fn new(settings: &resolve::Settings) -> Self {
+    pub fn new(settings: &resolve::Settings, metrics: metrics::Handle) -> Self {
         Self {
+            metrics,
             lookups: Lookups::new(settings.max_lookups),
             settings: settings.clone(),
             system_upstreams: OnceLock::new(),
@@ -32,11 +34,14 @@ impl Generations {
         } else {
             &[]
         };
-        Arc::new(Resolver::new(
-            Arc::new(policy),
-            system,
-            &self.settings,
-            self.lookups.clone(),
-        ))
+        Arc::new(
+            Resolver::new(
+                Arc::new(policy),
+                system,
+                &self.settings,
+                self.lookups.clone(),
+            )
+            .with_metrics(self.metrics.clone()),
+        )
     }
 }

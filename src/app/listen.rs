@@ -41,6 +41,31 @@ pub async fn proxy_tcp(
     Ok(bound)
 }
 
+/// Binds the metrics endpoint's TCP listener (`--metrics-listen`) and starts it.
+pub async fn metrics(
+    addr: SocketAddr,
+    endpoint: super::metrics::Endpoint,
+    server: &Server,
+    loops: &mut Loops,
+) -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (metrics)"))
+        .map_err(Failure::start)?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound metrics address")
+        .map_err(Failure::start)?;
+    let server = server.clone();
+    loops.spawn(async move {
+        server
+            .serve("metrics", listener, endpoint)
+            .await
+            .map_err(|e| anyhow!("metrics listener: {e}"))
+    });
+    Ok(bound)
+}
+
 /// Binds a Unix socket at `path` with `mode` and serves it with `handler` on `server`. The
 /// socket is created 0600 (under a umask, so it is never more open, not even for an instant),
 /// then given `mode`.

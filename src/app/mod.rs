@@ -6,13 +6,16 @@
 mod generations;
 mod inspect;
 mod listen;
+mod metrics;
 mod ready;
 mod reload;
 mod settings;
 mod stop;
 
 use std::path::Path;
+use std::sync::Arc;
 
+use ::metrics::Metrics;
 use anyhow::{Context, anyhow};
 use audit::{Sink, Step};
 use dnsstub::Stub;
@@ -38,6 +41,9 @@ pub struct App {
     stub: Option<Stub>,
     proxy_server: Server,
     dns_server: Server,
+    metrics_server: Server,
+    /// Where the app counts reloads and the policy in force.
+    metrics: ::metrics::Handle,
     shutdown: CancellationToken,
     loops: Loops,
     bound: Bound,
@@ -52,19 +58,23 @@ impl App {
         mut settings: Settings,
         policy: Policy,
         sink: Sink,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, Failure> {
         let secrets = inspect::secrets(&policy).map_err(Failure::bad_input)?;
         let inspection = inspect::prepare(&settings.inspect, &policy, &settings.sandbox_id)?;
         settings.proxy.inspect = inspection.as_ref().map(|p| p.config.clone());
-        let generations = Generations::new(&settings.resolver);
-        let info = PolicyInfo {
-            origin: policy.origin().to_owned(),
-            sha256: policy.digest().to_owned(),
-        };
+        let handle = metrics.as_ref().map(|m| m.handle()).unwrap_or_default();
+        settings.proxy.metrics = handle.clone();
+        settings.stub.metrics = handle.clone();
+        let generations = Generations::new(&settings.resolver, handle.clone());
+        let policy = settings.applied(policy);
+        let info = PolicyInfo::of(&policy);
+        handle.policy(&info.sha256, info.mode.as_str());
         let resolver = generations.resolver(policy);
         let shutdown = CancellationToken::new();
         let proxy_server = Server::new(settings.proxy.limits.max_connections, shutdown.clone());
         let dns_server = Server::new(settings.stub.max_tcp_connections, shutdown.clone());
+        let metrics_server = Server::new(metrics::MAX_CONNECTIONS, shutdown.clone());
         let mut loops = Loops::new();
         let proxy = Proxy::with_secrets(
             resolver.clone(),
@@ -78,6 +88,7 @@ impl App {
             proxy_unix: settings.proxy_unix.clone(),
             dns: None,
             dns_unix: settings.dns_unix.clone(),
+            metrics: None,
         };
         if let Some(path) = &settings.proxy_unix {
             let mode = settings.proxy_unix_mode;
@@ -89,6 +100,11 @@ impl App {
                 &proxy_server,
                 &mut loops,
             )?;
+        }
+        if let (Some(addr), Some(registry)) = (settings.metrics_listen, metrics) {
+            let endpoint = metrics::Endpoint::new(registry);
+            bound.metrics =
+                Some(listen::metrics(addr, endpoint, &metrics_server, &mut loops).await?);
         }
         let stub = match settings.dns_listen {
             None => None,
@@ -117,6 +133,8 @@ impl App {
             stub,
             proxy_server,
             dns_server,
+            metrics_server,
+            metrics: handle,
             shutdown,
             loops,
             bound,
@@ -159,7 +177,8 @@ impl App {
             return Err(failure);
         }
         self.lifecycle(Step::Ready, None);
-        tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, sandbox_id = %self.settings.sandbox_id, "ready");
+        tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, metrics = ?self.bound.metrics, sandbox_id = %self.settings.sandbox_id, mode = %self.policy.mode, "ready");
+        self.warn_report_mode();
         let outcome = loop {
             tokio::select! {
                 request = requests.next() => match request {
@@ -207,9 +226,10 @@ impl App {
         }
         tracing::info!(%why, deadline = ?self.settings.drain_timeout, "shutting down; draining");
         let deadline = self.settings.drain_timeout;
-        let (proxy, dns) = tokio::join!(
+        let (proxy, dns, _) = tokio::join!(
             self.proxy_server.drain(deadline),
-            self.dns_server.drain(deadline)
+            self.dns_server.drain(deadline),
+            self.metrics_server.drain(deadline)
         );
         if proxy.left + dns.left > 0 {
             tracing::warn!(

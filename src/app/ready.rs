@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use policy::{Mode, Policy};
 use proxy::{CREDENTIAL_USER, Credential};
 use serde::Serialize;
 
@@ -28,18 +29,39 @@ pub struct Ready {
     dns: Option<String>,
     dns_unix: Option<String>,
     policy: PolicyInfo,
+    mode: &'static str,
+    mode_detail: Option<&'static str>,
+    metrics: Option<String>,
     inspect_ca: Option<String>,
     inspect_ca_bundle: Option<String>,
     env: BTreeMap<&'static str, String>,
 }
 
-/// The policy in force at start.
+/// What the readiness line says in report mode: the gap it never opens.
+const REPORT_MODE_DETAIL: &str = "refusals by a rule or the default are let through and audited \
+    as would-deny (would-refuse in DNS); special ranges and malformed targets stay refused";
+
+/// The policy in force.
 #[derive(Clone, Serialize)]
 pub struct PolicyInfo {
     /// Its path, or `<built-in>`.
     pub origin: String,
     /// Its SHA-256.
     pub sha256: String,
+    /// How it is applied (the readiness line's top-level `mode`).
+    #[serde(skip)]
+    pub mode: Mode,
+}
+
+impl PolicyInfo {
+    /// Where `policy` came from, its digest and mode.
+    pub fn of(policy: &Policy) -> Self {
+        Self {
+            origin: policy.origin().to_owned(),
+            sha256: policy.digest().to_owned(),
+            mode: policy.mode(),
+        }
+    }
 }
 
 /// Where egressd ended up listening.
@@ -52,6 +74,8 @@ pub struct Bound {
     pub dns: Option<SocketAddr>,
     /// The DNS stub's Unix socket.
     pub dns_unix: Option<PathBuf>,
+    /// The metrics endpoint's address.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Ready {
@@ -91,6 +115,9 @@ impl Ready {
             proxy_unix: bound.proxy_unix.as_ref().map(|p| p.display().to_string()),
             dns: bound.dns.map(|a| a.to_string()),
             dns_unix: bound.dns_unix.as_ref().map(|p| p.display().to_string()),
+            mode: policy.mode.as_str(),
+            mode_detail: (policy.mode == Mode::Report).then_some(REPORT_MODE_DETAIL),
+            metrics: bound.metrics.map(|a| a.to_string()),
             policy,
             inspect_ca: ca.map(|files| files.cert.display().to_string()),
             inspect_ca_bundle: ca.map(|files| files.bundle.display().to_string()),

@@ -3,6 +3,7 @@
 
 use anyhow::anyhow;
 use audit::{Lifecycle, Step};
+use policy::Mode;
 
 use super::ready::PolicyInfo;
 use super::{App, inspect};
@@ -34,20 +35,23 @@ impl App {
             Err(error) => {
                 let error = format!("{error:#}");
                 tracing::error!(%error, "SIGHUP: policy reload failed; keeping the current policy");
+                self.metrics.reloaded(false);
                 self.lifecycle(Step::ReloadFailed, Some(&error));
             }
             Ok((policy, secrets)) => {
-                self.policy = PolicyInfo {
-                    origin: policy.origin().to_owned(),
-                    sha256: policy.digest().to_owned(),
-                };
+                let policy = self.settings.applied(policy);
+                self.policy = PolicyInfo::of(&policy);
+                self.metrics.reloaded(true);
+                self.metrics
+                    .policy(&self.policy.sha256, self.policy.mode.as_str());
                 let resolver = self.generations.resolver(policy);
                 self.proxy.reload_with_secrets(resolver.clone(), &secrets);
                 if let Some(stub) = &self.stub {
                     stub.reload(resolver);
                 }
-                tracing::info!(policy = %path.display(), sha256 = %self.policy.sha256, "SIGHUP: policy reloaded");
+                tracing::info!(policy = %path.display(), sha256 = %self.policy.sha256, mode = %self.policy.mode, "SIGHUP: policy reloaded");
                 self.lifecycle(Step::Reloaded, None);
+                self.warn_report_mode();
             }
         }
     }
@@ -59,6 +63,17 @@ impl App {
             policy: &self.policy.origin,
             sha256: &self.policy.sha256,
             detail,
+            mode: self.policy.mode.as_str(),
         });
+    }
+
+    /// Report mode lets refusals through: say so on stderr whenever it comes into force.
+    pub(super) fn warn_report_mode(&self) {
+        if self.policy.mode == Mode::Report {
+            tracing::warn!(
+                "report mode: what the policy refuses by a rule or its default is let through and \
+                 audited as would-deny / would-refuse; special ranges and malformed targets stay refused"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use dnsstub::StubConfig;
-use policy::HeaderTemplate;
+use policy::{HeaderTemplate, Mode, Policy};
 use proxy::{Credential, Limits, ParentProxy, ProxyConfig};
 
 use crate::cli::RunArgs;
@@ -45,6 +45,10 @@ pub struct Settings {
     pub resolver: resolve::Settings,
     /// TLS inspection's flags.
     pub inspect: InspectSettings,
+    /// `--mode`: wins over the policy's `defaults.mode`, at start and on every reload.
+    pub mode: Option<Mode>,
+    /// `--metrics-listen`: where to serve `/metrics`; `None`: no metrics.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// TLS inspection's flags (docs/tls.md).
@@ -63,6 +67,7 @@ impl Settings {
         for (flag, addr) in [
             ("--proxy-listen", Some(args.proxy_listen)),
             ("--dns-listen", dns_listen),
+            ("--metrics-listen", args.metrics_listen),
         ] {
             if let Some(addr) = addr
                 && !addr.ip().is_loopback()
@@ -111,6 +116,7 @@ impl Settings {
                 parent: parent_proxy(args)?,
                 credential,
                 inspect: None,
+                metrics: metrics::Handle::default(),
             },
             stub: StubConfig {
                 sandbox_id: args.sandbox_id.clone(),
@@ -124,7 +130,17 @@ impl Settings {
                     .zip(args.inspect_ca_key.clone()),
                 upstream_roots: args.inspect_upstream_roots.clone(),
             },
+            mode: args.mode.map(Mode::from),
+            metrics_listen: args.metrics_listen,
         })
+    }
+
+    /// The policy as it is applied: in `--mode`'s mode when one was given.
+    pub fn applied(&self, policy: Policy) -> Policy {
+        match self.mode {
+            Some(mode) => policy.with_mode(mode),
+            None => policy,
+        }
     }
 }
 

@@ -66,7 +66,7 @@ pub struct RunArgs {
     /// Do not start the DNS stub.
     #[arg(long, env = "EGRESSD_NO_DNS")]
     pub no_dns: bool,
-    /// Allow --proxy-listen and --dns-listen on non-loopback addresses. Anyone who can reach them
+    /// Allow --proxy-listen, --dns-listen and --metrics-listen on non-loopback addresses. Anyone who can reach them
     /// can then use the proxy and stub under this sandbox's identity.
     #[arg(long, env = "EGRESSD_DANGER_LISTEN_NON_LOOPBACK")]
     pub danger_listen_non_loopback: bool,
@@ -141,8 +141,33 @@ pub struct RunArgs {
     /// inspected host's origin (private CAs).
     #[arg(long, env = "EGRESSD_INSPECT_UPSTREAM_ROOTS", value_name = "FILE")]
     pub inspect_upstream_roots: Option<PathBuf>,
+    /// How the policy is applied, winning over its `defaults.mode`: `enforce` refuses what it does
+    /// not allow; `report` lets through what a rule or the default refuses and audits it as
+    /// would-deny / would-refuse (special ranges and malformed targets stay refused).
+    #[arg(long, env = "EGRESSD_MODE", value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (port 0 picks a free port, reported on the
+    /// readiness line). Must be loopback unless --danger-listen-non-loopback.
+    #[arg(long, env = "EGRESSD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// `--mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    Enforce,
+    Report,
+}
+
+impl From<ModeArg> for policy::Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Enforce => Self::Enforce,
+            ModeArg::Report => Self::Report,
+        }
+    }
 }
 
 /// Limits and timeouts; durations are written like 10s, 500ms, 5m.

@@ -15,13 +15,14 @@ pub fn run(args: &CheckArgs) -> Result<Exit, Failure> {
     }
     let policy = load::policy(args.policy.as_deref())?;
     println!(
-        "{}: ok: {} allow, {} deny, {} carve-out rules; default {} on ports {}; sha256 {}",
+        "{}: ok: {} allow, {} deny, {} carve-out rules; default {} on ports {}; {} mode; sha256 {}",
         policy.origin(),
         policy.allow_rules().len(),
         policy.deny_rules().len(),
         policy.carve_outs().len(),
         policy.default_action(),
         policy.default_ports(),
+        policy.mode(),
         policy.digest(),
     );
     Ok(Exit::Ok)

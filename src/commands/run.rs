@@ -1,9 +1,11 @@
 //! `egressd run`: wiring only. Flags become [`Settings`], the policy is loaded, logging and the
 //! runtime start, and the [`App`] does the rest (docs/launcher.md is the contract it keeps).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics::Metrics;
 
 use crate::app::{App, Settings};
 use crate::cli::RunArgs;
@@ -26,8 +28,12 @@ pub fn run(args: &RunArgs) -> Result<Exit, Failure> {
     .map_err(Failure::start)?;
     let runtime = runtime(args.threads)?;
     let (sink, audit_failed) = (logs.audit_sink(), logs.take_audit_failure());
+    let metrics = settings.metrics_listen.map(|_| {
+        let lost = logs.audit_lost();
+        Arc::new(Metrics::new(move || lost.get()))
+    });
     let outcome = runtime.block_on(async move {
-        let app = App::start(settings, policy, sink).await?;
+        let app = App::start(settings, policy, sink, metrics).await?;
         app.run(audit_failed).await
     });
     // Nothing may keep the process: tasks the drain deadline cut off are dropped here.

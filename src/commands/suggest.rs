@@ -17,9 +17,6 @@ use std::path::Path;
 use anyhow::{Context, anyhow};
 use policy::Policy;
 
-pub(crate) use plan::Pattern;
-pub(crate) use render::allow_rule;
-
 use crate::cli::SuggestArgs;
 use crate::exit::{Exit, Failure};
 

@@ -4,8 +4,8 @@
 //! recording parent proxy (`parent`), raw HTTP and the Rust proxy client (`http`; `exchange` on a
 //! kept connection), a TCP-to-Unix relay (`relay`), the clients a scenario runs with (`clients`),
 //! the proxy credential (`secret`), real clients configured from the readiness line's environment
-//! (`proxy_env`, `env_clients`), test policies (`policies`), network namespaces (`netns`), a small
-//! disk (`small_disk`), the other-user prober (`probe`) and TLS origins, CAs and clients for
+//! (`proxy_env`, `env_clients`, and `refusal_clients` for what they print of a refusal), test policies (`policies`), network namespaces (`netns`), a small
+//! disk (`small_disk`), one DNS query to the stub (`stub_query`), the other-user prober (`probe`) and TLS origins, CAs and clients for
 //! inspection (`tls`, `tls_clients`). Nothing here sends a packet beyond
 //! loopback (or beyond a network namespace a test made).
 
@@ -26,11 +26,13 @@ mod parent;
 mod policies;
 mod probe;
 mod proxy_env;
+mod refusal_clients;
 mod relay;
 mod secret;
 mod sidecar;
 mod site;
 mod small_disk;
+mod stub_query;
 mod tls;
 mod tls_clients;
 
@@ -47,11 +49,13 @@ pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
 pub use proxy_env::ProxyEnv;
+pub use refusal_clients::{node_fetch, npm_install, pip_download, wget};
 pub use relay::Relay;
 pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};
 pub use sidecar::{Sidecar, Signal};
 pub use site::Site;
 pub use small_disk::with_small_disk;
+pub use stub_query::stub_query;
 pub use tls::{Fetched, TestCa, TlsOrigin, client_config, fetch, pem_certificates, request};
 pub use tls_clients::{Outcome, TlsClient};
 

@@ -92,7 +92,8 @@ impl InspectConfig {
 
 /// True when the rule that allowed `decision` asks for inspection.
 pub(crate) fn wanted(decision: &Decision) -> bool {
-    decision.rule.as_ref().is_some_and(|r| r.inspect.is_some())
+    // A report-mode refusal let through (port-not-allowed names its allow rule) is a tunnel.
+    decision.is_allowed() && decision.rule.as_ref().is_some_and(|r| r.inspect.is_some())
 }
 
 /// What the requests of one inspected session share.
@@ -139,9 +140,11 @@ pub(crate) fn spawn(
     let caller = connection.caller.clone();
     let permit = connection.permit.clone();
     let tasks = connection.tasks.clone();
+    let open = connection.shared.config.metrics.tunnel();
     connection.tasks.spawn(async move {
         // The connection's place under the limit lives as long as the session.
         let _permit = permit;
+        let _open = open;
         let Host::Name(name) = target.host.clone() else {
             // Inspected rules are host rules: an IP literal never gets here.
             return;

@@ -96,6 +96,14 @@ impl Refusal {
         );
         let mut response = Response::new(full(text));
         *response.status_mut() = status;
+        let phrase = format!(
+            "{} by egressd: {}",
+            status.canonical_reason().unwrap_or("Refused"),
+            self.code()
+        );
+        if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase) {
+            response.extensions_mut().insert(phrase);
+        }
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -133,7 +141,11 @@ pub(crate) async fn handle(
         Ok(decision) => decision,
         Err(failure) => return Ok(refuse(&mut audit, &destination, failure)),
     };
-    let rules = decision.rule.as_ref().and_then(|r| r.inspect.as_ref());
+    let rules = decision
+        .rule
+        .as_ref()
+        .filter(|_| decision.is_allowed())
+        .and_then(|r| r.inspect.as_ref());
     if let Some(Err(miss)) = rules.map(|r| r.check(req.method().as_str(), req.uri().path())) {
         return Ok(Refusal::Request(miss, decision).respond(&mut audit, &destination));
     }
@@ -225,7 +237,11 @@ pub(crate) fn screen_plain<B>(
     audit: &mut Audit,
     destination: &str,
 ) -> Option<Response<ResponseBody>> {
-    let rules = decision.rule.as_ref().and_then(|r| r.inspect.as_ref());
+    let rules = decision
+        .rule
+        .as_ref()
+        .filter(|_| decision.is_allowed())
+        .and_then(|r| r.inspect.as_ref());
     if let Some(Err(miss)) = rules.map(|r| r.check(req.method().as_str(), req.uri().path())) {
         return Some(Refusal::Request(miss, decision.clone()).respond(audit, destination));
     }

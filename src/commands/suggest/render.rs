@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::time::SystemTime;
 
+use policy::{RuleKey, allow_rule_toml};
+
 use super::plan::{Note, Pattern, Plan, Suggestion};
 use super::tally::{Dest, Seen, Tally};
 
@@ -74,25 +76,13 @@ pub fn policy(plan: &Plan, tally: &Tally, current: Option<&str>, min_count: u64)
 }
 
 /// One `[[allow]]` rule; `ports` `None` leaves the key out (the policy's `defaults.ports`).
-pub fn allow_rule(
-    pattern: &Pattern,
-    ports: Option<&BTreeSet<u16>>,
-    comment: Option<&str>,
-) -> String {
-    let mut out = String::from("[[allow]]\n");
-    let _ = match pattern {
-        Pattern::Exact(name) => writeln!(out, "host = {}", quote(name.as_str())),
-        Pattern::Below(domain) => writeln!(out, "host = {}", quote(&format!("*.{domain}"))),
-        Pattern::Cidr(net) => writeln!(out, "cidr = {}", quote(&net.to_string())),
+fn allow_rule(pattern: &Pattern, ports: Option<&BTreeSet<u16>>, comment: Option<&str>) -> String {
+    let (key, value) = match pattern {
+        Pattern::Exact(name) => (RuleKey::Host, name.as_str().to_owned()),
+        Pattern::Below(domain) => (RuleKey::Host, format!("*.{domain}")),
+        Pattern::Cidr(net) => (RuleKey::Cidr, net.to_string()),
     };
-    if let Some(ports) = ports {
-        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-        let _ = writeln!(out, "ports = [{}]", list.join(", "));
-    }
-    if let Some(comment) = comment {
-        let _ = writeln!(out, "comment = {}", quote(comment));
-    }
-    out
+    allow_rule_toml(key, &value, ports, comment)
 }
 
 fn header(out: &mut String, tally: &Tally) {
@@ -204,9 +194,4 @@ fn seen(seen: &Seen) -> String {
 
 fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// A TOML basic string, escaped by the TOML writer.
-fn quote(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
 }

@@ -1,0 +1,215 @@
+//! `--metrics-listen`: the Prometheus text exposition on `/metrics`, scraped with a real HTTP
+//! client (ureq) and parsed; counters move as traffic does; loopback only unless the danger flag.
+
+use std::collections::BTreeMap;
+
+use crate::util::*;
+
+/// One scrape, parsed: every sample by its series (`name{labels}` as written), and every
+/// metric's `# TYPE`.
+struct Scrape {
+    samples: BTreeMap<String, f64>,
+    types: BTreeMap<String, String>,
+}
+
+impl Scrape {
+    fn get(&self, series: &str) -> f64 {
+        self.samples.get(series).copied().unwrap_or(0.0)
+    }
+}
+
+fn scrape(sidecar: &Sidecar) -> Scrape {
+    let addr = sidecar.ready["metrics"].as_str().expect("metrics address");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(&format!("http://{addr}/metrics")).call().unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    parse(&response.body_mut().read_to_string().unwrap())
+}
+
+/// Parses the text exposition format (version 0.0.4), strictly enough to catch a malformed line.
+fn parse(text: &str) -> Scrape {
+    let mut scrape = Scrape {
+        samples: BTreeMap::new(),
+        types: BTreeMap::new(),
+    };
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            scrape.types.insert(name.to_owned(), kind.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.starts_with("egressd_")
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "metric name {name:?}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(
+                    labels.starts_with('{') && labels.ends_with('}'),
+                    "labels of {line:?}"
+                );
+            }
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value of {line:?}"));
+        scrape.samples.insert(series.to_owned(), value);
+    }
+    scrape
+}
+
+#[test]
+fn a_scrape_parses_and_its_counters_move_with_traffic() {
+    let origin = Origin::start(Behaviour::Answer);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        &loopback_policy(&[origin.addr.port()], ""),
+    );
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let before = scrape(&sidecar);
+    let sha = sidecar.ready["policy"]["sha256"].as_str().unwrap();
+    assert_eq!(
+        before.get(&format!(
+            "egressd_policy_info{{sha256=\"{sha}\",mode=\"enforce\"}}"
+        )),
+        1.0
+    );
+
+    let url = format!("http://origin.test:{}/", origin.addr.port());
+    for _ in 0..3 {
+        assert_eq!(Client::Rust.get(sidecar.proxy(), &url).status, 200);
+    }
+    let tunnel = Client::Rust.tunnel_get(sidecar.proxy(), &url);
+    assert_eq!(tunnel.status, 200);
+    assert_eq!(
+        Client::Rust
+            .get(sidecar.proxy(), "http://example.org/")
+            .status,
+        403
+    );
+    let dns: std::net::SocketAddr = sidecar.ready["dns"].as_str().unwrap().parse().unwrap();
+    assert_eq!(stub_query(dns, "example.org.").rcode, "REFUSED");
+    assert_eq!(stub_query(dns, "origin.test.").rcode, "NOERROR");
+
+    let after = scrape(&sidecar);
+    let moved = |series: &str| after.get(series) - before.get(series);
+    for (name, kind) in [
+        ("egressd_requests_total", "counter"),
+        ("egressd_dns_queries_total", "counter"),
+        ("egressd_open_connections", "gauge"),
+        ("egressd_open_tunnels", "gauge"),
+        ("egressd_proxied_bytes_total", "counter"),
+        ("egressd_upstream_connect_duration_seconds", "histogram"),
+        ("egressd_dns_lookup_duration_seconds", "histogram"),
+        ("egressd_reloads_total", "counter"),
+        ("egressd_policy_info", "gauge"),
+        ("egressd_audit_events_lost_total", "counter"),
+    ] {
+        assert_eq!(
+            after.types.get(name).map(String::as_str),
+            Some(kind),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        moved(r#"egressd_requests_total{decision="allow",reason="allow-rule",kind="request"}"#),
+        3.0
+    );
+    assert_eq!(
+        moved(r#"egressd_requests_total{decision="allow",reason="allow-rule",kind="tunnel"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"egressd_requests_total{decision="deny",reason="default-deny",kind="request"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"egressd_dns_queries_total{rcode="REFUSED",decision="deny"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"egressd_dns_queries_total{rcode="NOERROR",decision="allow"}"#),
+        1.0
+    );
+    assert!(
+        moved(r#"egressd_proxied_bytes_total{direction="down"}"#) >= (4 * ORIGIN_BODY.len()) as f64
+    );
+    // The absolute-form requests share a pooled origin connection; the tunnel has its own.
+    assert!(moved("egressd_upstream_connect_duration_seconds_count") >= 2.0);
+    assert_eq!(after.get("egressd_open_tunnels"), 0.0);
+    assert_eq!(after.get("egressd_audit_events_lost_total"), 0.0);
+
+    // A reload is counted, and the policy info follows it.
+    std::fs::write(
+        &policy,
+        loopback_policy(&[origin.addr.port()], "").replacen(
+            "action = \"deny\"",
+            "action = \"deny\"\nmode = \"report\"",
+            1,
+        ),
+    )
+    .unwrap();
+    sidecar.signal(Signal::SIGHUP);
+    sidecar.stderr.wait_for("SIGHUP: policy reloaded", 1);
+    let reloaded = scrape(&sidecar);
+    assert_eq!(reloaded.get(r#"egressd_reloads_total{result="ok"}"#), 1.0);
+    let info: Vec<&String> = reloaded
+        .samples
+        .keys()
+        .filter(|k| k.starts_with("egressd_policy_info"))
+        .collect();
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert!(info[0].contains("mode=\"report\""), "{info:?}");
+}
+
+#[test]
+fn metrics_listen_is_loopback_only_without_the_danger_flag_and_serves_only_metrics() {
+    let refused = Sidecar::try_start(&["--no-dns", "--metrics-listen", "0.0.0.0:0"]).err();
+    let refused = refused.expect("a non-loopback metrics address is refused");
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("--metrics-listen"), "{refused:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", &loopback_policy(&[9], ""));
+    let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap(), "--no-dns"]);
+    assert!(sidecar.ready["metrics"].is_null(), "{}", sidecar.ready);
+    let on = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--no-dns",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = on.ready["metrics"].as_str().unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let other = agent.get(&format!("http://{addr}/")).call().unwrap();
+    assert_eq!(other.status(), 404);
+}

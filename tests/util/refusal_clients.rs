@@ -1,0 +1,103 @@
+//! Real clients that print what a refusal says, each configured only by the readiness line's
+//! `env` ([`ProxyEnv`]): pip and npm against a package index the policy refuses, wget, and Node's
+//! fetch through undici's `EnvHttpProxyAgent` (status, reason phrase, reason header and body).
+//! CI installs them (.ci/run); a missing one fails its test loudly.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::env_clients::node_modules;
+use super::proxy_env::{ProxyEnv, output_within};
+use super::{PATIENCE, Run};
+
+/// Prints `STATUS|STATUS TEXT|x-egressd-reason|BODY` for each URL fetched, or `error: CAUSES`.
+const NODE: &str = r#"
+const { EnvHttpProxyAgent, setGlobalDispatcher } = require("undici");
+setGlobalDispatcher(new EnvHttpProxyAgent());
+fetch(process.argv[process.argv.length - 1], { signal: AbortSignal.timeout(20000) }).then(
+  async (r) => {
+    const body = await r.text();
+    process.stdout.write([r.status, r.statusText, r.headers.get("x-egressd-reason"), body].join("|"));
+  },
+  (e) => {
+    const chain = [];
+    for (let c = e; c; c = c.cause) chain.push(c.message);
+    console.error("error:", chain.join(": "));
+    process.exitCode = 1;
+  },
+);
+"#;
+
+/// Node's `fetch(url)` through undici's `EnvHttpProxyAgent`.
+pub fn node_fetch(env: &ProxyEnv, url: &str) -> Run {
+    let mut command = Command::new("node");
+    command
+        .args(["--no-warnings", "-e", NODE, "--", url])
+        .env("NODE_PATH", node_modules());
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
+
+/// `pip download PACKAGE` from the index at `index` (one retry, so pip prints why the first try
+/// failed), ignoring the user's and the system's pip configuration.
+pub fn pip_download(env: &ProxyEnv, index: &str, scratch: &Path) -> Run {
+    let mut command = Command::new("python3");
+    command
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--isolated",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--retries",
+            "1",
+            "--timeout",
+            "5",
+            "--index-url",
+            index,
+            "--dest",
+        ])
+        .arg(scratch.join("downloads"))
+        .arg("egressd-test-package")
+        .env("PIP_CONFIG_FILE", "/dev/null");
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE * 3)
+}
+
+/// `npm install PACKAGE` from the registry at `registry`, in `scratch` (its own cache, no retry).
+pub fn npm_install(env: &ProxyEnv, registry: &str, scratch: &Path) -> Run {
+    let mut command = Command::new("npm");
+    command
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--fetch-retries=0",
+            "--registry",
+            registry,
+            "--cache",
+        ])
+        .arg(scratch.join("npm-cache"))
+        .arg("egressd-test-package")
+        .current_dir(scratch)
+        .env("npm_config_userconfig", scratch.join("npmrc"));
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE * 3)
+}
+
+/// `wget -O - URL`, one try.
+pub fn wget(env: &ProxyEnv, url: &str) -> Run {
+    let mut command = Command::new("wget");
+    command.args([
+        "--no-config",
+        "-nv",
+        "--tries=1",
+        "--timeout=20",
+        "-O",
+        "-",
+        url,
+    ]);
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
