@@ -71,10 +71,62 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// An egressd build under test: the one built with this benchmark (`egressd`), or a baseline
+/// binary named by `EGRESSD_BENCH_BASELINE` (`egressd-base`), each with its extra flags.
+pub struct Build {
+    pub name: &'static str,
+    pub bin: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl Build {
+    /// This tree's egressd, with the flags in `EGRESSD_BENCH_ARGS`.
+    pub fn current(bin: &Path) -> Self {
+        Self {
+            name: "egressd",
+            bin: bin.to_owned(),
+            args: env_args("EGRESSD_BENCH_ARGS"),
+        }
+    }
+
+    /// The binary in `EGRESSD_BENCH_BASELINE`, if set, with the flags in `EGRESSD_BENCH_ARGS`
+    /// and then `EGRESSD_BENCH_BASELINE_ARGS` (the same binary with other flags is a baseline
+    /// too).
+    pub fn baseline() -> Option<Self> {
+        let bin = PathBuf::from(std::env::var_os("EGRESSD_BENCH_BASELINE")?);
+        let mut args = env_args("EGRESSD_BENCH_ARGS");
+        args.extend(env_args("EGRESSD_BENCH_BASELINE_ARGS"));
+        Some(Self {
+            name: "egressd-base",
+            bin,
+            args,
+        })
+    }
+}
+
+fn env_args(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// egressd with a policy allowing the bench origins (loopback carve-outs) and `*.allowed.test`,
 /// with its default proxy credential (sent with every request), or without one when
 /// `credential` is false (to measure what the check costs).
-pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: bool) -> Peer {
+pub fn egressd(build: &Build, ports: &[u16], dns_upstream: SocketAddr, credential: bool) -> Peer {
+    egressd_with(build, ports, dns_upstream, credential, &[])
+}
+
+/// [`egressd`] with `extra` flags after the build's own.
+pub fn egressd_with(
+    build: &Build,
+    ports: &[u16],
+    dns_upstream: SocketAddr,
+    credential: bool,
+    extra: &[&str],
+) -> Peer {
     let dir = tempfile::tempdir().expect("tempdir");
     let list = ports
         .iter()
@@ -92,7 +144,7 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: 
     std::fs::write(&path, policy).expect("write policy");
     let audit = dir.path().join("audit.jsonl");
     let started = Instant::now();
-    let mut child = Command::new(bin)
+    let mut child = Command::new(&build.bin)
         .args(["run", "--policy"])
         .arg(&path)
         .args([
@@ -104,6 +156,8 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: 
         ])
         .arg(&audit)
         .args((!credential).then_some("--no-proxy-credential"))
+        .args(&build.args)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -121,7 +175,7 @@ pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: 
         .expect("proxy address");
     let dns = ready["dns"].as_str().and_then(|s| s.parse().ok());
     Peer {
-        name: "egressd",
+        name: build.name,
         child,
         addr,
         auth: auth_line(&ready),
@@ -143,20 +197,53 @@ fn auth_line(ready: &serde_json::Value) -> &'static str {
     Box::leak(format!("Proxy-Authorization: Basic {token}\r\n").into_boxed_str())
 }
 
-/// Time from spawn to readiness, and idle RSS, over `rounds` fresh starts of egressd.
+/// Time from spawn to readiness, and idle RSS, over `rounds` fresh starts of each build,
+/// alternating: per build, its times and RSS readings.
 pub fn egressd_startups(
-    bin: &Path,
+    builds: &[&Build],
     rounds: usize,
     dns_upstream: SocketAddr,
-) -> (Vec<f64>, Vec<f64>) {
-    let (mut times, mut rss) = (Vec::new(), Vec::new());
+) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let mut out = vec![(Vec::new(), Vec::new()); builds.len()];
     for _ in 0..rounds {
-        let peer = egressd(bin, &[1], dns_upstream, true);
-        times.push(peer.startup.as_secs_f64() * 1000.0);
-        std::thread::sleep(Duration::from_millis(200));
-        rss.push(peer.rss_mib());
+        for (build, (times, rss)) in builds.iter().zip(&mut out) {
+            let peer = egressd(build, &[1], dns_upstream, true);
+            times.push(peer.startup.as_secs_f64() * 1000.0);
+            std::thread::sleep(Duration::from_millis(200));
+            rss.push(peer.rss_mib());
+        }
     }
-    (times, rss)
+    out
+}
+
+/// Total proportional set size, in MiB, of `count` idle egressd instances of `build` (with
+/// `extra` flags), all running at once, each with its own loopback-only policy: what a host
+/// running one per sandbox pays. PSS shares the binary's pages among the processes mapping them,
+/// where RSS would count them in each. `None` if an instance did not start.
+pub fn idle_instances_pss_mib(
+    build: &Build,
+    count: usize,
+    dns_upstream: SocketAddr,
+    extra: &[&str],
+) -> Option<f64> {
+    let instances: Vec<Peer> = (0..count)
+        .map(|_| egressd_with(build, &[1], dns_upstream, true, extra))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut total_kib = 0;
+    for peer in &instances {
+        total_kib += pss_kib(peer.pid())?;
+    }
+    Some(total_kib as f64 / 1024.0)
+}
+
+/// `Pss:` of /proc/PID/smaps_rollup, in KiB.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
 pub fn installed(program: &str) -> Option<PathBuf> {
