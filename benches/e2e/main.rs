@@ -303,18 +303,31 @@ async fn run(plan: &Plan) -> Report {
         Row::new("CONNECT bulk download", "MB/s"),
         Row::new("machine CPU during bulk", "cores"),
         Row::new("CPU per GB moved (all processes)", "core-s"),
+        Row::new("proxy CPU per GB moved (its process only)", "core-s"),
     ];
-    let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
+    let mut samples: Vec<(&str, Vec<[f64; 4]>)> = Vec::new();
     for _ in 0..if plan.wants("bulk") { plan.rounds } else { 0 } {
         for (name, via) in contenders(&proxies) {
+            let proxy = proxies.iter().find(|p| p.name == name);
+            let proxy_cpu = proxy.map(|p| p.cpu_secs());
             let before = peers::machine_ticks();
             let mbps = load::bulk(via, source, plan.bulk_bytes).await;
             let cores = peers::busy_cores(before, peers::machine_ticks());
+            // The machine's figure counts whatever else runs on it; the proxy's own does not.
+            let gb = plan.bulk_bytes as f64 / 1e9;
+            let own = match (proxy, proxy_cpu) {
+                (Some(p), Some(cpu)) => (p.cpu_secs() - cpu) / gb,
+                _ => f64::NAN,
+            };
             match mbps {
                 Some(mbps) if mbps > 0.0 => {
-                    push(&mut samples, name, [mbps, cores, cores / (mbps / 1000.0)]);
+                    push(
+                        &mut samples,
+                        name,
+                        [mbps, cores, cores / (mbps / 1000.0), own],
+                    );
                 }
-                _ => push(&mut samples, name, [0.0; 3]),
+                _ => push(&mut samples, name, [0.0; 4]),
             }
         }
     }
