@@ -186,8 +186,8 @@ fn dns_stub(c: &mut Criterion) {
     let first = runtime.block_on(stub.answer(&cached, &"127.0.0.1:5353", "udp", 1232));
     let first = Message::from_vec(&first.expect("an answer")).expect("parses");
     assert_eq!(first.answers.len(), 1, "the upstream's answer was not kept");
-    // The UDP transport's client is a socket address, formatted into the audit event.
-    let client = std::net::SocketAddr::from(([127, 0, 0, 1], 5353));
+    // The UDP transport's client: a socket address, formatted into the audit event.
+    let client = wire::ClientAddr(std::net::SocketAddr::from(([127, 0, 0, 1], 5353)));
     c.bench_function("dns/stub-refused", |b| {
         b.iter(|| runtime.block_on(stub.answer(black_box(&refused), &client, "udp", 1232)))
     });

@@ -14,6 +14,7 @@ use serve::{Faults, Server};
 use tokio::net::UdpSocket;
 
 use crate::stub::{Asker, Next, Stub};
+use crate::wire::ClientAddr;
 
 /// Receive buffer for UDP queries; a larger datagram is cut, fails to parse, and gets FORMERR.
 const UDP_BUFFER: usize = 4096;
@@ -53,7 +54,7 @@ impl Stub {
             for (buffer, &(n, peer)) in buffers.iter().zip(received.iter()) {
                 let query = &buffer[..n];
                 let asker = Asker {
-                    client: &peer,
+                    client: &ClientAddr(peer),
                     transport: "udp",
                     limit: None,
                 };
@@ -64,7 +65,7 @@ impl Stub {
                         let (stub, socket) = (self.clone(), socket.clone());
                         server.tasks().spawn(async move {
                             let asker = Asker {
-                                client: &peer,
+                                client: &ClientAddr(peer),
                                 transport: "udp",
                                 limit: None,
                             };
