@@ -153,9 +153,69 @@ fn well_formed(bytes: &[u8]) -> Result<Message, Action> {
 
 #[cfg(test)]
 mod tests {
-    use hickory_proto::op::Query;
+    use hickory_proto::op::{Edns, Query};
 
     use super::*;
+
+    #[test]
+    fn replies_built_from_the_query_bytes_are_the_bytes_hickory_writes() {
+        let policy =
+            Policy::parse("version = 1\n[[allow]]\nhost = \"*.allowed.test\"\n", "t").unwrap();
+        let mut queries = Vec::new();
+        for (name, qtype) in [
+            ("blocked.example.org.", RecordType::A),
+            ("MiXeD.CaSe.Example.", RecordType::AAAA),
+            ("www.allowed.test.", RecordType::HTTPS),
+            ("www.allowed.test.", RecordType::TXT),
+            ("a.", RecordType::ANY),
+        ] {
+            for (edns, dnssec_ok, flags) in [(false, false, 0), (true, false, 1), (true, true, 2)] {
+                let mut query = Message::query();
+                query.metadata.id = 0xbeef;
+                query.metadata.recursion_desired = flags != 1;
+                query.metadata.checking_disabled = flags == 2;
+                query.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+                if edns {
+                    let mut e = Edns::new();
+                    e.set_max_payload(4096);
+                    e.flags_mut().dnssec_ok = dnssec_ok;
+                    query.edns = Some(e);
+                }
+                queries.push(query.clone());
+                // Not IN: refused.
+                query.queries[0].set_query_class(DNSClass::CH);
+                queries.push(query.clone());
+                // Not a query: NOTIMP.
+                query.metadata.op_code = OpCode::Status;
+                queries.push(query.clone());
+                // EDNS version 1: BADVERS, an extended code (left to hickory).
+                if let Some(e) = query.edns.as_mut() {
+                    query.metadata.op_code = OpCode::Query;
+                    e.set_version(1);
+                    queries.push(query);
+                }
+            }
+        }
+        let (mut checked, mut built) = (0, 0);
+        for query in queries {
+            let bytes = query.to_vec().unwrap();
+            let Action::Reply(local) = classify(&bytes, &policy) else {
+                continue;
+            };
+            for limit in [12, 40, 512, 65535] {
+                assert_eq!(
+                    wire::encode_local(&bytes, &local.message, limit),
+                    wire::encode(&local.message, limit),
+                    "{query:?} limit {limit}"
+                );
+            }
+            checked += 1;
+            built += usize::from(wire::local_from_query(&bytes, &local.message).is_some());
+        }
+        assert!(checked >= 40, "{checked}");
+        // Everything but BADVERS is built from the query's bytes.
+        assert!(built >= checked * 4 / 5, "{built} of {checked}");
+    }
 
     #[test]
     fn multi_question_formerr_echoes_no_question() {
