@@ -19,9 +19,9 @@ use crate::wire::ClientAddr;
 /// Receive buffer for UDP queries; a larger datagram is cut, fails to parse, and gets FORMERR.
 const UDP_BUFFER: usize = 4096;
 
-/// Most datagrams taken, and replies sent, per system call.
+/// Most datagrams taken, and replies sent, per system call. 16 measured the same as 8.
 #[cfg(target_os = "linux")]
-const BATCH: usize = 16;
+const BATCH: usize = 8;
 
 impl Stub {
     /// Answers queries on `socket` until `server` shuts down. Lookups run on the server's tasks,
