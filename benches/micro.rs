@@ -225,5 +225,35 @@ fn headers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decisions, dns, dns_stub, headers);
+/// One proxied request's audit event, encoded and discarded: what every request pays for its
+/// audit line besides writing it.
+fn audit_request(c: &mut Criterion) {
+    let policy = Policy::parse(
+        "version = 1\n[[allow]]\nhost = \"*.allowed.test\"\n",
+        "audit.toml",
+    )
+    .expect("valid");
+    let rule = policy.allow_rules()[0].clone();
+    let sink = Sink::discard();
+    c.bench_function("audit/request-event", |b| {
+        b.iter(|| {
+            sink.emit(black_box(&audit::Request {
+                sandbox_id: "job-42",
+                client: "127.0.0.1:51234",
+                method: "GET",
+                destination: "http://www.allowed.test/index.html",
+                resolved: Some(std::net::SocketAddr::from(([93, 184, 215, 14], 80))),
+                verdict: audit::Verdict::Allow,
+                reason: "allow-rule",
+                rule: Some(&rule),
+                status: 200,
+                bytes_up: 0,
+                bytes_down: 1256,
+                duration: std::time::Duration::from_micros(1834),
+            }))
+        })
+    });
+}
+
+criterion_group!(benches, decisions, dns, dns_stub, headers, audit_request);
 criterion_main!(benches);
