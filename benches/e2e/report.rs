@@ -132,8 +132,8 @@ impl Report {
         let has_base = self.rows.iter().any(|r| r.get("egressd-base").is_some());
         if !has_base {
             for line in &mut lines {
-                line.remove(8);
-                line.remove(3);
+                line.remove(10);
+                line.remove(4);
             }
         }
         let widths: Vec<usize> = (0..lines[0].len())
