@@ -101,7 +101,7 @@ impl Batch {
         }
     }
 
-    /// Waits for at least one datagram and takes it (on Linux, with all that wait behind it).
+    /// Waits for a datagram and takes it.
     #[cfg(not(target_os = "linux"))]
     async fn receive(&mut self, socket: &UdpSocket) -> io::Result<()> {
         self.received.clear();
@@ -121,6 +121,8 @@ impl Batch {
         }
     }
 
+    /// Waits for a datagram and takes it with every one waiting behind it, as many as there are
+    /// buffers.
     #[cfg(target_os = "linux")]
     async fn receive(&mut self, socket: &UdpSocket) -> io::Result<()> {
         // Room for one datagram at first; twice as many (up to BATCH) after a batch that filled
