@@ -193,13 +193,13 @@ fn dns_stub(c: &mut Criterion) {
     let first = runtime.block_on(stub.answer(&cached, &"127.0.0.1:5353", "udp", 1232));
     let first = Message::from_vec(&first.expect("an answer")).expect("parses");
     assert_eq!(first.answers.len(), 1, "the upstream's answer was not kept");
+    // The UDP transport's client: a socket address, formatted into the audit event.
+    let client = wire::ClientAddr(std::net::SocketAddr::from(([127, 0, 0, 1], 5353)));
     c.bench_function("dns/stub-refused", |b| {
-        b.iter(|| {
-            runtime.block_on(stub.answer(black_box(&refused), &"127.0.0.1:5353", "udp", 1232))
-        })
+        b.iter(|| runtime.block_on(stub.answer(black_box(&refused), &client, "udp", 1232)))
     });
     c.bench_function("dns/stub-cached-answer", |b| {
-        b.iter(|| runtime.block_on(stub.answer(black_box(&cached), &"127.0.0.1:5353", "udp", 1232)))
+        b.iter(|| runtime.block_on(stub.answer(black_box(&cached), &client, "udp", 1232)))
     });
 }
 
@@ -294,5 +294,43 @@ fn resolvers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, decisions, dns, dns_stub, resolvers, headers);
+/// One proxied request's audit event, encoded and discarded: what every request pays for its
+/// audit line besides writing it.
+fn audit_request(c: &mut Criterion) {
+    let policy = Policy::parse(
+        "version = 1\n[[allow]]\nhost = \"*.allowed.test\"\n",
+        "audit.toml",
+    )
+    .expect("valid");
+    let rule = policy.allow_rules()[0].clone();
+    let sink = Sink::discard();
+    c.bench_function("audit/request-event", |b| {
+        b.iter(|| {
+            sink.emit(black_box(&audit::Request {
+                sandbox_id: "job-42",
+                client: "127.0.0.1:51234",
+                method: "GET",
+                destination: "http://www.allowed.test/index.html",
+                resolved: Some(std::net::SocketAddr::from(([93, 184, 215, 14], 80))),
+                verdict: audit::Verdict::Allow,
+                reason: "allow-rule",
+                rule: Some(&rule),
+                status: 200,
+                bytes_up: 0,
+                bytes_down: 1256,
+                duration: std::time::Duration::from_micros(1834),
+            }))
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    decisions,
+    dns,
+    dns_stub,
+    resolvers,
+    headers,
+    audit_request
+);
 criterion_main!(benches);

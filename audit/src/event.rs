@@ -90,7 +90,7 @@ impl Event for Request<'_> {
         out.str(f::CLIENT, self.client);
         out.str(f::METHOD, self.method);
         out.str(f::DESTINATION, self.destination);
-        out.display_or_empty(f::RESOLVED, self.resolved.as_ref().map(|a| a as _));
+        out.socket_addr_or_empty(f::RESOLVED, self.resolved);
         out.str(f::DECISION, self.verdict.as_str());
         out.str(f::REASON, self.reason);
         let label = self.rule.map(Rule::label);

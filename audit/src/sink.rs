@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crate::batch::Batched;
 use crate::event::Event;
 use crate::fields as f;
-use crate::json::{Object, string, with_line};
+use crate::json::{Object, string, timestamp, with_line};
 
 /// Encodes events and hands the lines on. Cheap to clone; clones write to the same place.
 #[derive(Clone)]
@@ -78,14 +78,9 @@ impl Sink {
 /// `{"timestamp":…,"level":"INFO","message":…, fields…, "target":"egressd::audit"}` and a newline.
 pub(crate) fn encode(line: &mut String, event: &dyn Event) {
     // Writing into a String cannot fail.
-    let _ = write!(
-        line,
-        "{{\"{}\":\"{}\",\"{}\":\"INFO\",\"{}\":",
-        f::TIMESTAMP,
-        humantime::format_rfc3339_micros(SystemTime::now()),
-        f::LEVEL,
-        f::MESSAGE,
-    );
+    let _ = write!(line, "{{\"{}\":\"", f::TIMESTAMP);
+    timestamp(line, SystemTime::now());
+    let _ = write!(line, "\",\"{}\":\"INFO\",\"{}\":", f::LEVEL, f::MESSAGE);
     let _ = string(line, event.message());
     let mut object = Object::new(line);
     event.write_fields(&mut object);

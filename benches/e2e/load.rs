@@ -391,3 +391,41 @@ pub async fn open_idle_tunnels(
     }
     open
 }
+
+/// Opens `count` keep-alive connections through the proxy, each after one `GET` through it
+/// answered, and keeps them open and idle; returns them.
+pub async fn open_idle_keepalives(
+    proxy: SocketAddr,
+    auth: &str,
+    origin: SocketAddr,
+    count: usize,
+) -> Vec<TcpStream> {
+    let request = Arc::new(format!(
+        "GET http://{origin}/idle HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\n"
+    ));
+    let mut open = Vec::with_capacity(count);
+    let batch = 64;
+    let mut remaining = count;
+    while remaining > 0 {
+        let n = remaining.min(batch);
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let request = request.clone();
+                tokio::spawn(async move {
+                    let mut s = TcpStream::connect(proxy).await.ok()?;
+                    s.write_all(request.as_bytes()).await.ok()?;
+                    let mut buf = Vec::new();
+                    read_response(&mut s, &mut buf).await?;
+                    Some(s)
+                })
+            })
+            .collect();
+        for handle in handles {
+            if let Ok(Some(stream)) = handle.await {
+                open.push(stream);
+            }
+        }
+        remaining -= n;
+    }
+    open
+}

@@ -29,7 +29,8 @@ use report::{Report, Row};
 /// Sizes of one run.
 struct Plan {
     quick: bool,
-    /// Only these groups (startup, http, bulk, tunnels, tls, dns, idle); empty for all.
+    /// Only these groups (startup, http, bulk, tunnels, tls, dns, idle, burst, instances); empty
+    /// for all.
     only: Vec<String>,
     /// Only these peers (squid, tinyproxy, unbound; `none`); `None` for every installed one.
     peers: Option<Vec<String>>,
@@ -39,6 +40,10 @@ struct Plan {
     tunnel_concurrency: usize,
     bulk_bytes: usize,
     idle_tunnels: usize,
+    /// Idle tunnels and as many idle keep-alive connections opened at once, then closed.
+    burst: usize,
+    /// Idle egressd instances running at once, for their total PSS.
+    instances: usize,
     startups: usize,
     dns_concurrency: usize,
 }
@@ -66,6 +71,8 @@ impl Plan {
                 tunnel_concurrency: 16,
                 bulk_bytes: 128 << 20,
                 idle_tunnels: 1000,
+                burst: 1000,
+                instances: 20,
                 startups: 5,
                 dns_concurrency: 32,
             }
@@ -82,6 +89,10 @@ impl Plan {
                 // The sandbox caps open files at 20,000 per process and an idle tunnel costs
                 // egressd two; 9,000 is the most that fits. docs/benchmarks.md extrapolates.
                 idle_tunnels: 9000,
+                // 5,000 tunnels (two sockets each in egressd) and 5,000 keep-alive connections
+                // (one each, and a few pooled origin connections) fit the 20,000 files.
+                burst: 5000,
+                instances: 100,
                 startups: 20,
                 dns_concurrency: 32,
             }
@@ -183,20 +194,31 @@ async fn run(plan: &Plan) -> Report {
     let source = servers::bulk_source(plan.bulk_bytes).await;
     let echo = servers::echo().await;
     let upstream = servers::dns_upstream().await;
+    let current = peers::Build::current(egressd_bin());
+    let baseline = peers::Build::baseline();
+    let builds: Vec<&peers::Build> = std::iter::once(&current).chain(baseline.as_ref()).collect();
+    let ports = [origin.port(), source.port(), echo.port()];
 
     // Start-up and idle memory first, on a quiet machine.
     if plan.wants("startup") {
-        let (times, rss) = peers::egressd_startups(egressd_bin(), plan.startups, upstream);
-        report.push(Row::new("start to ready", "ms").egressd(median(&times)));
-        report.push(Row::new("idle RSS (proxy + DNS stub)", "MiB").egressd(median(&rss)));
+        let mut start = Row::new("start to ready", "ms");
+        let mut rss = Row::new("idle RSS (proxy + DNS stub)", "MiB");
+        let runs = peers::egressd_startups(&builds, plan.startups, upstream);
+        for (build, (times, rss_mib)) in builds.iter().zip(runs) {
+            start.set(build.name, median(&times));
+            rss.set(build.name, median(&rss_mib));
+        }
+        report.push(start);
+        report.push(rss);
+    }
+    if plan.wants("instances") {
+        instances(plan, &builds, upstream, &mut report);
     }
 
-    let egressd = peers::egressd(
-        egressd_bin(),
-        &[origin.port(), source.port(), echo.port()],
-        upstream,
-        true,
-    );
+    let egressd = peers::egressd(&current, &ports, upstream, true);
+    let egressd_base = baseline
+        .as_ref()
+        .map(|build| peers::egressd(build, &ports, upstream, true));
     let squid = plan.wants_peer("squid").then(peers::squid).flatten();
     let tinyproxy = plan
         .wants_peer("tinyproxy")
@@ -216,10 +238,15 @@ async fn run(plan: &Plan) -> Report {
             peer.rss_mib(),
         );
     }
-    let proxies: Vec<&peers::Peer> = [Some(&egressd), squid.as_ref(), tinyproxy.as_ref()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let proxies: Vec<&peers::Peer> = [
+        Some(&egressd),
+        egressd_base.as_ref(),
+        squid.as_ref(),
+        tinyproxy.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
 
     let http_levels: &[usize] = if plan.wants("http") {
         &plan.concurrency
@@ -269,13 +296,12 @@ async fn run(plan: &Plan) -> Report {
     }
     if plan.wants("http") {
         let concurrency = plan.concurrency.last().copied().unwrap_or(16);
-        let ports = [origin.port(), source.port(), echo.port()];
-        let without = peers::egressd(egressd_bin(), &ports, upstream, false);
+        let without = peers::egressd(&current, &ports, upstream, false);
         let what =
             format!("credential check: proxy CPU per request with / without, {concurrency} conn");
         report.push(cpu_ratio(&what, plan, &egressd, &without, origin, concurrency).await);
         drop(without);
-        let metered = peers::egressd_metered(egressd_bin(), &ports, upstream);
+        let metered = peers::egressd_metered(&current, &ports, upstream);
         let what = format!(
             "metrics: proxy CPU per request with / without --metrics-listen, {concurrency} conn"
         );
@@ -286,18 +312,31 @@ async fn run(plan: &Plan) -> Report {
         Row::new("CONNECT bulk download", "MB/s"),
         Row::new("machine CPU during bulk", "cores"),
         Row::new("CPU per GB moved (all processes)", "core-s"),
+        Row::new("proxy CPU per GB moved (its process only)", "core-s"),
     ];
-    let mut samples: Vec<(&str, Vec<[f64; 3]>)> = Vec::new();
+    let mut samples: Vec<(&str, Vec<[f64; 4]>)> = Vec::new();
     for _ in 0..if plan.wants("bulk") { plan.rounds } else { 0 } {
         for (name, via) in contenders(&proxies) {
+            let proxy = proxies.iter().find(|p| p.name == name);
+            let proxy_cpu = proxy.map(|p| p.cpu_secs());
             let before = peers::machine_ticks();
             let mbps = load::bulk(via, source, plan.bulk_bytes).await;
             let cores = peers::busy_cores(before, peers::machine_ticks());
+            // The machine's figure counts whatever else runs on it; the proxy's own does not.
+            let gb = plan.bulk_bytes as f64 / 1e9;
+            let own = match (proxy, proxy_cpu) {
+                (Some(p), Some(cpu)) => (p.cpu_secs() - cpu) / gb,
+                _ => f64::NAN,
+            };
             match mbps {
                 Some(mbps) if mbps > 0.0 => {
-                    push(&mut samples, name, [mbps, cores, cores / (mbps / 1000.0)]);
+                    push(
+                        &mut samples,
+                        name,
+                        [mbps, cores, cores / (mbps / 1000.0), own],
+                    );
                 }
-                _ => push(&mut samples, name, [0.0; 3]),
+                _ => push(&mut samples, name, [0.0; 4]),
             }
         }
     }
@@ -347,7 +386,7 @@ async fn run(plan: &Plan) -> Report {
 
     if plan.wants("tls") {
         let (tls_origin, origin_ca) = tls::origin(plan.bulk_bytes).await;
-        let inspecting = tls::egressd(egressd_bin(), tls_origin, &origin_ca);
+        let inspecting = tls::egressd(&current, tls_origin, &origin_ca);
         let client = tls::client(&origin_ca, &inspecting);
         let rows = tls::rows(
             &inspecting,
@@ -363,6 +402,7 @@ async fn run(plan: &Plan) -> Report {
 
     let resolvers: Vec<(&peers::Peer, std::net::SocketAddr)> = [
         egressd.dns.map(|a| (&egressd, a)),
+        egressd_base.as_ref().and_then(|b| b.dns.map(|a| (b, a))),
         unbound.as_ref().and_then(|u| u.dns.map(|a| (u, a))),
     ]
     .into_iter()
@@ -410,14 +450,43 @@ async fn run(plan: &Plan) -> Report {
         report.extend(rows);
     }
 
-    // Idle tunnels last: they hold thousands of sockets.
-    if plan.wants("idle") {
-        idle_tunnels(plan, &egressd, echo, &mut report).await;
+    for peer in [Some(&egressd), egressd_base.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        report.note(format!(
+            "{} CPU over the whole run: {:.1} s",
+            peer.name,
+            peer.cpu_secs()
+        ));
     }
-    report.note(format!(
-        "egressd CPU over the whole run: {:.1} s",
-        egressd.cpu_secs()
-    ));
+    drop((egressd, egressd_base, squid, tinyproxy, unbound));
+
+    // Idle tunnels and the burst last: they hold thousands of sockets. Each build gets a fresh
+    // process, so what earlier groups left in its heap does not count.
+    if plan.wants("idle") {
+        let mut rows = [
+            Row::new(
+                &format!("RSS with {} idle tunnels", plan.idle_tunnels),
+                "MiB",
+            ),
+            Row::new("RSS per idle tunnel", "KiB"),
+            Row::new("RSS at 10,000 idle tunnels (extrapolated)", "MiB"),
+        ];
+        for build in &builds {
+            let peer = peers::egressd(build, &ports, upstream, true);
+            idle_tunnels(plan, &peer, echo, &mut rows).await;
+        }
+        report.extend(rows);
+    }
+    if plan.wants("burst") {
+        let mut rows = burst_rows(plan.burst);
+        for build in &builds {
+            let peer = peers::egressd(build, &ports, upstream, true);
+            burst(plan, &peer, origin, echo, &mut rows).await;
+        }
+        report.extend(rows);
+    }
     report
 }
 
@@ -425,7 +494,7 @@ async fn idle_tunnels(
     plan: &Plan,
     egressd: &peers::Peer,
     echo: std::net::SocketAddr,
-    report: &mut Report,
+    rows: &mut [Row; 3],
 ) {
     let before = egressd.rss_mib();
     let tunnels =
@@ -438,21 +507,100 @@ async fn idle_tunnels(
     } else {
         0.0
     };
-    report.push(
-        Row::new(&format!("RSS with {opened} idle tunnels"), "MiB").egressd(
-            if opened == plan.idle_tunnels {
-                with
-            } else {
-                0.0
-            },
-        ),
+    let name = egressd.name;
+    rows[0].set(
+        name,
+        if opened == plan.idle_tunnels {
+            with
+        } else {
+            0.0
+        },
     );
-    report.push(Row::new("RSS per idle tunnel", "KiB").egressd(per_tunnel_kib));
-    report.push(
-        Row::new("RSS at 10,000 idle tunnels (extrapolated)", "MiB")
-            .egressd(before + per_tunnel_kib * 10_000.0 / 1024.0),
-    );
+    rows[1].set(name, per_tunnel_kib);
+    rows[2].set(name, before + per_tunnel_kib * 10_000.0 / 1024.0);
     drop(tunnels);
+}
+
+fn burst_rows(n: usize) -> [Row; 8] {
+    [
+        Row::new("burst: RSS before", "MiB"),
+        Row::new(
+            &format!("burst: RSS with {n} idle tunnels + {n} idle keep-alive"),
+            "MiB",
+        ),
+        Row::new("burst: RSS per idle keep-alive connection", "KiB"),
+        Row::new("burst: RSS per idle tunnel", "KiB"),
+        Row::new("burst: RSS 2 s after all closed", "MiB"),
+        Row::new("burst: growth kept after closing", "share"),
+        Row::new("burst: RSS after 1 s of light load (1 conn)", "MiB"),
+        Row::new("burst: growth kept after light load", "share"),
+    ]
+}
+
+/// Memory after a burst: `plan.burst` idle tunnels, then as many idle keep-alive connections
+/// (each after one request), all held at once, then all closed. A sidecar should give the
+/// memory back once they are gone.
+async fn burst(
+    plan: &Plan,
+    egressd: &peers::Peer,
+    origin: std::net::SocketAddr,
+    echo: std::net::SocketAddr,
+    rows: &mut [Row; 8],
+) {
+    let settle = Duration::from_millis(500);
+    tokio::time::sleep(settle).await;
+    let before = egressd.rss_mib();
+    let tunnels = load::open_idle_tunnels(egressd.addr, egressd.auth, echo, plan.burst).await;
+    tokio::time::sleep(settle).await;
+    let with_tunnels = egressd.rss_mib();
+    let keepalives =
+        load::open_idle_keepalives(egressd.addr, egressd.auth, origin, plan.burst).await;
+    tokio::time::sleep(settle).await;
+    let peak = egressd.rss_mib();
+    let complete = tunnels.len() == plan.burst && keepalives.len() == plan.burst;
+    drop((tunnels, keepalives));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = egressd.rss_mib();
+    let per_kib = |mib: f64| mib * 1024.0 / plan.burst.max(1) as f64;
+    let name = egressd.name;
+    rows[0].set(name, before);
+    rows[1].set(name, if complete { peak } else { 0.0 });
+    rows[2].set(name, per_kib(peak - with_tunnels));
+    rows[3].set(name, per_kib(with_tunnels - before));
+    rows[4].set(name, after);
+    // A share of zero is a perfect figure, not a missing one: never below a hair above it.
+    let kept = |rss: f64| ((rss - before) / (peak - before)).max(1e-3);
+    rows[5].set(name, kept(after));
+    // An allocator may return memory only on its next calls: a sidecar that goes on serving
+    // lightly after a burst.
+    load::http(egressd.via(), origin, 1, Duration::from_secs(1)).await;
+    tokio::time::sleep(settle).await;
+    let light = egressd.rss_mib();
+    rows[6].set(name, light);
+    rows[7].set(name, kept(light));
+}
+
+/// Total PSS of many idle instances, default and with `--threads 0`.
+fn instances(
+    plan: &Plan,
+    builds: &[&peers::Build],
+    upstream: std::net::SocketAddr,
+    report: &mut Report,
+) {
+    for (label, extra) in [
+        ("default", &[][..]),
+        ("--threads 0", &["--threads", "0"][..]),
+    ] {
+        let mut row = Row::new(
+            &format!("{} idle instances, total PSS ({label})", plan.instances),
+            "MiB",
+        );
+        for build in builds {
+            let pss = peers::idle_instances_pss_mib(build, plan.instances, upstream, extra);
+            row.set(build.name, pss.unwrap_or(0.0));
+        }
+        report.push(row);
+    }
 }
 
 /// What a feature costs: egressd's CPU per HTTP request `with` it over the same `without` it

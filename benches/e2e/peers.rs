@@ -73,30 +73,72 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// An egressd build under test: the one built with this benchmark (`egressd`), or a baseline
+/// binary named by `EGRESSD_BENCH_BASELINE` (`egressd-base`), each with its extra flags.
+pub struct Build {
+    pub name: &'static str,
+    pub bin: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl Build {
+    /// This tree's egressd, with the flags in `EGRESSD_BENCH_ARGS`.
+    pub fn current(bin: &Path) -> Self {
+        Self {
+            name: "egressd",
+            bin: bin.to_owned(),
+            args: env_args("EGRESSD_BENCH_ARGS"),
+        }
+    }
+
+    /// The binary in `EGRESSD_BENCH_BASELINE`, if set, with the flags in `EGRESSD_BENCH_ARGS`
+    /// and then `EGRESSD_BENCH_BASELINE_ARGS` (the same binary with other flags is a baseline
+    /// too).
+    pub fn baseline() -> Option<Self> {
+        let bin = PathBuf::from(std::env::var_os("EGRESSD_BENCH_BASELINE")?);
+        let mut args = env_args("EGRESSD_BENCH_ARGS");
+        args.extend(env_args("EGRESSD_BENCH_BASELINE_ARGS"));
+        Some(Self {
+            name: "egressd-base",
+            bin,
+            args,
+        })
+    }
+}
+
+fn env_args(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// egressd with a policy allowing the bench origins (loopback carve-outs) and `*.allowed.test`,
 /// with its default proxy credential (sent with every request), or without one when
 /// `credential` is false (to measure what the check costs).
-pub fn egressd(bin: &Path, ports: &[u16], dns_upstream: SocketAddr, credential: bool) -> Peer {
-    let no_credential = (!credential).then(|| "--no-proxy-credential".to_owned());
-    egressd_with_flags(
-        bin,
-        ports,
-        dns_upstream,
-        no_credential.into_iter().collect(),
-    )
+pub fn egressd(build: &Build, ports: &[u16], dns_upstream: SocketAddr, credential: bool) -> Peer {
+    egressd_with(build, ports, dns_upstream, credential, &[])
 }
 
 /// [`egressd`] with its credential and `--metrics-listen` (to measure what counting costs).
-pub fn egressd_metered(bin: &Path, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
-    let flags = vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
-    egressd_with_flags(bin, ports, dns_upstream, flags)
+pub fn egressd_metered(build: &Build, ports: &[u16], dns_upstream: SocketAddr) -> Peer {
+    egressd_with(
+        build,
+        ports,
+        dns_upstream,
+        true,
+        &["--metrics-listen", "127.0.0.1:0"],
+    )
 }
 
-fn egressd_with_flags(
-    bin: &Path,
+/// [`egressd`] with `extra` flags after the build's own.
+pub fn egressd_with(
+    build: &Build,
     ports: &[u16],
     dns_upstream: SocketAddr,
-    flags: Vec<String>,
+    credential: bool,
+    extra: &[&str],
 ) -> Peer {
     let list = ports
         .iter()
@@ -110,13 +152,17 @@ fn egressd_with_flags(
          [[danger_carve_out]]\ncidr = \"127.0.0.1/32\"\nports = [{list}]\n\
          [dns]\nupstreams = [\"{dns_upstream}\"]\n"
     );
-    egressd_with_policy(bin, &policy, &[], |_| flags)
+    let mut flags: Vec<String> = extra.iter().map(|f| (*f).to_owned()).collect();
+    if !credential {
+        flags.push("--no-proxy-credential".to_owned());
+    }
+    egressd_with_policy(build, &policy, &[], |_| flags)
 }
 
-/// egressd with `policy`, `files` (name, text) written beside it, and the flags `args` makes from
-/// that directory.
+/// egressd (`build`, with its own flags) with `policy`, `files` (name, text) written beside it,
+/// and the flags `args` makes from that directory.
 pub fn egressd_with_policy(
-    bin: &Path,
+    build: &Build,
     policy: &str,
     files: &[(&str, &str)],
     args: impl FnOnce(&Path) -> Vec<String>,
@@ -129,7 +175,7 @@ pub fn egressd_with_policy(
     std::fs::write(&path, policy).expect("write policy");
     let audit = dir.path().join("audit.jsonl");
     let started = Instant::now();
-    let mut child = Command::new(bin)
+    let mut child = Command::new(&build.bin)
         .args(["run", "--policy"])
         .arg(&path)
         .args([
@@ -140,6 +186,7 @@ pub fn egressd_with_policy(
             "--audit-log",
         ])
         .arg(&audit)
+        .args(&build.args)
         .args(args(dir.path()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -158,7 +205,7 @@ pub fn egressd_with_policy(
         .expect("proxy address");
     let dns = ready["dns"].as_str().and_then(|s| s.parse().ok());
     Peer {
-        name: "egressd",
+        name: build.name,
         child,
         addr,
         auth: auth_line(&ready),
@@ -181,20 +228,53 @@ fn auth_line(ready: &serde_json::Value) -> &'static str {
     Box::leak(format!("Proxy-Authorization: Basic {token}\r\n").into_boxed_str())
 }
 
-/// Time from spawn to readiness, and idle RSS, over `rounds` fresh starts of egressd.
+/// Time from spawn to readiness, and idle RSS, over `rounds` fresh starts of each build,
+/// alternating: per build, its times and RSS readings.
 pub fn egressd_startups(
-    bin: &Path,
+    builds: &[&Build],
     rounds: usize,
     dns_upstream: SocketAddr,
-) -> (Vec<f64>, Vec<f64>) {
-    let (mut times, mut rss) = (Vec::new(), Vec::new());
+) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let mut out = vec![(Vec::new(), Vec::new()); builds.len()];
     for _ in 0..rounds {
-        let peer = egressd(bin, &[1], dns_upstream, true);
-        times.push(peer.startup.as_secs_f64() * 1000.0);
-        std::thread::sleep(Duration::from_millis(200));
-        rss.push(peer.rss_mib());
+        for (build, (times, rss)) in builds.iter().zip(&mut out) {
+            let peer = egressd(build, &[1], dns_upstream, true);
+            times.push(peer.startup.as_secs_f64() * 1000.0);
+            std::thread::sleep(Duration::from_millis(200));
+            rss.push(peer.rss_mib());
+        }
     }
-    (times, rss)
+    out
+}
+
+/// Total proportional set size, in MiB, of `count` idle egressd instances of `build` (with
+/// `extra` flags), all running at once, each with its own loopback-only policy: what a host
+/// running one per sandbox pays. PSS shares the binary's pages among the processes mapping them,
+/// where RSS would count them in each. `None` if an instance did not start.
+pub fn idle_instances_pss_mib(
+    build: &Build,
+    count: usize,
+    dns_upstream: SocketAddr,
+    extra: &[&str],
+) -> Option<f64> {
+    let instances: Vec<Peer> = (0..count)
+        .map(|_| egressd_with(build, &[1], dns_upstream, true, extra))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut total_kib = 0;
+    for peer in &instances {
+        total_kib += pss_kib(peer.pid())?;
+    }
+    Some(total_kib as f64 / 1024.0)
+}
+
+/// `Pss:` of /proc/PID/smaps_rollup, in KiB.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
 pub fn installed(program: &str) -> Option<PathBuf> {

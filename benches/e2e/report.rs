@@ -38,7 +38,14 @@ pub struct Report {
     notes: Vec<String>,
 }
 
-const CONTENDERS: [&str; 5] = ["direct", "egressd", "squid", "tinyproxy", "unbound"];
+const CONTENDERS: [&str; 6] = [
+    "direct",
+    "egressd",
+    "egressd-base",
+    "squid",
+    "tinyproxy",
+    "unbound",
+];
 
 impl Report {
     pub fn new(quick: bool) -> Self {
@@ -95,11 +102,13 @@ impl Report {
             "unit",
             "direct",
             "egressd",
+            "egressd-base",
             "squid",
             "tinyproxy",
             "unbound",
             "egressd/direct",
             "egressd/peer",
+            "egressd/base",
         ];
         let mut lines = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
         for row in &self.rows {
@@ -116,9 +125,18 @@ impl Report {
                 .into_iter()
                 .find_map(|p| ratio(p).map(|r| format!("{r:.2}x vs {p}")));
             cells.push(peer.unwrap_or_else(|| "-".to_owned()));
+            cells.push(ratio("egressd-base").map_or("-".to_owned(), |r| format!("{r:.2}x")));
             lines.push(cells);
         }
-        let widths: Vec<usize> = (0..header.len())
+        // Without a baseline build, its two columns are left out.
+        let has_base = self.rows.iter().any(|r| r.get("egressd-base").is_some());
+        if !has_base {
+            for line in &mut lines {
+                line.remove(10);
+                line.remove(4);
+            }
+        }
+        let widths: Vec<usize> = (0..lines[0].len())
             .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
             .collect();
         for line in &lines {

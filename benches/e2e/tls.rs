@@ -3,7 +3,6 @@
 //! other opaquely, measured alternately in the same run. The ratios are the figures to read.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -114,7 +113,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut tls: S, bulk: usize) {
 }
 
 /// An egressd inspecting `inspected.test` and tunnelling `opaque.test`, both names of `origin`.
-pub fn egressd(bin: &Path, origin: SocketAddr, origin_ca: &CertificateDer<'_>) -> Peer {
+pub fn egressd(build: &peers::Build, origin: SocketAddr, origin_ca: &CertificateDer<'_>) -> Peer {
     let port = origin.port();
     let policy = format!(
         "version = 1\n[defaults]\naction = \"deny\"\n\
@@ -125,7 +124,7 @@ pub fn egressd(bin: &Path, origin: SocketAddr, origin_ca: &CertificateDer<'_>) -
          [dns]\nupstreams = [\"127.0.0.1:9\"]\n"
     );
     let pem = proxy::certificate_pem(origin_ca);
-    peers::egressd_with_policy(bin, &policy, &[("origin-ca.pem", &pem)], |dir| {
+    peers::egressd_with_policy(build, &policy, &[("origin-ca.pem", &pem)], |dir| {
         vec![
             "--inspect-upstream-roots".to_owned(),
             dir.join("origin-ca.pem").display().to_string(),

@@ -93,7 +93,7 @@ impl Stub {
                 tracing::debug!(client = %asker.client, bytes = bytes.len(), "dropped a packet that is not a query");
                 return Next::Reply(None);
             }
-            Action::Reply(local) => return Next::Reply(self.local(&local, asker)),
+            Action::Reply(local) => return Next::Reply(self.local(bytes, &local, asker)),
             Action::Forward(forward) => forward,
         };
         if let Some(answered) = resolver.answer_now(&forward.question) {
@@ -123,7 +123,8 @@ impl Stub {
         self.answered(forward, result.map_err(Failed::Resolve), asker)
     }
 
-    fn local(&self, local: &Local, asker: Asker<'_>) -> Option<Vec<u8>> {
+    /// Audits and encodes a reply made here to `query`.
+    fn local(&self, query: &[u8], local: &Local, asker: Asker<'_>) -> Option<Vec<u8>> {
         let rcode = local.message.metadata.response_code;
         let (verdict, reason) = match &local.decision {
             Some(d) if d.is_allowed() => (Verdict::Allow, d.reason.code()),
@@ -155,7 +156,11 @@ impl Stub {
             cached: false,
             upstream: None,
         });
-        wire::encode(&local.message, asker.limit.unwrap_or(local.udp_limit))
+        wire::encode_local(
+            query,
+            &local.message,
+            asker.limit.unwrap_or(local.udp_limit),
+        )
     }
 
     /// Builds, audits and encodes the reply to a forwarded query.

@@ -289,6 +289,56 @@ mod tests {
         assert_eq!(bytes.down.load(Ordering::Relaxed), 20);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bulk_transfer_both_ways_arrives_whole_in_order_and_counted() {
+        let (mut client, client_end) = pair().await;
+        let (origin_end, mut origin) = pair().await;
+        let bytes = Bytes::default();
+        // 4 KiB buffers: 2 MiB each way is hundreds of reads and writes, both ways at once.
+        let up: Vec<u8> = (0..2 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let down: Vec<u8> = (0..2 << 20).map(|i: u32| (i % 241) as u8).collect();
+        let (tunnel, (), ()) = tokio::join!(
+            run_tcp(client_end, b"head", origin_end, &bytes, IDLE, 4096),
+            async {
+                let (mut read, mut write) = client.split();
+                let send = async {
+                    write.write_all(&up).await.unwrap();
+                    write.shutdown().await.unwrap();
+                };
+                let receive = async {
+                    let mut got = Vec::new();
+                    read.read_to_end(&mut got).await.unwrap();
+                    assert!(
+                        got == down,
+                        "client got {} bytes, not the origin's",
+                        got.len()
+                    );
+                };
+                tokio::join!(send, receive);
+            },
+            async {
+                let (mut read, mut write) = origin.split();
+                let send = async {
+                    write.write_all(&down).await.unwrap();
+                    write.shutdown().await.unwrap();
+                };
+                let receive = async {
+                    let mut got = Vec::new();
+                    read.read_to_end(&mut got).await.unwrap();
+                    assert!(
+                        got.starts_with(b"head") && got[4..] == up[..],
+                        "origin got {} bytes",
+                        got.len()
+                    );
+                };
+                tokio::join!(send, receive);
+            }
+        );
+        assert!(matches!(tunnel, TunnelEnd::Closed), "{tunnel:?}");
+        assert_eq!(bytes.up.load(Ordering::Relaxed), up.len() as u64 + 4);
+        assert_eq!(bytes.down.load(Ordering::Relaxed), down.len() as u64);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_generic_pump_idles_out_too() {
         let (_client, client_end) = tokio::io::duplex(64);

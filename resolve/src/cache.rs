@@ -9,8 +9,9 @@ use hickory_proto::rr::RecordType;
 
 use crate::chain::Answer;
 
-/// Cache key: canonical name and type.
-type Key = (String, RecordType);
+/// Entries by type, then by canonical name: a lookup borrows the name asked (a `(String, type)`
+/// key needed a `String` made for every lookup).
+type Entries = HashMap<RecordType, HashMap<String, Entry>>;
 
 struct Entry {
     answer: Answer,
@@ -20,7 +21,7 @@ struct Entry {
 
 /// Filtered answers by name and type.
 pub struct Cache {
-    entries: Mutex<HashMap<Key, Entry>>,
+    entries: Mutex<Entries>,
     capacity: usize,
 }
 
@@ -40,7 +41,7 @@ impl Cache {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = entries.get(&(name.to_owned(), qtype))?;
+        let entry = entries.get(&qtype)?.get(name)?;
         if now >= entry.expires {
             return None;
         }
@@ -62,15 +63,17 @@ impl Cache {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if entries.len() >= self.capacity {
-            entries.retain(|_, e| e.expires > now);
-            if entries.len() >= self.capacity {
+        if count(&entries) >= self.capacity {
+            for by_name in entries.values_mut() {
+                by_name.retain(|_, e| e.expires > now);
+            }
+            if count(&entries) >= self.capacity {
                 return;
             }
         }
         let expires = now + Duration::from_secs(u64::from(answer.cache_ttl));
-        entries.insert(
-            (name.to_owned(), qtype),
+        entries.entry(qtype).or_default().insert(
+            name.to_owned(),
             Entry {
                 answer,
                 stored: now,
@@ -78,6 +81,11 @@ impl Cache {
             },
         );
     }
+}
+
+/// Answers held, of every type.
+fn count(entries: &Entries) -> usize {
+    entries.values().map(HashMap::len).sum()
 }
 
 #[cfg(test)]
@@ -157,7 +165,7 @@ mod tests {
             cache.get("c", RecordType::A, later).is_some(),
             "the expired entry made room"
         );
-        assert_eq!(cache.entries.lock().unwrap().len(), 2);
+        assert_eq!(count(&cache.entries.lock().unwrap()), 2);
         cache.put("zero", RecordType::A, answer(0), t0);
         assert!(cache.get("zero", RecordType::A, t0).is_none());
     }
