@@ -84,6 +84,8 @@ pub async fn run_tcp(
     idle: Duration,
     buffer: usize,
 ) -> TunnelEnd {
+    forget_wakers(&client);
+    forget_wakers(&origin);
     let clock = Instant::now();
     let activity = AtomicU64::new(0);
     let (client_read, client_write) = client.into_split();
@@ -117,6 +119,20 @@ pub async fn run_tcp(
         },
         () = watchdog(&activity, clock, idle) => TunnelEnd::Idle,
     }
+}
+
+/// Drops the wakers other tasks left in `socket`'s readiness slots.
+///
+/// hyper's connection task read the CONNECT head and then waited for more: tokio keeps the waker
+/// of that wait until the socket turns readable, and a waker keeps its task's whole memory (the
+/// connection's future, some 6 KiB) allocated after the task has ended. An idle tunnel would carry
+/// it for its whole life (docs/benchmarks.md, "Idle connections after the redesign"). A no-op waker takes its place;
+/// [`pump`] waits with `readable()`, which does not use these slots.
+fn forget_wakers(socket: &TcpStream) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    // Ready or not, the slot now holds the no-op waker or nothing.
+    let _ = socket.poll_read_ready(&mut cx);
+    let _ = socket.poll_write_ready(&mut cx);
 }
 
 /// One direction: read when readable, write all of it, until end of file (then pass the close on).
@@ -244,6 +260,51 @@ mod tests {
             .unwrap();
         let (far, _) = listener.accept().await.unwrap();
         (near, far)
+    }
+
+    /// A waker that owns a share of `token`, as a task's waker owns its task's memory.
+    struct Holder(#[allow(dead_code)] Arc<()>);
+
+    impl std::task::Wake for Holder {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_lets_go_of_the_waker_the_http_layer_left_on_the_client_socket() {
+        let (_client, client_end) = pair().await;
+        let (origin_end, _origin) = pair().await;
+        let token = Arc::new(());
+        let waker = std::task::Waker::from(Arc::new(Holder(token.clone())));
+        // What hyper's connection task did last: read until nothing was left, then wait for more.
+        let mut cx = Context::from_waker(&waker);
+        let mut waiting = false;
+        for _ in 0..10 {
+            if client_end.poll_read_ready(&mut cx).is_pending() {
+                waiting = true;
+                break;
+            }
+            let drained = client_end.try_read(&mut [0; 16]);
+            assert!(matches!(drained, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock));
+        }
+        assert!(waiting);
+        drop(waker);
+        assert_eq!(Arc::strong_count(&token), 2, "the socket keeps the waker");
+        let tunnel = tokio::spawn(async move {
+            run_tcp(client_end, &[], origin_end, &Bytes::default(), IDLE, 4096).await
+        });
+        for _ in 0..100 {
+            if Arc::strong_count(&token) == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            Arc::strong_count(&token),
+            1,
+            "the idle tunnel still holds the old waker"
+        );
+        assert!(!tunnel.is_finished());
+        tunnel.abort();
     }
 
     #[tokio::test(start_paused = true)]
