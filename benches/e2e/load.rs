@@ -362,34 +362,8 @@ pub async fn open_idle_tunnels(
     echo: SocketAddr,
     count: usize,
 ) -> Vec<TcpStream> {
-    let connect = Arc::new(format!(
-        "CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n{auth}\r\n"
-    ));
-    let mut open = Vec::with_capacity(count);
-    let batch = 64;
-    let mut remaining = count;
-    while remaining > 0 {
-        let n = remaining.min(batch);
-        let handles: Vec<_> = (0..n)
-            .map(|_| {
-                let connect = connect.clone();
-                tokio::spawn(async move {
-                    let mut s = TcpStream::connect(proxy).await.ok()?;
-                    s.write_all(connect.as_bytes()).await.ok()?;
-                    let mut buf = Vec::new();
-                    let head = read_head(&mut s, &mut buf).await?;
-                    head.starts_with(b"HTTP/1.1 200").then_some(s)
-                })
-            })
-            .collect();
-        for handle in handles {
-            if let Ok(Some(stream)) = handle.await {
-                open.push(stream);
-            }
-        }
-        remaining -= n;
-    }
-    open
+    let connect = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n{auth}\r\n");
+    open_idle(proxy, connect, Answer::Head, count).await
 }
 
 /// Opens `count` keep-alive connections through the proxy, each after one `GET` through it
@@ -400,9 +374,28 @@ pub async fn open_idle_keepalives(
     origin: SocketAddr,
     count: usize,
 ) -> Vec<TcpStream> {
-    let request = Arc::new(format!(
-        "GET http://{origin}/idle HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\n"
-    ));
+    let request = format!("GET http://{origin}/idle HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\n");
+    open_idle(proxy, request, Answer::Response, count).await
+}
+
+/// What a connection of [`open_idle`] waits for before it counts as open.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// A `200` head (a tunnel: nothing follows it).
+    Head,
+    /// A whole `200` response.
+    Response,
+}
+
+/// Opens `count` connections to the proxy, 64 at a time, each sending `request` and reading the
+/// `answer`; returns those that got it.
+async fn open_idle(
+    proxy: SocketAddr,
+    request: String,
+    answer: Answer,
+    count: usize,
+) -> Vec<TcpStream> {
+    let request = Arc::new(request);
     let mut open = Vec::with_capacity(count);
     let batch = 64;
     let mut remaining = count;
@@ -415,8 +408,13 @@ pub async fn open_idle_keepalives(
                     let mut s = TcpStream::connect(proxy).await.ok()?;
                     s.write_all(request.as_bytes()).await.ok()?;
                     let mut buf = Vec::new();
-                    read_response(&mut s, &mut buf).await?;
-                    Some(s)
+                    match answer {
+                        Answer::Head => {
+                            let head = read_head(&mut s, &mut buf).await?;
+                            head.starts_with(b"HTTP/1.1 200").then_some(s)
+                        }
+                        Answer::Response => read_response(&mut s, &mut buf).await.map(|()| s),
+                    }
                 })
             })
             .collect();

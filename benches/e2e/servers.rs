@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
 pub const BODY: &[u8] = b"hello, world\n";
@@ -14,40 +14,61 @@ pub async fn http_origin() -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
+            let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY.len());
-                let mut response = response.into_bytes();
-                response.extend_from_slice(BODY);
-                let mut buf = vec![0u8; 8192];
-                let mut filled = 0;
-                loop {
-                    let Ok(n) = stream.read(&mut buf[filled..]).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    filled += n;
-                    // Answer every complete head in the buffer (requests carry no body).
-                    while let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
-                        if stream.write_all(&response).await.is_err() {
-                            return;
-                        }
-                        buf.copy_within(end + 4..filled, 0);
-                        filled -= end + 4;
-                    }
-                    if filled == buf.len() {
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(answer_heads(stream, 0));
         }
     });
     addr
+}
+
+/// Answers every request head on `stream` (requests carry no body) with [`BODY`], keeping the
+/// connection alive; with `bulk` above 0, a `GET /bulk` is answered with `bulk` bytes instead.
+pub async fn answer_heads<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, bulk: usize) {
+    let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY.len());
+    let mut response = response.into_bytes();
+    response.extend_from_slice(BODY);
+    let chunk = vec![0x5a_u8; if bulk > 0 { 64 * 1024 } else { 0 }];
+    let mut buf = vec![0u8; 8192];
+    let mut filled = 0;
+    loop {
+        let Ok(n) = stream.read(&mut buf[filled..]).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        filled += n;
+        while let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
+            if bulk > 0 && buf[..end].starts_with(b"GET /bulk") {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {bulk}\r\n\r\n");
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut left = bulk;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if stream.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            } else if stream.write_all(&response).await.is_err() {
+                return;
+            }
+            // A TLS stream holds what was written until flushed.
+            if stream.flush().await.is_err() {
+                return;
+            }
+            buf.copy_within(end + 4..filled, 0);
+            filled -= end + 4;
+        }
+        if filled == buf.len() {
+            return;
+        }
+    }
 }
 
 /// On each connection: waits for one byte, then writes `total` bytes and closes.

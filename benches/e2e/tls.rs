@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -59,57 +59,12 @@ pub async fn origin(bulk: usize) -> (SocketAddr, CertificateDer<'static>) {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(stream).await {
-                    serve(tls, bulk).await;
+                    crate::servers::answer_heads(tls, bulk).await;
                 }
             });
         }
     });
     (addr, ca_cert.der().clone())
-}
-
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut tls: S, bulk: usize) {
-    let mut buf = vec![0u8; 8192];
-    let mut filled = 0;
-    let chunk = vec![0x5a_u8; 64 * 1024];
-    loop {
-        let Ok(n) = tls.read(&mut buf[filled..]).await else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        filled += n;
-        while let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
-            let wants_bulk = buf[..end].starts_with(b"GET /bulk");
-            let len = if wants_bulk {
-                bulk
-            } else {
-                crate::servers::BODY.len()
-            };
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
-            if tls.write_all(head.as_bytes()).await.is_err() {
-                return;
-            }
-            if wants_bulk {
-                let mut left = bulk;
-                while left > 0 {
-                    let n = left.min(chunk.len());
-                    if tls.write_all(&chunk[..n]).await.is_err() {
-                        return;
-                    }
-                    left -= n;
-                }
-            } else if tls.write_all(crate::servers::BODY).await.is_err() {
-                return;
-            }
-            let _ = tls.flush().await;
-            buf.copy_within(end + 4..filled, 0);
-            filled -= end + 4;
-        }
-        if filled == buf.len() {
-            return;
-        }
-    }
 }
 
 /// An egressd inspecting `inspected.test` and tunnelling `opaque.test`, both names of `origin`.
