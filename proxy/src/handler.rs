@@ -90,6 +90,8 @@ impl Generation {
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
+            // Without a timer hyper-util never closes an idle pooled connection on its own.
+            .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(POOL_PER_HOST)
             .set_host(true)
             .build(connector);

@@ -26,6 +26,13 @@ fn proxy_for(port: u16) -> (DuplexStream, Recorded) {
 
 /// [`proxy_for`] with other limits.
 fn proxy_with(port: u16, limits: Limits) -> (DuplexStream, Recorded) {
+    let (client, recorded, _proxy) = proxy_kept(port, limits);
+    (client, recorded)
+}
+
+/// [`proxy_with`], and the proxy itself: its state (the origin connection pool) lives as long as
+/// the caller keeps it, as the running sidecar keeps it, not only while the one connection does.
+fn proxy_kept(port: u16, limits: Limits) -> (DuplexStream, Recorded, Proxy) {
     let text = format!(
         "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\ncidr = \"127.0.0.1/32\"\nports = [{port}]\n\
          [[danger_carve_out]]\ncidr = \"127.0.0.1/32\"\nports = [{port}]\n[dns]\nupstreams = [\"127.0.0.1:9\"]\n"
@@ -52,8 +59,8 @@ fn proxy_with(port: u16, limits: Limits) -> (DuplexStream, Recorded) {
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     };
-    tokio::spawn(proxy.serve(conn));
-    (client, recorded)
+    tokio::spawn(proxy.clone().serve(conn));
+    (client, recorded, proxy)
 }
 
 /// Reads until the peer closes (or 64 KiB).
@@ -100,6 +107,44 @@ async fn an_origin_that_never_answers_gets_504_after_the_response_timeout() {
     assert_eq!(events[0][f::STATUS], 504);
     assert_eq!(events[0][f::REASON], "upstream-timeout");
     assert_eq!(events[0][f::DECISION], "error");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_pooled_origin_connection_is_closed_after_the_pool_idle_timeout() {
+    // Answers one request and keeps the connection alive; reports when the proxy closes it.
+    let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = origin.local_addr().unwrap().port();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = origin.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request never came");
+            head.extend_from_slice(&buf[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        let _ = closed_tx.send(Instant::now());
+    });
+    let (mut client, _recorded, _proxy) = proxy_kept(port, Limits::DEFAULT);
+    let request =
+        format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    client.write_all(request.as_bytes()).await.unwrap();
+    let response = read_all(&mut client).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let answered = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(3600), closed).await;
+    let Ok(Ok(closed)) = closed else {
+        panic!("the pooled connection to the origin was still open an hour later");
+    };
+    let idle = closed - answered;
+    assert!(idle >= Duration::from_secs(90), "closed after {idle:?}");
+    assert!(idle < Duration::from_secs(200), "closed after {idle:?}");
 }
 
 #[tokio::test(start_paused = true)]
