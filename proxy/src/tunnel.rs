@@ -91,8 +91,11 @@ pub async fn run_tcp(
     let (client_read, client_write) = client.into_split();
     let (origin_read, mut origin_write) = origin.into_split();
     if !pending.is_empty() {
-        if let Err(e) = origin_write.write_all(pending).await {
-            return TunnelEnd::Error(e);
+        // Under the idle timeout like the pumps: an origin that reads nothing would hold it.
+        match tokio::time::timeout(idle, origin_write.write_all(pending)).await {
+            Err(_) => return TunnelEnd::Idle,
+            Ok(Err(e)) => return TunnelEnd::Error(e),
+            Ok(Ok(())) => {}
         }
         bytes.up.fetch_add(pending.len() as u64, Ordering::Relaxed);
     }
@@ -305,6 +308,29 @@ mod tests {
         );
         assert!(!tunnel.is_finished());
         tunnel.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_sent_behind_the_connect_head_to_an_origin_that_reads_nothing_time_out() {
+        let (_client, client_end) = pair().await;
+        let (origin_end, _origin) = pair().await;
+        // More than the sockets between here and the unread origin can hold.
+        let pending = vec![0x5a_u8; 64 << 20];
+        let started = Instant::now();
+        let end = tokio::time::timeout(
+            IDLE * 10,
+            run_tcp(
+                client_end,
+                &pending,
+                origin_end,
+                &Bytes::default(),
+                IDLE,
+                4096,
+            ),
+        )
+        .await;
+        assert!(matches!(end, Ok(TunnelEnd::Idle)), "{end:?}");
+        assert!(started.elapsed() >= IDLE);
     }
 
     #[tokio::test(start_paused = true)]
