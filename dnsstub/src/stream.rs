@@ -63,7 +63,112 @@ impl Stub {
             let mut framed = Vec::with_capacity(reply.len() + 2);
             framed.extend_from_slice(&len.to_be_bytes());
             framed.extend_from_slice(&reply);
-            stream.write_all(&framed).await?;
+            // A client that sends queries and never reads the replies would hold this task, and
+            // one of the stream connections served at once, for ever.
+            tokio::select! {
+                biased;
+                written = tokio::time::timeout(idle, stream.write_all(&framed)) => written
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "reply not read"))??,
+                () = shutdown.cancelled() => return Ok(()),
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use audit::Sink;
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    use policy::Policy;
+    use resolve::{Lookups, Resolver, Settings};
+    use serve::Peer;
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::config::StubConfig;
+    use crate::stub::Stub;
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    /// A stub that refuses every name (no rule allows one) and needs no upstream.
+    fn stub() -> Stub {
+        let policy = Policy::parse("version = 1\n", "refuse-all.toml").unwrap();
+        let resolver = Resolver::new(
+            Arc::new(policy),
+            &[],
+            &Settings::DEFAULT,
+            Lookups::new(Settings::DEFAULT.max_lookups),
+        );
+        let config = StubConfig {
+            tcp_idle_timeout: IDLE,
+            ..StubConfig::default()
+        };
+        Stub::new(Arc::new(resolver), config, Sink::discard())
+    }
+
+    /// Queries, framed for a stream, that the stub answers with a reply each.
+    fn framed_queries(count: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        for id in 0..count {
+            let mut message = Message::query();
+            message.metadata.id = id;
+            message.add_query(Query::query(
+                Name::from_ascii("a.example.").unwrap(),
+                RecordType::A,
+            ));
+            let bytes = message.to_vec().unwrap();
+            out.extend_from_slice(&u16::try_from(bytes.len()).unwrap().to_be_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    /// Serves a client that writes 64 queries and never reads a reply; the stub's side of the
+    /// connection has room for a few replies only. Returns how serving ended (None: it had not
+    /// ended an hour later).
+    async fn serve_an_unread_client(shutdown: CancellationToken) -> Option<std::io::Result<()>> {
+        let (client, server) = tokio::io::duplex(256);
+        let (_unread, mut writes) = tokio::io::split(client);
+        let writer = tokio::spawn(async move {
+            let _ = writes.write_all(&framed_queries(64)).await;
+            writes
+        });
+        let served = tokio::time::timeout(
+            Duration::from_secs(3600),
+            stub().serve_stream(server, Peer::Unix, shutdown),
+        )
+        .await
+        .ok();
+        writer.abort();
+        served
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_its_replies_is_let_go_after_the_idle_timeout() {
+        let started = tokio::time::Instant::now();
+        let served = serve_an_unread_client(CancellationToken::new()).await;
+        let Some(Err(error)) = served else {
+            panic!("the stub still waits to write a reply: {served:?}");
+        };
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
+        assert!(started.elapsed() >= IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_lets_go_of_a_reply_the_client_does_not_read() {
+        let shutdown = CancellationToken::new();
+        let cancel = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cancel.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        let served = serve_an_unread_client(shutdown).await;
+        assert!(matches!(served, Some(Ok(()))), "{served:?}");
+        assert!(started.elapsed() < IDLE);
     }
 }
