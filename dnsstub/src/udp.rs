@@ -51,8 +51,10 @@ impl Stub {
                 received,
                 replies,
             } = &mut batch;
-            for (buffer, &(n, peer)) in buffers.iter().zip(received.iter()) {
-                let query = &buffer[..n];
+            for &(index, n, peer) in received.iter() {
+                let Some(query) = buffers.get(index).and_then(|b| b.get(..n)) else {
+                    continue;
+                };
                 let asker = Asker {
                     client: &ClientAddr(peer),
                     transport: "udp",
@@ -86,8 +88,8 @@ impl Stub {
 struct Batch {
     /// One receive buffer per datagram.
     buffers: Vec<Vec<u8>>,
-    /// Length and sender of each datagram received, in `buffers` order.
-    received: Vec<(usize, SocketAddr)>,
+    /// The buffer, length and sender of each datagram received.
+    received: Vec<(usize, usize, SocketAddr)>,
     /// Replies made without a lookup, and where they go.
     replies: Vec<(Vec<u8>, SocketAddr)>,
 }
@@ -109,7 +111,7 @@ impl Batch {
             self.buffers.push(vec![0u8; UDP_BUFFER]);
         }
         let (n, peer) = socket.recv_from(&mut self.buffers[0]).await?;
-        self.received.push((n, peer));
+        self.received.push((0, n, peer));
         Ok(())
     }
 
@@ -167,13 +169,14 @@ impl Batch {
             None,
         )
         .map_err(io::Error::from)?;
-        for message in results {
+        for (index, message) in results.enumerate() {
             // A datagram socket always says who sent; an address of another family cannot
             // come from an IP socket, and such a datagram is skipped.
             let Some(peer) = message.address.as_ref().and_then(socket_addr) else {
                 continue;
             };
-            self.received.push((message.bytes, peer));
+            // By its buffer: a datagram skipped above must not shift the next onto its buffer.
+            self.received.push((index, message.bytes, peer));
         }
         Ok(())
     }
