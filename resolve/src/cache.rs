@@ -53,10 +53,17 @@ impl Cache {
         Some(answer)
     }
 
-    /// Stores `answer` for its `cache_ttl`. Answers with TTL 0 are not stored; when the cache is
-    /// full, expired entries are swept, and if it is still full the answer is not stored.
+    /// Records (kept and removed) an answer may have and still be stored: a name that answers
+    /// with thousands of addresses (64 KiB over TCP holds some 4,000) would otherwise make each of
+    /// the cache's entries a megabyte. Larger answers are served, just not stored.
+    pub const MAX_RECORDS: usize = 32;
+
+    /// Stores `answer` for its `cache_ttl`. Answers with TTL 0, or with more than
+    /// [`Cache::MAX_RECORDS`] records, are not stored; when the cache is full, expired entries are
+    /// swept, and if it is still full the answer is not stored.
     pub fn put(&self, name: &str, qtype: RecordType, answer: Answer, now: Instant) {
-        if answer.cache_ttl == 0 {
+        if answer.cache_ttl == 0 || answer.records.len() + answer.removed.len() > Self::MAX_RECORDS
+        {
             return;
         }
         let mut entries = self
@@ -146,6 +153,22 @@ mod tests {
                 .get("nx.test", RecordType::A, t0 + Duration::from_secs(5))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_answer_of_too_many_records_is_not_stored() {
+        let cache = Cache::new(8);
+        let t0 = Instant::now();
+        let mut large = answer(30);
+        large.records = vec![large.records[0].clone(); Cache::MAX_RECORDS];
+        cache.put("large.test", RecordType::A, large.clone(), t0);
+        assert_eq!(
+            cache.get("large.test", RecordType::A, t0),
+            Some(large.clone())
+        );
+        large.removed.push(crate::chain::Removed::OffChain);
+        cache.put("larger.test", RecordType::A, large, t0);
+        assert!(cache.get("larger.test", RecordType::A, t0).is_none());
     }
 
     #[test]
