@@ -87,6 +87,23 @@ fn help_is_complete() {
     }
 }
 
+#[test]
+fn help_never_shows_the_parent_proxys_credential_from_the_environment() {
+    let out = crate::util::egressd()
+        .args(["run", "--help"])
+        .env("EGRESSD_PARENT_PROXY_AUTH", "Basic c2VjcmV0LXZhbHVl")
+        .env("EGRESSD_PARENT_PROXY", "127.0.0.1:3128")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("EGRESSD_PARENT_PROXY_AUTH"), "{help}");
+    assert!(!help.contains("c2VjcmV0LXZhbHVl"), "{help}");
+    // Other values from the environment are still shown, so the test would see the leak.
+    assert!(help.contains("127.0.0.1:3128"), "{help}");
+}
+
 /// Invalid fixtures whose fault the schema cannot express: it checks the file's shape (keys,
 /// types, enum values, `version = 1`, one of `host`/`cidr`, port numbers), and these are wrong in
 /// what a value means, which only the parser knows.

@@ -116,6 +116,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "EGRESSD_PARENT_PROXY_AUTH",
+        hide_env_values = true,
         value_name = "VALUE",
         requires = "parent_proxy"
     )]
