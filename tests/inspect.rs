@@ -342,6 +342,61 @@ fn credentials_are_swapped_on_their_host_and_refused_elsewhere() {
 }
 
 #[test]
+fn a_reload_that_refuses_the_origins_address_refuses_the_next_request_of_an_open_session() {
+    let world = World::start();
+    let authority = format!("origin.test:{}", world.origin.addr.port());
+    let config = client_config(&world.egressd_ca());
+    let mut session =
+        Session::open(world.sidecar.proxy(), &authority, "origin.test", config).unwrap();
+    let keep_alive = format!("GET /ok/1 HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    let first = session.send(&keep_alive).unwrap();
+    assert_eq!(first.status, 200, "{}", first.head);
+    // The name stays allowed; the carve-out that opened its loopback address goes.
+    let path = world.dir.path().join("policy.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (before, after) = text.split_once("[[danger_carve_out]]").unwrap();
+    let (_, rest) = after.split_once("\n\n").unwrap();
+    std::fs::write(&path, format!("{before}{rest}")).unwrap();
+    world.sidecar.signal(Signal::SIGHUP);
+    world.sidecar.stderr.wait_for("policy reloaded", 1);
+    let second = session.send(&keep_alive).unwrap();
+    assert_eq!(second.status, 403, "{}", second.head);
+    assert_eq!(
+        reason(&second.head).as_deref(),
+        Some("special-range"),
+        "{}",
+        second.head
+    );
+    assert_eq!(
+        world.origin.seen().len(),
+        1,
+        "the origin saw the second request"
+    );
+}
+
+#[test]
+fn an_inspected_upload_slower_than_the_response_timeout_is_answered() {
+    // The response timeout runs from the end of the upload, as on the plain path: an upload
+    // that takes three times as long, bytes moving all along, is not cut off.
+    let world = World::start_with(&["--response-timeout", "1s"]);
+    let authority = format!("origin.test:{}", world.origin.addr.port());
+    let config = client_config(&world.egressd_ca());
+    let mut session =
+        Session::open(world.sidecar.proxy(), &authority, "origin.test", config).unwrap();
+    let head = format!(
+        "POST /ok/upload HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 12\r\nConnection: close\r\n\r\n"
+    );
+    let pieces = [head.as_str(), "abc", "def", "ghi", "jkl"];
+    let fetched = session
+        .send_in_pieces(&pieces, std::time::Duration::from_millis(750))
+        .unwrap();
+    assert_eq!(fetched.status, 200, "{}", fetched.head);
+    let events = request_events(&world.audit, 1);
+    let event = events.iter().find(|e| e["method"] == "POST").unwrap();
+    assert_eq!(event["bytes_up"], 12, "{event}");
+}
+
+#[test]
 fn the_sni_must_be_the_connect_host() {
     let world = World::start();
     let port = world.origin.addr.port();

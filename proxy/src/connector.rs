@@ -18,7 +18,7 @@ use crate::config::Limits;
 use crate::error::Failure;
 use crate::parent::ParentProxy;
 use crate::route::Router;
-use crate::upload::IdleTimer;
+use crate::upload::Stalling;
 
 /// The address an origin connection reached; set in every response's extensions.
 #[derive(Clone, Copy, Debug)]
@@ -33,15 +33,11 @@ pub enum Connector {
     Parent(ParentProxy, Limits),
 }
 
-/// A pooled origin (or parent proxy) connection. A write the destination does not take for the
-/// upload idle timeout fails with [`Failure::UploadStalled`]: hyper then ends the connection
-/// (which would otherwise wait forever to flush) and the request reports why.
+/// A pooled origin (or parent proxy) connection; its writes are under [`Stalling`]'s clock.
 pub struct OriginIo {
-    io: TokioIo<TcpStream>,
+    io: Stalling<TokioIo<TcpStream>>,
     peer: SocketAddr,
     via_parent: bool,
-    /// Runs while a write waits for the destination.
-    stall: IdleTimer,
 }
 
 impl tower::Service<Uri> for Connector {
@@ -58,10 +54,12 @@ impl tower::Service<Uri> for Connector {
         Box::pin(async move {
             match connector {
                 Connector::Parent(parent, limits) => Ok(OriginIo {
-                    io: TokioIo::new(parent.dial(&limits).await?),
+                    io: Stalling::new(
+                        TokioIo::new(parent.dial(&limits).await?),
+                        limits.upload_idle_timeout,
+                    ),
                     peer: parent.addr,
                     via_parent: true,
-                    stall: IdleTimer::new(limits.upload_idle_timeout),
                 }),
                 Connector::Direct(router) => {
                     let host = uri
@@ -70,10 +68,12 @@ impl tower::Service<Uri> for Connector {
                     let target = crate::forward::target_of(&uri, host)?;
                     let opened = router.open(&target).await?;
                     Ok(OriginIo {
-                        io: TokioIo::new(opened.stream),
+                        io: Stalling::new(
+                            TokioIo::new(opened.stream),
+                            router.limits.upload_idle_timeout,
+                        ),
                         peer: opened.addr,
                         via_parent: false,
-                        stall: IdleTimer::new(router.limits.upload_idle_timeout),
                     })
                 }
             }
@@ -101,22 +101,11 @@ impl Read for OriginIo {
 
 impl Write for OriginIo {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let written = Pin::new(&mut this.io).poll_write(cx, buf);
-        if written.is_ready() {
-            this.stall.moved();
-        } else if this.stall.expired(cx) {
-            let stalled = Failure::UploadStalled(this.stall.limit());
-            return Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                stalled,
-            )));
-        }
-        written
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

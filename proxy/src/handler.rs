@@ -269,7 +269,13 @@ fn refuse_unauthorized(
 /// the origin connection's (`connector`: carried in an `io::Error`, whose `source` skips it), or
 /// an upstream protocol error.
 pub(crate) fn client_failure(error: &hyper_util::client::legacy::Error) -> Failure {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    failure_in(error)
+}
+
+/// The [`Failure`] an error carries somewhere in its chain (an upload's, or a stalled
+/// destination's), else an upstream failure in the error's words.
+pub(crate) fn failure_in(error: &(dyn std::error::Error + 'static)) -> Failure {
+    let mut source = Some(error);
     while let Some(e) = source {
         let failure = e.downcast_ref::<Failure>().or_else(|| {
             e.downcast_ref::<std::io::Error>()

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::rt::{Read, ReadBufCursor, Write};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
@@ -81,8 +82,8 @@ impl Progress {
 
 /// The request body as sent to the destination: counts bytes for the audit record, times the
 /// client with the upload idle timeout, and reports malformed bodies as [`Failure::RequestBody`].
-pub struct Upload {
-    inner: Incoming,
+pub struct Upload<B = Incoming> {
+    inner: B,
     counter: Arc<AtomicU64>,
     /// Trailers never carry attribution: lookalikes are removed from them.
     attribution: Arc<Attribution>,
@@ -92,11 +93,11 @@ pub struct Upload {
     idle: IdleTimer,
 }
 
-impl Upload {
+impl<B: Body> Upload<B> {
     /// Wraps `inner`, counting into `counter` and removing attribution lookalikes from its
     /// trailers; `None` for the progress when the body is empty (nothing to time).
     pub fn new(
-        inner: Incoming,
+        inner: B,
         counter: Arc<AtomicU64>,
         idle: Duration,
         attribution: Arc<Attribution>,
@@ -167,7 +168,69 @@ impl IdleTimer {
     }
 }
 
-impl Body for Upload {
+/// A connection to a destination (origin or parent proxy, plain or TLS) whose writes are timed:
+/// a write the destination does not take for the upload idle timeout fails with
+/// [`Failure::UploadStalled`]; hyper then ends the connection (which would otherwise wait for
+/// ever to flush) and the request reports why.
+pub(crate) struct Stalling<T> {
+    io: T,
+    /// Runs while a write waits for the destination.
+    stall: IdleTimer,
+}
+
+impl<T> Stalling<T> {
+    pub(crate) fn new(io: T, limit: Duration) -> Self {
+        Self {
+            io,
+            stall: IdleTimer::new(limit),
+        }
+    }
+}
+
+impl<T: Read + Unpin> Read for Stalling<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: Write + Unpin> Write for Stalling<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        if written.is_ready() {
+            this.stall.moved();
+        } else if this.stall.expired(cx) {
+            let stalled = Failure::UploadStalled(this.stall.limit());
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                stalled,
+            )));
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<B> Body for Upload<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error,
+{
     type Data = Bytes;
     type Error = Failure;
 
@@ -219,7 +282,7 @@ impl Body for Upload {
 }
 
 /// hyper's body error, with its cause (`invalid chunk size`, `unexpected EOF`, ...).
-fn body_error(error: &hyper::Error) -> String {
+fn body_error(error: &dyn std::error::Error) -> String {
     match std::error::Error::source(error) {
         Some(cause) => format!("{error}: {cause}"),
         None => error.to_string(),
@@ -262,5 +325,60 @@ fn blame<T>(result: Result<T, Failure>, progress: Option<&Progress>) -> Result<T
     match (result, progress.and_then(Progress::failure)) {
         (Err(_), Some(failure)) => Err(failure.clone()),
         (result, _) => result,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use http::{HeaderMap, HeaderValue};
+    use http_body_util::BodyExt;
+    use policy::HeaderTemplate;
+
+    use super::*;
+
+    /// A body of ready frames.
+    struct Frames(VecDeque<Frame<Bytes>>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    #[tokio::test]
+    async fn request_trailers_lose_attribution_lookalikes_and_data_is_counted() {
+        let attribution = Arc::new(Attribution::render(
+            &[HeaderTemplate::parse("X-Sandbox-Id", "sb").unwrap()],
+            &[],
+            "",
+        ));
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x_sandbox_id", HeaderValue::from_static("spoof"));
+        trailers.insert("x-checksum", HeaderValue::from_static("kept"));
+        let frames = Frames(VecDeque::from([
+            Frame::data(Bytes::from_static(b"hello")),
+            Frame::trailers(trailers),
+        ]));
+        let counter = Arc::new(AtomicU64::new(0));
+        let (body, _progress) = Upload::new(
+            frames,
+            counter.clone(),
+            Duration::from_secs(60),
+            attribution,
+        );
+        let collected = body.collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        assert_eq!(collected.to_bytes(), Bytes::from_static(b"hello"));
+        assert!(trailers.get("x_sandbox_id").is_none());
+        assert_eq!(trailers["x-checksum"], "kept");
+        assert_eq!(counter.load(Ordering::Relaxed), 5);
     }
 }

@@ -56,7 +56,9 @@ pub use sidecar::{Sidecar, Signal};
 pub use site::Site;
 pub use small_disk::with_small_disk;
 pub use stub_query::stub_query;
-pub use tls::{Fetched, TestCa, TlsOrigin, client_config, fetch, pem_certificates, request};
+pub use tls::{
+    Fetched, Session, TestCa, TlsOrigin, client_config, fetch, pem_certificates, request,
+};
 pub use tls_clients::{Outcome, TlsClient};
 
 /// Upper bound for anything a test waits on; reached only when something is broken.

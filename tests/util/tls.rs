@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -180,53 +181,90 @@ pub fn fetch(
     config: Arc<ClientConfig>,
     request: &str,
 ) -> Result<Fetched, String> {
-    let mut stream = TcpStream::connect_timeout(&proxy, PATIENCE).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        stream,
-        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
-    )
-    .unwrap();
-    let answer = read_head(&mut stream).ok_or("no CONNECT answer")?;
-    if !answer.starts_with("HTTP/1.1 200") {
-        return Err(format!("CONNECT refused: {answer}"));
-    }
-    let name = ServerName::try_from(sni.to_owned()).unwrap();
-    let connection = ClientConnection::new(config, name).unwrap();
-    let mut tls = rustls::StreamOwned::new(connection, stream);
-    tls.write_all(request.as_bytes())
-        .map_err(|e| format!("handshake or write failed: {e}"))?;
-    let head = read_head(&mut tls).ok_or("no response head (handshake refused?)")?;
-    let peer = tls
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first().cloned())
-        .ok_or("no peer certificate")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut body = Vec::new();
-    match header_value(&head, "content-length") {
-        Some(length) => {
-            body.resize(length.parse().unwrap(), 0);
-            tls.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Session::open(proxy, authority, sni, config)?.send(request)
+}
+
+/// A TLS session through the proxy, for several requests.
+pub struct Session {
+    tls: rustls::StreamOwned<ClientConnection, TcpStream>,
+}
+
+impl Session {
+    /// CONNECT `authority` through `proxy`, then TLS with `sni` (the handshake runs with the
+    /// first request).
+    pub fn open(
+        proxy: SocketAddr,
+        authority: &str,
+        sni: &str,
+        config: Arc<ClientConfig>,
+    ) -> Result<Self, String> {
+        let mut stream = TcpStream::connect_timeout(&proxy, PATIENCE).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        write!(
+            stream,
+            "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+        )
+        .unwrap();
+        let answer = read_head(&mut stream).ok_or("no CONNECT answer")?;
+        if !answer.starts_with("HTTP/1.1 200") {
+            return Err(format!("CONNECT refused: {answer}"));
         }
-        None => {
-            // Close-delimited or chunked: read to the end (requests send `Connection: close`).
-            let _ = tls.read_to_end(&mut body);
-            if header_value(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-                body = dechunk(&body);
+        let name = ServerName::try_from(sni.to_owned()).unwrap();
+        let connection = ClientConnection::new(config, name).unwrap();
+        Ok(Self {
+            tls: rustls::StreamOwned::new(connection, stream),
+        })
+    }
+
+    /// Sends `request` and reads its response (to the end of the body, or of the session when
+    /// the response has no length).
+    pub fn send(&mut self, request: &str) -> Result<Fetched, String> {
+        self.send_in_pieces(&[request], Duration::ZERO)
+    }
+
+    /// [`Session::send`] for a request written in `pieces`, with `pause` after each but the last.
+    pub fn send_in_pieces(&mut self, pieces: &[&str], pause: Duration) -> Result<Fetched, String> {
+        let tls = &mut self.tls;
+        for (i, piece) in pieces.iter().enumerate() {
+            if i > 0 {
+                thread::sleep(pause);
+            }
+            tls.write_all(piece.as_bytes())
+                .and_then(|()| tls.flush())
+                .map_err(|e| format!("handshake or write failed: {e}"))?;
+        }
+        let head = read_head(tls).ok_or("no response head (handshake refused?)")?;
+        let peer = tls
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first().cloned())
+            .ok_or("no peer certificate")?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut body = Vec::new();
+        match header_value(&head, "content-length") {
+            Some(length) => {
+                body.resize(length.parse().unwrap(), 0);
+                tls.read_exact(&mut body).map_err(|e| e.to_string())?;
+            }
+            None => {
+                // Close-delimited or chunked: read to the end (requests send `Connection: close`).
+                let _ = tls.read_to_end(&mut body);
+                if header_value(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+                    body = dechunk(&body);
+                }
             }
         }
+        Ok(Fetched {
+            status,
+            head,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            peer,
+        })
     }
-    Ok(Fetched {
-        status,
-        head,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        peer,
-    })
 }
 
 /// The data of a chunked body (chunk extensions and trailers ignored).

@@ -20,6 +20,7 @@ use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
 use crate::inspect::Session;
 use crate::inspect::brokered::{Redacting, scrub_headers};
 use crate::respond::{REASON_HEADER, RULE_HEADER, refuse};
+use crate::upload::{Upload, await_response};
 
 /// Why egressd refused a request inside an inspected session.
 enum Refusal {
@@ -188,26 +189,38 @@ pub(crate) async fn handle(
         *req.uri_mut() = uri;
     }
     let (parts, body) = req.into_parts();
-    let body = Counted::request(body, audit.bytes.up.clone(), generation.attribution.clone());
+    let limits = &session.shared.config.limits;
+    let (body, upload) = Upload::new(
+        body,
+        audit.bytes.up.clone(),
+        limits.upload_idle_timeout,
+        generation.attribution.clone(),
+    );
+    if let Some(progress) = &upload {
+        audit.watch_upload(progress.clone());
+    }
     let req = Request::from_parts(parts, body);
-    let timeout = session.shared.config.limits.response_timeout;
     let (sent, addr) = {
         let mut upstream = session.upstream.lock().await;
-        let sent = tokio::time::timeout(timeout, upstream.send(req)).await;
+        // The address was checked when the session began, under the policy of then; the request
+        // goes there (over the open connection, or a new one) only if the policy of now allows it.
+        if let Some(addr) = upstream.direct_addr()
+            && let Err(failure) = address_in_force(generation.router.policy(), addr)
+        {
+            return Ok(refuse(&mut audit, &destination, failure));
+        }
+        // The response timeout runs from the end of the upload, as on the plain path.
+        let sent = await_response(upstream.send(req), upload.as_deref(), limits).await;
         (sent, upstream.addr())
     };
     let response = match sent {
-        Err(_) => {
-            let failure = crate::error::Failure::ResponseTimeout;
-            return Ok(refuse(&mut audit, &destination, failure));
-        }
-        Ok(Err(failure)) => {
+        Err(failure) => {
             if let crate::error::Failure::UpstreamTls(error) = &failure {
                 tracing::warn!(%destination, %error, "origin certificate refused");
             }
             return Ok(refuse(&mut audit, &destination, failure));
         }
-        Ok(Ok(response)) => response,
+        Ok(response) => response,
     };
     audit.allowed(&decision, Some(addr), response.status().as_u16());
     let (mut parts, body) = response.into_parts();
@@ -223,6 +236,22 @@ pub(crate) async fn handle(
         Redacting::new(body, swapped).boxed()
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// `Ok` when `policy` lets a connection go to `addr` (in report mode, when it would refuse it
+/// only by a deny rule, as when the session began).
+fn address_in_force(
+    policy: &policy::Policy,
+    addr: std::net::SocketAddr,
+) -> Result<(), crate::error::Failure> {
+    match policy.check_address(addr.ip(), addr.port()) {
+        Ok(_) => Ok(()),
+        Err(decision) if policy.reports_address(&decision, addr.ip(), addr.port()) => Ok(()),
+        Err(decision) => Err(crate::error::Failure::AddressesDenied {
+            addr: addr.ip(),
+            decision,
+        }),
+    }
 }
 
 /// The checks that need no TLS, for a plain-HTTP request in absolute form: an inspected rule's

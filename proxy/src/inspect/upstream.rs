@@ -17,13 +17,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_util::task::TaskTracker;
 
-use crate::body::Counted;
 use crate::config::Limits;
 use crate::connect::Origin;
 use crate::error::Failure;
 use crate::headers::Attribution;
 use crate::parent::ParentProxy;
 use crate::route::dial;
+use crate::upload::{Stalling, Upload};
 
 /// The TLS client configuration for origins: the given roots, HTTP/1.1 by ALPN, ring.
 pub(crate) fn client_config(
@@ -59,7 +59,7 @@ pub(crate) struct Upstream {
     tls: TlsConnector,
     limits: Limits,
     tasks: TaskTracker,
-    sender: Option<SendRequest<Counted<Incoming>>>,
+    sender: Option<SendRequest<Upload>>,
 }
 
 impl Upstream {
@@ -98,19 +98,27 @@ impl Upstream {
         self.addr
     }
 
+    /// The origin's own address, when egressd dials it itself (not through a parent proxy).
+    pub(crate) fn direct_addr(&self) -> Option<SocketAddr> {
+        match self.redial {
+            Redial::Direct => Some(self.addr),
+            Redial::Parent(..) => None,
+        }
+    }
+
     /// Sends one request, over the open origin connection or a new one.
     pub(crate) async fn send(
         &mut self,
-        req: http::Request<Counted<Incoming>>,
+        req: http::Request<Upload>,
     ) -> Result<http::Response<Incoming>, Failure> {
         let sender = self.ready().await?;
         sender
             .send_request(req)
             .await
-            .map_err(|e| Failure::Upstream(format!("{e:#}")))
+            .map_err(|e| crate::handler::failure_in(&e))
     }
 
-    async fn ready(&mut self) -> Result<&mut SendRequest<Counted<Incoming>>, Failure> {
+    async fn ready(&mut self) -> Result<&mut SendRequest<Upload>, Failure> {
         if let Some(sender) = &mut self.sender
             && sender.ready().await.is_err()
         {
@@ -125,7 +133,7 @@ impl Upstream {
             .ok_or_else(|| Failure::Upstream("no origin connection".to_owned()))
     }
 
-    async fn open(&mut self) -> Result<SendRequest<Counted<Incoming>>, Failure> {
+    async fn open(&mut self) -> Result<SendRequest<Upload>, Failure> {
         let io: Box<dyn Io> = match self.first.take() {
             Some(Origin::Direct(stream)) => Box::new(stream),
             Some(Origin::Parent(io)) => Box::new(io),
@@ -144,7 +152,8 @@ impl Upstream {
             Ok(Err(error)) => return Err(Failure::UpstreamTls(tls_error(&error))),
             Ok(Ok(tls)) => tls,
         };
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        let io = Stalling::new(TokioIo::new(tls), self.limits.upload_idle_timeout);
+        let (sender, connection) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| Failure::Upstream(format!("{e:#}")))?;
         self.tasks.spawn(async move {
