@@ -8,15 +8,19 @@
 //! the thread sleeps and costs nothing.
 //!
 //! Nothing is dropped on the way to the writer: past [`MAX_QUEUED`] bytes, whoever logs waits for
-//! it. What the destination refuses (a full disk) is counted and reported ([`crate::output`]).
-//! Dropping the [`Guard`] writes out what is queued and stops the thread.
+//! it, unless the destination has taken nothing for [`STUCK`] (a pipe nobody reads): then lines
+//! are counted lost instead of waited for, as if the destination failed (with `OnFailure::Stop`,
+//! the process is told to stop), so a stuck reader cannot freeze the sidecar nor keep it from
+//! exiting. What the destination refuses (a full disk) is counted and reported
+//! ([`crate::output`]). Dropping the [`Guard`] writes out what is queued and stops the thread,
+//! waiting at most [`STUCK`] for a destination that takes nothing.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use crate::output::{Destination, OnFailure, Output};
+use crate::output::{Destination, OnFailure, Output, StopOnce};
 use std::time::{Duration, Instant};
 
 /// How long the writer lets a batch gather after its first line: the most a line waits.
@@ -25,6 +29,8 @@ const GATHER: Duration = Duration::from_millis(2);
 const BATCH_BYTES: usize = 64 * 1024;
 /// Queued bytes past which logging waits for the writer.
 const MAX_QUEUED: usize = 1024 * 1024;
+/// A destination that has taken no byte for this long, with lines waiting, is stuck.
+const STUCK: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct State {
@@ -32,9 +38,21 @@ struct State {
     /// The writer is waiting for a first line (and must be woken for it).
     writer_idle: bool,
     closed: bool,
+    /// While the writer writes: when the destination last took bytes (or the write began).
+    writing_since: Option<Instant>,
+    /// Lines loggers gave up on because the destination was stuck, not yet reported.
+    given_up: u64,
+    /// The writer thread has ended.
+    finished: bool,
 }
 
-#[derive(Default)]
+impl State {
+    fn stuck(&self, after: Duration) -> bool {
+        self.writing_since
+            .is_some_and(|since| since.elapsed() >= after)
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
     /// Wakes the writer: a first line, a full batch, or closing.
@@ -43,6 +61,23 @@ struct Shared {
     room: Condvar,
     /// Every line the destination could not take, since the start.
     lost: LostCount,
+    /// The stop call of `OnFailure::Stop`, for a stuck destination.
+    stop: Mutex<Option<StopOnce>>,
+    /// [`STUCK`], but for tests.
+    stuck_after: Duration,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            room: Condvar::new(),
+            lost: LostCount::default(),
+            stop: Mutex::default(),
+            stuck_after: STUCK,
+        }
+    }
 }
 
 impl Shared {
@@ -92,11 +127,32 @@ pub fn spawn_writer(
     out: Destination,
     on_failure: OnFailure,
 ) -> io::Result<(Batched, Guard)> {
-    let shared = Arc::new(Shared::default());
+    spawn(name, out, on_failure, STUCK)
+}
+
+fn spawn(
+    name: &str,
+    out: Destination,
+    on_failure: OnFailure,
+    stuck_after: Duration,
+) -> io::Result<(Batched, Guard)> {
+    let shared = Arc::new(Shared {
+        stuck_after,
+        ..Shared::default()
+    });
+    let output = Output::new(name, out, on_failure).counting(shared.lost.clone());
+    *shared.stop.lock().unwrap_or_else(PoisonError::into_inner) = output.stop();
+    let output = output.on_progress({
+        let shared = shared.clone();
+        move || shared.lock().writing_since = Some(Instant::now())
+    });
     let thread = std::thread::Builder::new().name(name.to_owned()).spawn({
         let shared = shared.clone();
-        let output = Output::new(name, out, on_failure).counting(shared.lost.clone());
-        move || write_batches(&shared, output)
+        move || {
+            write_batches(&shared, output);
+            shared.lock().finished = true;
+            shared.room.notify_all();
+        }
     })?;
     let guard = Guard {
         shared: shared.clone(),
@@ -134,10 +190,23 @@ fn write_batches(shared: &Shared, mut out: Output) {
             return;
         }
         std::mem::swap(&mut batch, &mut state.queued);
+        state.writing_since = Some(Instant::now());
         drop(state);
         shared.room.notify_all();
         out.write(&batch);
         batch.clear();
+        let given_up = {
+            let mut state = shared.lock();
+            state.writing_since = None;
+            std::mem::take(&mut state.given_up)
+        };
+        if given_up > 0 {
+            let why = format!(
+                "the destination took nothing for {} s",
+                shared.stuck_after.as_secs()
+            );
+            out.gave_up(given_up, &why);
+        }
         if batch.capacity() > 4 * BATCH_BYTES {
             batch = Vec::new();
         }
@@ -146,9 +215,24 @@ fn write_batches(shared: &Shared, mut out: Output) {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        state.closed = true;
+        shared.wake.notify_all();
+        // Until the writer has written what is queued, or its destination is stuck (then the
+        // thread is left behind: it ends with the process).
+        while !state.finished && !state.stuck(shared.stuck_after) {
+            state = shared
+                .room
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let finished = state.finished;
+        drop(state);
+        if let Some(thread) = self.thread.take()
+            && finished
+        {
             let _ = thread.join();
         }
     }
@@ -160,10 +244,26 @@ impl Batched {
         let shared = &*self.shared;
         let mut state = shared.lock();
         while state.queued.len() >= MAX_QUEUED && !state.closed {
+            if state.stuck(shared.stuck_after) {
+                let lines = line.iter().filter(|&&b| b == b'\n').count() as u64;
+                state.given_up += lines;
+                drop(state);
+                shared.lost.add(lines);
+                let stop = shared
+                    .stop
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                if let Some(stop) = stop {
+                    stop.fire();
+                }
+                return;
+            }
             state = shared
                 .room
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, shared.stuck_after.min(Duration::from_secs(1)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         let before = state.queued.len();
         state.queued.extend_from_slice(line);
@@ -312,5 +412,78 @@ mod tests {
             sink.bytes.lock().unwrap().split(|&b| b == b'\n').count(),
             1001
         );
+    }
+
+    /// A destination that takes nothing until `open` is set (a pipe nobody reads).
+    #[derive(Clone, Default)]
+    struct Unread {
+        open: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl Write for Unread {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let (lock, opened) = &*self.open;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `work` on a thread; true if it ended within a minute.
+    fn ends(work: impl FnOnce() + Send + 'static) -> bool {
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            work();
+            let _ = done.send(());
+        });
+        ended.recv_timeout(Duration::from_secs(60)).is_ok()
+    }
+
+    #[test]
+    fn a_destination_that_takes_nothing_neither_freezes_the_loggers_nor_the_exit() {
+        let unread = Unread::default();
+        let stops = Arc::new(Mutex::new(0));
+        let counted = stops.clone();
+        let (writer, guard) = spawn(
+            "test-log",
+            Destination::Stream(Box::new(unread.clone())),
+            OnFailure::Stop(Box::new(move || *counted.lock().unwrap() += 1)),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+        let lost = writer.lost();
+        // Four times what may be queued (the writer holds at most twice that: one batch taken,
+        // one queued): past the limit, lines are given up once the destination has taken nothing
+        // for the stuck time, instead of waited for.
+        let logging = writer.clone();
+        let logged = ends(move || {
+            let line = [b'x'; 1023];
+            for _ in 0..4 * MAX_QUEUED / 1024 {
+                let mut l = line.to_vec();
+                l.push(b'\n');
+                logging.push(&l);
+            }
+        });
+        assert!(
+            logged,
+            "logging waited for a destination that takes nothing"
+        );
+        assert!(
+            lost.get() > 0,
+            "lost {} stops {}",
+            lost.get(),
+            stops.lock().unwrap()
+        );
+        assert_eq!(*stops.lock().unwrap(), 1, "the stop call is made once");
+        // The exit does not wait for it either.
+        assert!(ends(move || drop(guard)), "the guard waited for ever");
+        // Let the writer thread end.
+        *unread.open.0.lock().unwrap() = true;
+        unread.open.1.notify_all();
     }
 }

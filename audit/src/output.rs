@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use crate::batch::LostCount;
@@ -26,17 +27,38 @@ pub enum OnFailure {
     KeepServing,
     /// Call this once, at the first failure, so the process stops serving; lines are still
     /// counted.
-    Stop(Box<dyn FnOnce() + Send>),
+    Stop(StopCall),
+}
+
+/// The [`OnFailure::Stop`] call, shared by the writer thread (a failed write) and the loggers (a
+/// destination that takes nothing: [`crate::batch`]); whichever comes first makes it, once.
+#[derive(Clone, Default)]
+pub(crate) struct StopOnce(Arc<Mutex<Option<StopCall>>>);
+
+/// What [`OnFailure::Stop`] calls.
+type StopCall = Box<dyn FnOnce() + Send>;
+
+impl StopOnce {
+    /// Makes the call, unless it was made already.
+    pub(crate) fn fire(&self) {
+        let stop = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(stop) = stop {
+            stop();
+        }
+    }
 }
 
 /// The writer thread's end of a destination.
 pub(crate) struct Output {
     name: String,
     dest: Destination,
-    on_failure: Option<OnFailure>,
+    /// `Some` with [`OnFailure::Stop`].
+    stop: Option<StopOnce>,
     episode: Option<Episode>,
     /// Every line lost, across episodes, for whoever reads the count.
     lost_total: LostCount,
+    /// Called whenever the destination takes some bytes.
+    progress: Box<dyn FnMut() + Send>,
 }
 
 struct Episode {
@@ -47,12 +69,37 @@ struct Episode {
 
 impl Output {
     pub(crate) fn new(name: &str, dest: Destination, on_failure: OnFailure) -> Self {
+        let stop = match on_failure {
+            OnFailure::KeepServing => None,
+            OnFailure::Stop(stop) => Some(StopOnce(Arc::new(Mutex::new(Some(stop))))),
+        };
         Self {
             name: name.to_owned(),
             dest,
-            on_failure: Some(on_failure),
+            stop,
             episode: None,
             lost_total: LostCount::default(),
+            progress: Box::new(|| {}),
+        }
+    }
+
+    /// The stop call, for the loggers to make when the destination takes nothing.
+    pub(crate) fn stop(&self) -> Option<StopOnce> {
+        self.stop.clone()
+    }
+
+    /// Calls `progress` whenever the destination takes some bytes.
+    pub(crate) fn on_progress(mut self, progress: impl FnMut() + Send + 'static) -> Self {
+        self.progress = Box::new(progress);
+        self
+    }
+
+    /// Counts `lines` the loggers gave up on, as part of an episode (the destination took
+    /// nothing for `why`): reported like lines a write lost.
+    pub(crate) fn gave_up(&mut self, lines: u64, why: &str) {
+        // The total counted them already, when they were given up.
+        if lines > 0 {
+            self.count_lost(lines, why, false);
         }
     }
 
@@ -107,10 +154,13 @@ impl Output {
 
     fn write_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.dest {
-            Destination::Stream(out) => out.write_all(bytes).and_then(|()| out.flush()),
+            Destination::Stream(out) => {
+                write_all(out, bytes, &mut self.progress).and_then(|()| out.flush())
+            }
             Destination::File(file) => {
                 let before = file.metadata()?.len();
-                let written = file.write_all(bytes).and_then(|()| file.flush());
+                let written =
+                    write_all(file, bytes, &mut self.progress).and_then(|()| file.flush());
                 if written.is_err() {
                     // Cut a partly written batch back off, so the file never holds a torn line.
                     if file.metadata().is_ok_and(|m| m.len() > before) {
@@ -124,21 +174,29 @@ impl Output {
 
     fn failed(&mut self, lines: u64, error: &io::Error) {
         self.lost_total.add(lines);
+        self.count_lost(lines, &error.to_string(), true);
+    }
+
+    /// Adds `lines` to the episode under way, or starts one (saying so on stderr when `say`, and
+    /// making the stop call).
+    fn count_lost(&mut self, lines: u64, error: &str, say: bool) {
         match &mut self.episode {
             Some(episode) => episode.lost += lines,
             None => {
                 self.episode = Some(Episode {
                     lost: lines,
-                    error: error.to_string(),
+                    error: error.to_owned(),
                     since: SystemTime::now(),
                 });
-                let then = match self.on_failure {
-                    Some(OnFailure::Stop(_)) => "egressd stops serving (fail closed)",
-                    _ => "egressd keeps serving and counts what is lost",
+                let then = match self.stop {
+                    Some(_) => "egressd stops serving (fail closed)",
+                    None => "egressd keeps serving and counts what is lost",
                 };
-                self.say(&format!("cannot write audit events ({error}); {then}"));
-                if let Some(OnFailure::Stop(stop)) = self.on_failure.take() {
-                    stop();
+                if say {
+                    self.say(&format!("cannot write audit events ({error}); {then}"));
+                }
+                if let Some(stop) = &self.stop {
+                    stop.fire();
                 }
             }
         }
@@ -151,10 +209,24 @@ impl Output {
     }
 }
 
+/// `write_all`, calling `progress` after every write that took bytes.
+fn write_all(out: &mut dyn Write, mut bytes: &[u8], progress: &mut dyn FnMut()) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match out.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                bytes = bytes.get(n..).unwrap_or_default();
+                progress();
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
 
     /// Accepts `room` bytes, then fails every write (a disk that fills).
