@@ -7,6 +7,96 @@ use std::net::TcpStream;
 use crate::util::*;
 
 #[test]
+fn queries_that_arrive_during_start_up_are_answered_after_the_readiness_line() {
+    // A DNS port known before egressd starts, so that queries reach it from the moment it is
+    // bound: they wait in the socket until the readiness line is out, and are answered after it
+    // (audit events go to stdout, where the readiness line must come first).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        &format!("version = 1\n{NO_RESOLVER}"),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sending = stop.clone();
+    let sender = std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A query for `a.example.` (type A), refused by the policy: no upstream is asked.
+        let query =
+            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x07example\x00\x00\x01\x00\x01";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut sent = 0u32;
+        while !sending.load(std::sync::atomic::Ordering::Relaxed)
+            && std::time::Instant::now() < deadline
+            && sent < 100_000
+        {
+            let _ = socket.send_to(query, ("127.0.0.1", port));
+            sent += 1;
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    });
+    let dns = format!("127.0.0.1:{port}");
+    let mut sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--dns-listen",
+        &dns,
+        "--audit-log",
+        "-",
+    ]);
+    // Let queries be answered after readiness too, then stop sending.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    assert_eq!(sidecar.ready["event"], "ready", "{}", sidecar.ready);
+    assert_eq!(sidecar.ready["dns"], dns.as_str());
+    sidecar.signal(Signal::SIGTERM);
+    assert!(sidecar.wait().success());
+    let stdout = sidecar.stdout.text();
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first, sidecar.ready);
+    let refused = events_of(&stdout, audit::DnsQuery::MESSAGE);
+    assert!(!refused.is_empty(), "no query was answered: {stdout}");
+}
+
+#[test]
+fn a_start_that_fails_after_binding_its_unix_socket_removes_it_and_the_next_start_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("proxy.sock");
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        &format!("version = 1\n{NO_RESOLVER}"),
+    );
+    // The DNS port is taken (UDP), so start-up fails after the proxy's Unix socket was bound.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns = taken.local_addr().unwrap().to_string();
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--proxy-unix",
+        socket.to_str().unwrap(),
+        "--dns-listen",
+        &dns,
+    ];
+    let failed = Sidecar::try_start(&args).err().expect("start-up fails");
+    assert_eq!(failed.code, 3, "{failed:?}");
+    assert!(failed.stdout.is_empty(), "{failed:?}");
+    assert!(!socket.exists(), "the socket file was left behind");
+    drop(taken);
+    let mut sidecar = Sidecar::start(&args);
+    assert_eq!(sidecar.ready["proxy_unix"], socket.to_str().unwrap());
+    sidecar.signal(Signal::SIGTERM);
+    assert!(sidecar.wait().success());
+    assert!(!socket.exists());
+}
+
+#[test]
 fn readiness_line_and_ready_file_carry_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let ready_file = dir.path().join("ready.json");

@@ -1,6 +1,7 @@
 //! Binding every listener and starting its loop on the shared serve loop. A listener that cannot
 //! be bound fails start-up (exit 3); one whose loop fails later ends the process (exit 4).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -9,12 +10,47 @@ use anyhow::{Context, anyhow};
 use dnsstub::Stub;
 use proxy::Proxy;
 use serve::Server;
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
+use tokio_util::sync::CancellationToken;
 
 use crate::exit::Failure;
 
-/// The running accept and receive loops; one ending with an error ends the process.
-pub type Loops = JoinSet<anyhow::Result<()>>;
+/// The accept and receive loops; one ending with an error ends the process. They are spawned
+/// as their sockets are bound, but serve only once [`Loops::open`] is called, after the readiness
+/// line: nothing (an audit event on stdout with `--audit-log -`, say) may come before it. What
+/// arrives in between waits in the sockets' queues.
+pub struct Loops {
+    set: JoinSet<anyhow::Result<()>>,
+    gate: CancellationToken,
+}
+
+impl Loops {
+    pub fn new() -> Self {
+        Self {
+            set: JoinSet::new(),
+            gate: CancellationToken::new(),
+        }
+    }
+
+    /// Runs `serve` once the loops are opened.
+    fn spawn(&mut self, serve: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+        let gate = self.gate.clone();
+        self.set.spawn(async move {
+            gate.cancelled().await;
+            serve.await
+        });
+    }
+
+    /// Lets every loop serve.
+    pub fn open(&self) {
+        self.gate.cancel();
+    }
+
+    /// The next loop to end, and how it ended.
+    pub async fn join_next(&mut self) -> Option<Result<anyhow::Result<()>, JoinError>> {
+        self.set.join_next().await
+    }
+}
 
 /// Binds the proxy's TCP listener and starts it.
 pub async fn proxy_tcp(
@@ -168,4 +204,33 @@ pub async fn dns(
     Err(Failure::start(anyhow!(
         "cannot find a port free for both DNS UDP and TCP on {addr}: {last:?}"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn loops_serve_only_once_opened() {
+        let mut loops = Loops::new();
+        let served = Arc::new(AtomicBool::new(false));
+        let serving = served.clone();
+        loops.spawn(async move {
+            serving.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !served.load(Ordering::SeqCst),
+            "served before the gate opened"
+        );
+        loops.open();
+        let ended = loops.join_next().await;
+        assert!(matches!(ended, Some(Ok(Ok(())))), "{ended:?}");
+        assert!(served.load(Ordering::SeqCst));
+    }
 }

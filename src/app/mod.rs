@@ -12,7 +12,6 @@ mod reload;
 mod settings;
 mod stop;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use ::metrics::Metrics;
@@ -27,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::exit::{Exit, Failure};
 use generations::Generations;
 use listen::Loops;
-use ready::{Bound, PolicyInfo, Ready};
+use ready::{Bound, Created, PolicyInfo, Ready};
 pub use settings::Settings;
 use stop::{Request, Requests};
 
@@ -47,6 +46,8 @@ pub struct App {
     shutdown: CancellationToken,
     loops: Loops,
     bound: Bound,
+    /// The Unix sockets bound, removed at exit or when start-up fails after binding them.
+    created: Created,
     /// The CA's certificate and bundle, written just before readiness; `None` without a CA.
     inspection: Option<inspect::Prepared>,
 }
@@ -76,6 +77,7 @@ impl App {
         let dns_server = Server::new(settings.stub.max_tcp_connections, shutdown.clone());
         let metrics_server = Server::new(metrics::MAX_CONNECTIONS, shutdown.clone());
         let mut loops = Loops::new();
+        let mut created = Created::default();
         let proxy = Proxy::with_secrets(
             resolver.clone(),
             &secrets,
@@ -100,6 +102,7 @@ impl App {
                 &proxy_server,
                 &mut loops,
             )?;
+            created.add(path);
         }
         if let (Some(addr), Some(registry)) = (settings.metrics_listen, metrics) {
             let endpoint = metrics::Endpoint::new(registry);
@@ -120,6 +123,7 @@ impl App {
                         &dns_server,
                         &mut loops,
                     )?;
+                    created.add(path);
                 }
                 Some(stub)
             }
@@ -138,6 +142,7 @@ impl App {
             shutdown,
             loops,
             bound,
+            created,
             inspection,
         })
     }
@@ -177,6 +182,7 @@ impl App {
             return Err(failure);
         }
         self.lifecycle(Step::Ready, None);
+        self.loops.open();
         tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, metrics = ?self.bound.metrics, sandbox_id = %self.settings.sandbox_id, mode = %self.policy.mode, "ready");
         self.warn_report_mode();
         let outcome = loop {
@@ -204,16 +210,10 @@ impl App {
         // The accept loops return at once when cancelled; waiting for them means every listening
         // socket is closed before draining starts, so no connection is accepted after this point.
         while self.loops.join_next().await.is_some() {}
-        let created: Vec<&Path> = [
-            &self.settings.proxy_unix,
-            &self.settings.dns_unix,
-            &self.settings.ready_file,
-        ]
-        .into_iter()
-        .flatten()
-        .map(|p| p.as_path())
-        .collect();
-        ready::cleanup(&created);
+        self.created.remove();
+        if let Some(ready_file) = &self.settings.ready_file {
+            ready::cleanup(&[ready_file.as_path()]);
+        }
         if let Some(files) = &ca_files {
             files.remove();
         }

@@ -175,3 +175,28 @@ pub fn cleanup(paths: &[&Path]) {
         }
     }
 }
+
+/// Files egressd created (its Unix sockets), removed when this is dropped: at exit, and on a
+/// start-up failure after they were bound, so the launcher's next try does not find the path
+/// taken. Only paths egressd itself bound are added: a path that was already there is not ours.
+#[derive(Default)]
+pub struct Created(Vec<PathBuf>);
+
+impl Created {
+    pub fn add(&mut self, path: &Path) {
+        self.0.push(path.to_owned());
+    }
+
+    /// Removes them now.
+    pub fn remove(&mut self) {
+        let paths: Vec<&Path> = self.0.iter().map(PathBuf::as_path).collect();
+        cleanup(&paths);
+        self.0.clear();
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
