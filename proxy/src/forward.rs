@@ -71,13 +71,15 @@ pub(crate) async fn forward(
     generation.attribution.apply(headers);
     if let Some(parent) = &config.parent {
         parent.authorize(headers);
-        // The parent gets the target egressd judged, in egressd's spelling, never the client's:
-        // a parent that reads a spelling differently must not reach another address.
-        *req.uri_mut() = match canonical_uri(&target, req.uri()) {
-            Ok(uri) => uri,
-            Err(failure) => return refuse(&mut audit, &uri_text, failure),
-        };
     }
+    // The request goes on with the target egressd judged, in egressd's spelling, never the
+    // client's: a parent that reads a spelling differently must not reach another address, and
+    // the origin connection pool keys connections by it (with the client's userinfo in it, each
+    // `http://x@host/` would get connections of its own).
+    *req.uri_mut() = match canonical_uri(&target, req.uri()) {
+        Ok(uri) => uri,
+        Err(failure) => return refuse(&mut audit, &uri_text, failure),
+    };
     let (parts, body) = req.into_parts();
     let limits = &config.limits;
     let (body, upload) = Upload::new(
@@ -144,7 +146,7 @@ fn canonical_uri(target: &Target, uri: &http::Uri) -> Result<http::Uri, Failure>
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     format!("http://{target}{path}")
         .parse()
-        .map_err(|_| Failure::BadRequest("the request URI cannot be sent to the parent proxy"))
+        .map_err(|_| Failure::BadRequest("the request URI cannot be forwarded"))
 }
 
 /// A CONNECT target as logs, audit events and error bodies show it (without userinfo), and

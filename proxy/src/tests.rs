@@ -148,6 +148,53 @@ async fn an_idle_pooled_origin_connection_is_closed_after_the_pool_idle_timeout(
 }
 
 #[tokio::test(start_paused = true)]
+async fn spellings_of_one_origin_share_its_pooled_connection() {
+    // Counts connections; answers every request on each, keeping it alive.
+    let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = origin.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = origin.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut head = Vec::new();
+                loop {
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    head.clear();
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (mut client, _recorded, _proxy) = proxy_kept(port, Limits::DEFAULT);
+    let mut buf = [0u8; 1024];
+    for spelling in ["user:one@127.0.0.1", "user:two@127.0.0.1", "127.0.0.1"] {
+        let request = format!("GET http://{spelling}:{port}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\nok") {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{}", String::from_utf8_lossy(&response));
+            response.extend_from_slice(&buf[..n]);
+        }
+        assert!(response.starts_with(b"HTTP/1.1 200"));
+        // The origin connection goes back to the pool once the response has ended.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_request_head_that_never_ends_gets_408_at_the_header_read_timeout() {
     let (mut client, recorded) = proxy_for(80);
     let started = Instant::now();
