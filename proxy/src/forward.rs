@@ -82,15 +82,8 @@ pub(crate) async fn forward(
     };
     let (parts, body) = req.into_parts();
     let limits = &config.limits;
-    let (body, upload) = Upload::new(
-        body,
-        audit.bytes.up.clone(),
-        limits.upload_idle_timeout,
-        generation.attribution.clone(),
-    );
-    if let Some(progress) = &upload {
-        audit.watch_upload(progress.clone());
-    }
+    let attribution = generation.attribution.clone();
+    let (body, upload) = Upload::watched(body, &mut audit, limits, attribution);
     let request = generation.client.request(Request::from_parts(parts, body));
     let request = async { request.await.map_err(|error| client_failure(&error)) };
     let response = match await_response(request, upload.as_deref(), limits).await {

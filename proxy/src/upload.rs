@@ -28,6 +28,7 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use crate::audit::Audit;
 use crate::config::Limits;
 use crate::error::Failure;
 use crate::headers::Attribution;
@@ -110,6 +111,26 @@ impl<B: Body> Upload<B> {
             progress: progress.clone(),
             idle: IdleTimer::new(idle),
         };
+        (upload, progress)
+    }
+
+    /// A request's body as sent on: an [`Upload`] under `limits`'s upload idle timeout, counted
+    /// into `audit`'s bytes up, its progress watched by `audit`.
+    pub(crate) fn watched(
+        inner: B,
+        audit: &mut Audit,
+        limits: &Limits,
+        attribution: Arc<Attribution>,
+    ) -> (Self, Option<Arc<Progress>>) {
+        let (upload, progress) = Self::new(
+            inner,
+            audit.bytes.up.clone(),
+            limits.upload_idle_timeout,
+            attribution,
+        );
+        if let Some(progress) = &progress {
+            audit.watch_upload(progress.clone());
+        }
         (upload, progress)
     }
 

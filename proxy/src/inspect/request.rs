@@ -190,15 +190,8 @@ pub(crate) async fn handle(
     }
     let (parts, body) = req.into_parts();
     let limits = &session.shared.config.limits;
-    let (body, upload) = Upload::new(
-        body,
-        audit.bytes.up.clone(),
-        limits.upload_idle_timeout,
-        generation.attribution.clone(),
-    );
-    if let Some(progress) = &upload {
-        audit.watch_upload(progress.clone());
-    }
+    let attribution = generation.attribution.clone();
+    let (body, upload) = Upload::watched(body, &mut audit, limits, attribution);
     let req = Request::from_parts(parts, body);
     let (sent, addr) = {
         let mut upstream = session.upstream.lock().await;
