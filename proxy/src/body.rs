@@ -27,13 +27,13 @@ pub fn empty() -> ResponseBody {
     full(Bytes::new())
 }
 
-/// Counts the data bytes that pass through `inner`. When it holds the request's [`Audit`], the
-/// audit event is emitted as the body is dropped: after the last byte, or when the client leaves.
-/// (Request bodies are counted by [`crate::upload::Upload`].)
+/// A response body: counts the data bytes that pass through `inner`, and holds the request's
+/// [`Audit`], whose event is emitted as the body is dropped: after the last byte, or when the
+/// client leaves. (Request bodies are counted by [`crate::upload::Upload`].)
 pub struct Counted<B> {
     inner: B,
     counter: Arc<AtomicU64>,
-    _audit: Option<Audit>,
+    _audit: Audit,
 }
 
 impl<B> Counted<B> {
@@ -42,7 +42,7 @@ impl<B> Counted<B> {
         Self {
             inner,
             counter,
-            _audit: Some(audit),
+            _audit: audit,
         }
     }
 }

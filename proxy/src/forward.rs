@@ -12,7 +12,7 @@ use crate::audit::Audit;
 use crate::body::{Counted, ResponseBody};
 use crate::connector::PeerAddr;
 use crate::error::Failure;
-use crate::handler::{Connection, Generation, client_failure};
+use crate::handler::{Connection, Generation, failure_in};
 use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
 use crate::respond::refuse;
 use crate::upload::{Upload, await_response};
@@ -85,7 +85,7 @@ pub(crate) async fn forward(
     let attribution = generation.attribution.clone();
     let (body, upload) = Upload::watched(body, &mut audit, limits, attribution);
     let request = generation.client.request(Request::from_parts(parts, body));
-    let request = async { request.await.map_err(|error| client_failure(&error)) };
+    let request = async { request.await.map_err(|error| failure_in(&error)) };
     let response = match await_response(request, upload.as_deref(), limits).await {
         Err(failure) => return refuse(&mut audit, &uri_text, failure),
         Ok(response) => response,

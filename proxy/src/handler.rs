@@ -265,15 +265,9 @@ fn refuse_unauthorized(
     refuse(&mut audit, &target, failure)
 }
 
-/// The failure behind a pool client error: the connector's own, the request body's (`upload`),
-/// the origin connection's (`connector`: carried in an `io::Error`, whose `source` skips it), or
-/// an upstream protocol error.
-pub(crate) fn client_failure(error: &hyper_util::client::legacy::Error) -> Failure {
-    failure_in(error)
-}
-
-/// The [`Failure`] an error carries somewhere in its chain (an upload's, or a stalled
-/// destination's), else an upstream failure in the error's words.
+/// The failure behind a client error (the pool's, or an inspected session's connection): the
+/// connector's own, the request body's (`upload`), the origin connection's (carried in an
+/// `io::Error`, whose `source` skips it), or else an upstream failure in the error's words.
 pub(crate) fn failure_in(error: &(dyn std::error::Error + 'static)) -> Failure {
     let mut source = Some(error);
     while let Some(e) = source {
