@@ -310,15 +310,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_line_arrives_in_order_from_many_threads_and_in_few_writes() {
-        let sink = Sink::default();
-        let (writer, guard) = spawn_writer(
+    /// A writer to `sink` that keeps serving whatever happens.
+    fn writing_to(sink: &Sink) -> (Batched, Guard) {
+        spawn_writer(
             "test-log",
             Destination::Stream(Box::new(sink.clone())),
             OnFailure::KeepServing,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn every_line_arrives_in_order_from_many_threads_and_in_few_writes() {
+        let sink = Sink::default();
+        let (writer, guard) = writing_to(&sink);
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let mut w = writer.clone();
@@ -349,12 +354,7 @@ mod tests {
     #[test]
     fn a_single_line_is_written_without_more_traffic() {
         let sink = Sink::default();
-        let (writer, guard) = spawn_writer(
-            "test-log",
-            Destination::Stream(Box::new(sink.clone())),
-            OnFailure::KeepServing,
-        )
-        .unwrap();
+        let (writer, guard) = writing_to(&sink);
         writer.clone().write_all(b"one\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while sink.bytes.lock().unwrap().is_empty() && Instant::now() < deadline {
@@ -397,12 +397,7 @@ mod tests {
     #[test]
     fn dropping_the_guard_writes_what_is_queued() {
         let sink = Sink::default();
-        let (writer, guard) = spawn_writer(
-            "test-log",
-            Destination::Stream(Box::new(sink.clone())),
-            OnFailure::KeepServing,
-        )
-        .unwrap();
+        let (writer, guard) = writing_to(&sink);
         let mut w = writer.clone();
         for i in 0..1000 {
             w.write_all(format!("{i}\n").as_bytes()).unwrap();
