@@ -1,0 +1,3 @@
+module example.invalid/egressd/launcher/go
+
+go 1.19
