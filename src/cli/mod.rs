@@ -8,11 +8,26 @@ mod suggest;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use firewall::*;
 pub use run::*;
 pub use suggest::*;
+
+/// Parses the process's arguments (exiting as clap does on an error or `--help`), noting where
+/// `run`'s headers came from: EGRESSD_HEADERS holds one header per line, a `--header` flag one
+/// header whose newline is an error, and only the parsed matches can tell the two apart.
+pub fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Run(args) = &mut cli.command {
+        args.headers_from_env = matches
+            .subcommand_matches("run")
+            .and_then(|run| run.value_source("headers"))
+            == Some(clap::parser::ValueSource::EnvVariable);
+    }
+    cli
+}
 
 /// egressd: the egress-control sidecar for sandboxes.
 ///
