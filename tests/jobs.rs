@@ -199,10 +199,10 @@ fn four_jobs() {
     }
     // And comes back: job 2 fenced as before, the others still unchanged.
     load(1);
-    for i in 0..JOBS {
+    for (i, before) in all.iter().enumerate() {
         assert_eq!(
-            reach(i),
-            all[i],
+            &reach(i),
+            before,
             "job {} after job 2's rules came back",
             i + 1
         );

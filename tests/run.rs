@@ -196,7 +196,9 @@ fn launcher_input_with_control_characters_exits_two_before_anything_is_bound() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("proxy.sock");
     let socket_flag = socket.to_str().unwrap();
-    let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+    // (environment, flags, what stderr says)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         (
             &[],
             &["--header", "X-Agent: a\nX-Sandbox-Id: forged"],
