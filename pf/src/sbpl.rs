@@ -194,8 +194,9 @@ fn header(section: &Section, deny: &[std::ops::RangeInclusive<u16>]) -> String {
          ;; Append it at the end of your profile, after (version 1): SBPL applies the last matching\n\
          ;; rule, so these lines override broader rules that come before them.\n\
          ;; Closes: every outbound connection and datagram (TCP, UDP, ICMP) but to loopback and\n\
-         ;;   egressd; the system resolver (its socket and Mach services); other processes'\n\
-         ;;   arguments and environment (kern.procargs*) and details (process-info*).\n\
+         ;;   egressd; the system resolver (its socket and Mach services); reading other\n\
+         ;;   processes' arguments and environment (kern.procargs*: how far macOS honours it\n\
+         ;;   is unverified, docs/sbpl.md) and details (process-info*).\n\
          ;; Loopback: {loopback}.\n\
          ;; Unix sockets: {unix}.\n\
          ;; Why each line is here, and its source: docs/sbpl.md.\n",
