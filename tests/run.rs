@@ -275,6 +275,48 @@ fn launcher_input_with_control_characters_exits_two_before_anything_is_bound() {
     drop(sidecar);
 }
 
+/// EGRESSD_HEADERS is one header per line: each line is a header on the forwarded request, and a
+/// `--header` flag given instead is one header (the variable is then ignored, as for every flag).
+#[test]
+fn headers_from_the_variable_are_one_per_line_and_each_is_forwarded() {
+    let origin = Origin::start(Behaviour::Answer);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        &loopback_policy(&[origin.addr.port()], ""),
+    );
+    let url = format!("http://origin.test:{}/", origin.addr.port());
+    let variable = [("EGRESSD_HEADERS", "X-Agent: build-bot\nX-User: alice\n")];
+    let from_env =
+        Sidecar::try_start_with_env(&variable, &["--policy", policy.to_str().unwrap()]).unwrap();
+    assert_eq!(
+        Client::Rust.get_with(from_env.proxy(), &url, &[]).status,
+        200
+    );
+    let flag = Sidecar::try_start_with_env(
+        &variable,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--header",
+            "X-Agent: flag",
+        ],
+    )
+    .unwrap();
+    assert_eq!(Client::Rust.get_with(flag.proxy(), &url, &[]).status, 200);
+    let seen = origin.seen();
+    assert_eq!(
+        header_values(&seen[0], "x-agent"),
+        ["build-bot"],
+        "{}",
+        seen[0]
+    );
+    assert_eq!(header_values(&seen[0], "x-user"), ["alice"], "{}", seen[0]);
+    assert_eq!(header_values(&seen[1], "x-agent"), ["flag"], "{}", seen[1]);
+    assert!(header_values(&seen[1], "x-user").is_empty(), "{}", seen[1]);
+}
+
 #[test]
 fn sighup_reloads_a_good_policy_and_keeps_the_old_one_on_a_bad_one() {
     sighup_reload(Client::Rust);
