@@ -54,6 +54,18 @@ pub fn render(plan: &Plan, anchor: &str) -> String {
     } else {
         let _ = writeln!(out, "# icmp:   open (--allow-icmp).");
     }
+    let host_wide = plan
+        .sections
+        .iter()
+        .flat_map(|s| &s.rules)
+        .any(|r| r.icmp == Some(IcmpScope::HostEcho));
+    if host_wide {
+        let _ = writeln!(
+            out,
+            "# host:   --block-icmp: ICMP echo requests to the special ranges are refused for EVERY\n\
+             #         user of this host, not only this one (loopback excepted)."
+        );
+    }
     let a = anchor;
     let _ = write!(
         out,
