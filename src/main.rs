@@ -11,10 +11,8 @@ mod logging;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     match commands::run(cli) {
         Ok(code) => code.into(),
         Err(failure) => {

@@ -158,6 +158,58 @@ fn bad_input_exits_two_with_one_line() {
             "invalid table name",
         ),
         (vec!["sbpl"], "needs the sidecar's ports"),
+        (
+            vec!["nft", "--user", "601", "--cgroup", "jobs/../other"],
+            "invalid cgroup path \"jobs/../other\"",
+        ),
+        (
+            vec!["nft", "--user", "601", "--cgroup", "jobs/a\"b"],
+            "invalid cgroup path",
+        ),
+        (
+            vec![
+                "sbpl",
+                "--proxy-port",
+                "3128",
+                "--deny-loopback-port",
+                "3100-3200",
+            ],
+            "closes port 3128, one of this sandbox's own egressd ports",
+        ),
+        (
+            vec![
+                "nft",
+                "--user",
+                "601",
+                "--mode",
+                "sidecar-only",
+                "--proxy-port",
+                "3128",
+                "--deny-loopback-port",
+                "3128",
+            ],
+            "closes port 3128",
+        ),
+        (
+            vec![
+                "sbpl",
+                "--proxy-port",
+                "3128",
+                "--allow-unix-socket",
+                "tmp/job",
+            ],
+            "invalid --allow-unix-socket \"tmp/job\"",
+        ),
+        (
+            vec![
+                "sbpl",
+                "--proxy-port",
+                "3128",
+                "--deny-loopback-port",
+                "10000-11000",
+            ],
+            "names 1001 ports",
+        ),
     ] {
         let r = run(&args);
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
@@ -177,6 +229,58 @@ fn bad_input_exits_two_with_one_line() {
     assert_eq!(zero_port.code, 2, "{zero_port:?}");
     let system = run(&["pf", "--user", "0", "--allow-system-uid"]);
     assert_eq!(system.code, 0, "{system:?}");
+    // Flag values clap rejects: exit 2, naming the flag (clap's own multi-line message).
+    for (args, needle) in [
+        (
+            vec!["nft", "--user", "601", "--deny-loopback-port", "0"],
+            "--deny-loopback-port",
+        ),
+        (
+            vec!["nft", "--user", "601", "--deny-loopback-port", "5-4"],
+            "--deny-loopback-port",
+        ),
+        (
+            vec!["pf", "--user", "601", "--deny-loopback-port", "http"],
+            "--deny-loopback-port",
+        ),
+        (
+            vec!["nft", "--user", "601", "--allow-icmp", "--block-icmp"],
+            "--allow-icmp",
+        ),
+    ] {
+        let r = run(&args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(needle), "{args:?}: {r:?}");
+        assert!(r.stdout.is_empty());
+    }
+}
+
+/// `--block-icmp` on nft is a deprecated no-op (the user's ICMP is closed by default), said on
+/// stderr; on pf it still adds the host-wide echo rule, the only ICMP rule pf can write.
+#[test]
+fn block_icmp_is_a_deprecated_no_op_for_nft_and_host_wide_on_pf() {
+    let plain = run(&["nft", "--user", "601"]);
+    let deprecated = run(&["nft", "--user", "601", "--block-icmp"]);
+    assert_eq!(deprecated.code, 0, "{deprecated:?}");
+    assert_eq!(deprecated.stdout, plain.stdout);
+    assert!(
+        deprecated
+            .stderr
+            .contains("--block-icmp is deprecated for nft and does nothing"),
+        "{deprecated:?}"
+    );
+    let open = ok(&["nft", "--user", "601", "--allow-icmp"]);
+    assert!(!open.contains("l4proto icmp"), "{open}");
+    assert!(
+        plain
+            .stdout
+            .contains("meta skuid 601 meta l4proto icmp ip daddr != 127.0.0.0/8 reject")
+    );
+    let pf = ok(&["pf", "--user", "601", "--block-icmp"]);
+    assert!(
+        pf.contains("block return out quick inet proto icmp icmp-type echoreq from any to <egressd_special4>"),
+        "{pf}"
+    );
 }
 
 #[test]

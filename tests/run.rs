@@ -188,6 +188,135 @@ fn bad_flags_exit_two() {
     }
 }
 
+/// A launcher passes a user's or an agent's name into a header or the sandbox id: a CR, LF or
+/// other control character there exits 2 before anything is bound (no readiness line, no socket
+/// file), naming the flag, never split into a second header or stripped.
+#[test]
+fn launcher_input_with_control_characters_exits_two_before_anything_is_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("proxy.sock");
+    let socket_flag = socket.to_str().unwrap();
+    // (environment, flags, what stderr says)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
+        (
+            &[],
+            &["--header", "X-Agent: a\nX-Sandbox-Id: forged"],
+            "--header #1 (\"X-Agent\") holds the control character U+000A",
+        ),
+        (
+            &[],
+            &["--header", "X-Agent: a\r\nX-Sandbox-Id: forged"],
+            "--header #1 (\"X-Agent\") holds the control character U+000D",
+        ),
+        (&[], &["--header", "X-Agent: a\tb"], "U+0009"),
+        (&[], &["--header", "X-Agent: a\u{1b}[2Jb"], "U+001B"),
+        (
+            &[],
+            &["--header", "X-Ok: fine", "--header", "X-Agent: a\u{7f}"],
+            "--header #2 (\"X-Agent\") holds the control character U+007F",
+        ),
+        (&[], &["--header", "X-Agent\n: a"], "U+000A"),
+        (
+            &[],
+            &["--sandbox-id", "sb-1\nX-Sandbox-Id: forged"],
+            "--sandbox-id (EGRESSD_SANDBOX_ID) holds the control character U+000A",
+        ),
+        (
+            &[],
+            &["--sandbox-id", "sb-1\r"],
+            "--sandbox-id (EGRESSD_SANDBOX_ID) holds the control character U+000D",
+        ),
+        (&[("EGRESSD_SANDBOX_ID", "sb\u{1}1")], &[], "U+0001"),
+        (
+            &[("EGRESSD_HEADERS", "X-A: 1\r\nX-B: 2")],
+            &[],
+            "EGRESSD_HEADERS #1 (\"X-A\") holds the control character U+000D",
+        ),
+        (
+            &[("EGRESSD_HEADERS", "X-A: 1\nX-B: 2\u{b}")],
+            &[],
+            "EGRESSD_HEADERS #2 (\"X-B\") holds the control character U+000B",
+        ),
+        (
+            &[],
+            &["--proxy-unix-mode", "666"],
+            "666 lets every user of the host connect",
+        ),
+        (
+            &[],
+            &["--proxy-unix-mode", "602"],
+            "602 lets every user of the host connect",
+        ),
+        (
+            &[],
+            &["--proxy-unix-mode", "0o777"],
+            "777 lets every user of the host connect",
+        ),
+    ];
+    for (env, args, needle) in cases {
+        let mut args = args.to_vec();
+        args.extend(["--proxy-unix", socket_flag]);
+        let run = Sidecar::try_start_with_env(env, &args)
+            .err()
+            .unwrap_or_else(|| panic!("{env:?} {args:?} must not become ready"));
+        assert_eq!(run.code, 2, "{env:?} {args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{env:?} {args:?}: {run:?}");
+        assert!(run.stderr.contains(needle), "{env:?} {args:?}: {run:?}");
+        assert!(!socket.exists(), "{env:?} {args:?}: nothing is bound");
+    }
+    // The variable is one header per line; each is set, none is split further.
+    let sidecar = Sidecar::try_start_with_env(
+        &[("EGRESSD_HEADERS", "X-A: 1\nX-B: 2\n")],
+        &["--proxy-unix", socket_flag, "--proxy-unix-mode", "660"],
+    )
+    .unwrap_or_else(|run| panic!("two headers from the variable start: {run:?}"));
+    assert!(socket.exists());
+    drop(sidecar);
+}
+
+/// EGRESSD_HEADERS is one header per line: each line is a header on the forwarded request, and a
+/// `--header` flag given instead is one header (the variable is then ignored, as for every flag).
+#[test]
+fn headers_from_the_variable_are_one_per_line_and_each_is_forwarded() {
+    let origin = Origin::start(Behaviour::Answer);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        &loopback_policy(&[origin.addr.port()], ""),
+    );
+    let url = format!("http://origin.test:{}/", origin.addr.port());
+    let variable = [("EGRESSD_HEADERS", "X-Agent: build-bot\nX-User: alice\n")];
+    let from_env =
+        Sidecar::try_start_with_env(&variable, &["--policy", policy.to_str().unwrap()]).unwrap();
+    assert_eq!(
+        Client::Rust.get_with(from_env.proxy(), &url, &[]).status,
+        200
+    );
+    let flag = Sidecar::try_start_with_env(
+        &variable,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--header",
+            "X-Agent: flag",
+        ],
+    )
+    .unwrap();
+    assert_eq!(Client::Rust.get_with(flag.proxy(), &url, &[]).status, 200);
+    let seen = origin.seen();
+    assert_eq!(
+        header_values(&seen[0], "x-agent"),
+        ["build-bot"],
+        "{}",
+        seen[0]
+    );
+    assert_eq!(header_values(&seen[0], "x-user"), ["alice"], "{}", seen[0]);
+    assert_eq!(header_values(&seen[1], "x-agent"), ["flag"], "{}", seen[1]);
+    assert!(header_values(&seen[1], "x-user").is_empty(), "{}", seen[1]);
+}
+
 #[test]
 fn sighup_reloads_a_good_policy_and_keeps_the_old_one_on_a_bad_one() {
     sighup_reload(Client::Rust);

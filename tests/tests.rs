@@ -15,6 +15,7 @@ mod faults;
 mod firewall;
 mod forwarding;
 mod inspect;
+mod jobs;
 mod launcher;
 mod metrics;
 mod netns;

@@ -20,7 +20,7 @@ pub mod pf;
 pub mod plan;
 pub mod sbpl;
 
-pub use plan::{Dest, Family, Plan, Rule, Section, TableEntry, Verdict};
+pub use plan::{Dest, Family, IcmpScope, Plan, Rule, Section, TableEntry, Verdict};
 
 /// Lowest uid accepted as a normal account ([`UidRange::Regular`]): macOS gives normal accounts
 /// 501 and up, and system and service accounts below 500.
@@ -52,7 +52,37 @@ pub enum Error {
         "sidecar-only mode needs the sidecar's ports: give --proxy-port and/or --dns-port, or --from-ready FILE"
     )]
     NoSidecarPorts,
+    /// A cgroup path nft would not resolve, or that could not be quoted safely.
+    #[error(
+        "invalid cgroup path {0:?}: give it relative to the cgroup v2 mount (/sys/fs/cgroup), as '/'-separated names of letters, digits, '_', '-', '.', '@' and ':' (no '.' or '..' segment)"
+    )]
+    Cgroup(String),
+    /// A `--deny-loopback-port` range that closes one of this sandbox's own sidecar ports.
+    #[error(
+        "--deny-loopback-port closes port {0}, one of this sandbox's own egressd ports: list only the other jobs' ports"
+    )]
+    DenyOwnPort(u16),
+    /// A `--deny-loopback-port` value that is no port or range.
+    #[error("invalid --deny-loopback-port {0:?}: write PORT or LO-HI, ports 1-65535, LO <= HI")]
+    LoopbackPort(String),
+    /// More `--deny-loopback-port` ports than an SBPL section should spell out one by one.
+    #[error(
+        "--deny-loopback-port names {0} ports; a sandbox-exec section spells each port out and takes at most {MAX_SBPL_PORTS}: give each job slot a small fixed range"
+    )]
+    TooManyPorts(usize),
+    /// A default nft table name for a cgroup that does not fit nft's limit.
+    #[error("the table name for cgroup {0:?} is too long: give --table")]
+    TableForCgroup(String),
+    /// A `--allow-unix-socket` path that is not absolute or cannot be quoted safely.
+    #[error(
+        "invalid --allow-unix-socket {0:?}: give an absolute path, as the sandbox sees it (/private/var/..., /private/tmp/...), without '\"', '\\' or control characters"
+    )]
+    UnixSocketPath(String),
 }
+
+/// The most ports an SBPL section spells out for `--deny-loopback-port` (SBPL takes one port per
+/// address filter, no ranges).
+pub const MAX_SBPL_PORTS: usize = 256;
 
 /// The sandbox user, by numeric uid (names are resolved by the caller at generation time, since
 /// pf resolves names only when rules load and an unknown name then fails the load).
@@ -119,6 +149,96 @@ pub struct SidecarPort {
     pub udp: bool,
 }
 
+/// A cgroup v2 path, relative to the cgroup2 mount (`/sys/fs/cgroup`), that nft's
+/// `socket cgroupv2 level N "PATH"` selects: the jobs of one user told apart by cgroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cgroup {
+    path: String,
+}
+
+impl Cgroup {
+    /// Checks `path` (a leading `/` is taken as the mount's root and dropped): `/`-separated
+    /// names of letters, digits and `_-.@:`, no empty, `.` or `..` segment. Names are kept that
+    /// narrow so the path goes between nft's double quotes as it is.
+    pub fn new(path: &str) -> Result<Self, Error> {
+        let trimmed = path.trim_start_matches('/');
+        let ok = !trimmed.is_empty()
+            && trimmed.len() <= 255
+            && trimmed.split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment != "."
+                    && segment != ".."
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.@:".contains(&b))
+            });
+        if ok {
+            Ok(Self {
+                path: trimmed.to_owned(),
+            })
+        } else {
+            Err(Error::Cgroup(path.to_owned()))
+        }
+    }
+
+    /// The path, without a leading `/`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Its depth below the root: nft's `level`.
+    pub fn level(&self) -> usize {
+        self.path.split('/').count()
+    }
+}
+
+/// Parses `PORT` or `LO-HI` (`--deny-loopback-port`).
+pub fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, Error> {
+    let bad = || Error::LoopbackPort(text.to_owned());
+    let port = |t: &str| t.trim().parse::<u16>().ok().filter(|p| *p > 0);
+    let (lo, hi) = match text.split_once('-') {
+        Some((lo, hi)) => (port(lo).ok_or_else(bad)?, port(hi).ok_or_else(bad)?),
+        None => {
+            let p = port(text).ok_or_else(bad)?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return Err(bad());
+    }
+    Ok(lo..=hi)
+}
+
+/// Sorts and merges port ranges (overlapping or adjacent ranges become one).
+pub fn merge_ranges(
+    ranges: &[std::ops::RangeInclusive<u16>],
+) -> Vec<std::ops::RangeInclusive<u16>> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_by_key(|r| (*r.start(), *r.end()));
+    let mut merged: Vec<std::ops::RangeInclusive<u16>> = Vec::new();
+    for range in sorted {
+        match merged.last_mut() {
+            Some(last) if u32::from(*range.start()) <= u32::from(*last.end()) + 1 => {
+                if range.end() > last.end() {
+                    *last = *last.start()..=*range.end();
+                }
+            }
+            _ => merged.push(range),
+        }
+    }
+    merged
+}
+
+/// Whether the fenced user's (or cgroup's) own ICMP is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Icmp {
+    /// Every ICMP packet from the user or cgroup to anything but loopback is refused, echo
+    /// requests to public addresses included (the default).
+    Closed,
+    /// ICMP is left alone (`--allow-icmp`).
+    Open,
+}
+
 /// What the rules close.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -156,7 +276,14 @@ pub struct Options {
     pub mode: Mode,
     /// How to refuse.
     pub block: BlockPolicy,
-    /// Also refuse ICMP echo requests to the special ranges (host-wide on pf, see docs/pf.md).
+    /// Only the user's sockets in this cgroup (nft only: pf has no cgroups).
+    pub cgroup: Option<Cgroup>,
+    /// Loopback ports closed to the user or cgroup (other jobs' egressd), TCP and UDP.
+    pub deny_loopback: Vec<std::ops::RangeInclusive<u16>>,
+    /// The user's (or cgroup's) own ICMP.
+    pub icmp: Icmp,
+    /// pf only: also refuse ICMP echo requests to the special ranges for every user of the host
+    /// (`--block-icmp`; pf cannot tie ICMP to a user, see docs/pf.md).
     pub block_icmp: bool,
     /// Program and version for the header, e.g. `egressd 0.1.0`.
     pub generator: String,

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use ipnet::IpNet;
 
 use crate::plan::host_or_net;
-use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict};
+use crate::{BlockPolicy, Cgroup, Dest, Family, Icmp, IcmpScope, Plan, Rule, TableEntry, Verdict};
 
 /// Checks a table name against nft's identifier grammar.
 pub fn check_table(name: &str) -> Result<(), crate::Error> {
@@ -27,12 +27,36 @@ pub fn default_table(uid: u32) -> String {
     format!("egressd_{uid}")
 }
 
+/// The default table name for the jobs of a uid in one cgroup: one table per job, so loading or
+/// removing one job's rules leaves the others' tables alone. The path's separators and
+/// punctuation become `_`; a name past nft's limit is an error (give `--table`).
+pub fn default_cgroup_table(uid: u32, cgroup: &Cgroup) -> Result<String, crate::Error> {
+    let path: String = cgroup
+        .path()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let name = format!("egressd_{uid}_{path}");
+    check_table(&name).map_err(|_| crate::Error::TableForCgroup(cgroup.path().to_owned()))?;
+    Ok(name)
+}
+
 /// Renders `plan` as an `nft -f` script for table `inet NAME`.
 pub fn render(plan: &Plan, table: &str) -> String {
     let mut out = String::from("#!/usr/sbin/nft -f\n");
     for line in &plan.about {
         let _ = writeln!(out, "# {line}");
     }
+    let _ = writeln!(
+        out,
+        "{}",
+        match plan.icmp {
+            Icmp::Closed =>
+                "# icmp:   closed: every ICMP packet from this user to anything but loopback, echo to\n#         public addresses included (--allow-icmp opens it).",
+            Icmp::Open =>
+                "# icmp:   open (--allow-icmp): this file refuses none of the user's ICMP.",
+        }
+    );
     let _ = write!(
         out,
         "#\n\
@@ -102,13 +126,34 @@ fn rule_lines(rule: &Rule, plan: &Plan) -> Vec<String> {
             }
         ),
     };
-    let uid = plan.uid;
-    if rule.icmp_echo {
-        let loopback = host_or_net(&rule.family.loopback());
-        return vec![format!(
-            "meta skuid {uid} {ip} daddr != {loopback}{daddr} {icmp} {}",
-            drop_or_reject(plan, None)
-        )];
+    let uid = match &plan.cgroup {
+        Some(cgroup) => format!(
+            "{} socket cgroupv2 level {} \"{}\"",
+            plan.uid,
+            cgroup.level(),
+            cgroup.path()
+        ),
+        None => plan.uid.to_string(),
+    };
+    let loopback = host_or_net(&rule.family.loopback());
+    match rule.icmp {
+        Some(IcmpScope::HostEcho) => {
+            return vec![format!(
+                "meta skuid {uid} {ip} daddr != {loopback}{daddr} {icmp} {}",
+                drop_or_reject(plan, None)
+            )];
+        }
+        Some(IcmpScope::Subject) => {
+            let proto = match rule.family {
+                Family::V4 => "icmp",
+                Family::V6 => "ipv6-icmp",
+            };
+            return vec![format!(
+                "meta skuid {uid} meta l4proto {proto} {ip} daddr != {loopback} {}",
+                drop_or_reject(plan, None)
+            )];
+        }
+        None => {}
     }
     let ports = rule
         .port_list("-", ", ")

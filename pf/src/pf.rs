@@ -9,7 +9,7 @@
 use std::fmt::Write;
 
 use crate::plan::host_or_net;
-use crate::{BlockPolicy, Dest, Family, Plan, Rule, TableEntry, Verdict};
+use crate::{BlockPolicy, Dest, Family, Icmp, IcmpScope, Plan, Rule, TableEntry, Verdict};
 
 /// The default anchor: stock macOS `/etc/pf.conf` evaluates `anchor "com.apple/*"`, so rules
 /// loaded there take effect without editing pf.conf.
@@ -45,6 +45,27 @@ pub fn render(plan: &Plan, anchor: &str) -> String {
     for line in &plan.about {
         let _ = writeln!(out, "# {line}");
     }
+    if plan.icmp == Icmp::Closed {
+        let _ = writeln!(
+            out,
+            "# icmp:   NOT closed by this anchor: pf matches no ICMP by user. The job's sandbox-exec\n\
+             #         section (egressd sbpl) refuses its ICMP but to loopback (docs/pf.md)."
+        );
+    } else {
+        let _ = writeln!(out, "# icmp:   open (--allow-icmp).");
+    }
+    let host_wide = plan
+        .sections
+        .iter()
+        .flat_map(|s| &s.rules)
+        .any(|r| r.icmp == Some(IcmpScope::HostEcho));
+    if host_wide {
+        let _ = writeln!(
+            out,
+            "# host:   --block-icmp: ICMP echo requests to the special ranges are refused for EVERY\n\
+             #         user of this host, not only this one (loopback excepted)."
+        );
+    }
     let a = anchor;
     let _ = write!(
         out,
@@ -67,8 +88,14 @@ pub fn render(plan: &Plan, anchor: &str) -> String {
     }
     for section in &plan.sections {
         let _ = writeln!(out, "\n# {}", section.comment);
+        let mut last = String::new();
         for rule in &section.rules {
-            let _ = writeln!(out, "{}", rule_line(rule, plan));
+            // The comment that stands for an ICMP rule pf cannot write is said once, not per family.
+            let line = rule_line(rule, plan);
+            if line != last {
+                let _ = writeln!(out, "{line}");
+            }
+            last = line;
         }
     }
     out
@@ -105,7 +132,11 @@ fn rule_line(rule: &Rule, plan: &Plan) -> String {
         Dest::Special => format!("<{table}>"),
         Dest::Any => "any".to_owned(),
     };
-    if rule.icmp_echo {
+    if rule.icmp == Some(IcmpScope::Subject) {
+        return "# (none: pf's `user` matches TCP and UDP only; the sandbox-exec section refuses it)"
+            .to_owned();
+    }
+    if rule.icmp == Some(IcmpScope::HostEcho) {
         // pf's `user` matches sockets of TCP and UDP only: an ICMP rule is host-wide, and loopback
         // is excepted so the host can still ping itself.
         let except = host_or_net(&rule.family.loopback());

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net};
 use policy::{Matcher, Policy, PortSet, SpecialRange};
 
-use crate::{BlockPolicy, Error, Mode, Options, SidecarPort};
+use crate::{BlockPolicy, Cgroup, Error, Icmp, Mode, Options, SidecarPort};
 
 /// The rules for one user and policy, before rendering.
 #[derive(Clone, Debug)]
@@ -28,6 +28,10 @@ pub struct Plan {
     pub sections: Vec<Section>,
     /// The user.
     pub uid: u32,
+    /// Only the user's sockets in this cgroup (nft).
+    pub cgroup: Option<Cgroup>,
+    /// Whether the user's own ICMP is refused (a section of [`IcmpScope::Subject`] rules).
+    pub icmp: Icmp,
     /// How to refuse.
     pub block: BlockPolicy,
 }
@@ -42,7 +46,7 @@ pub struct Section {
 }
 
 /// One rule, independent of firewall syntax. All rules are "quick" (first match wins) and apply
-/// to outgoing TCP and UDP of the sandbox user, except ICMP rules.
+/// to outgoing TCP and UDP of the sandbox user (and cgroup), except ICMP rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Pass or block.
@@ -55,8 +59,18 @@ pub struct Rule {
     pub ports: Option<PortSet>,
     /// Also UDP (TCP always).
     pub udp: bool,
-    /// ICMP echo requests instead of TCP/UDP. pf cannot match these per user.
-    pub icmp_echo: bool,
+    /// ICMP instead of TCP/UDP, and whose.
+    pub icmp: Option<IcmpScope>,
+}
+
+/// Whose ICMP an ICMP rule matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpScope {
+    /// Every ICMP packet the sandbox user (and cgroup) sends; loopback excepted. nft matches the
+    /// socket's owner; pf cannot (its `user` matches TCP and UDP only) and writes a comment.
+    Subject,
+    /// Echo requests from every user of the host (`--block-icmp` on pf); loopback excepted.
+    HostEcho,
 }
 
 /// Pass or block.
@@ -113,6 +127,64 @@ impl Plan {
             Mode::LoopbackOnly => loopback_only(),
         };
         about.extend(mode_about);
+        if let Some(cgroup) = &options.cgroup {
+            about.push(format!(
+                "cgroup: {} (only this user's sockets in it; nft resolves the path when the",
+                cgroup.path()
+            ));
+            about.push(
+                "        rules load: create the cgroup first, and reload after re-creating it)"
+                    .into(),
+            );
+        }
+        let deny = crate::merge_ranges(&options.deny_loopback);
+        if !deny.is_empty() {
+            if let Mode::SidecarOnly { ports, .. } = &options.mode
+                && let Some(own) = ports
+                    .iter()
+                    .find(|p| deny.iter().any(|r| r.contains(&p.port)))
+            {
+                return Err(Error::DenyOwnPort(own.port));
+            }
+            let list = PortSet::Ranges(deny.clone());
+            about.push(format!(
+                "closes: loopback ports {} (TCP and UDP, --deny-loopback-port): other jobs' egressd",
+                port_text(&list)
+            ));
+            let section = Section {
+                comment: "Other jobs' egressd ports on loopback (--deny-loopback-port).".into(),
+                rules: [Family::V4, Family::V6]
+                    .into_iter()
+                    .map(|family| {
+                        to_net(Verdict::Block, family.loopback(), Some(list.clone()), true)
+                    })
+                    .collect(),
+            };
+            // Before the first rule that passes loopback (after the sidecar's own ports, which
+            // never overlap these), so the closed ports stay closed.
+            let at = sections
+                .iter()
+                .position(|s| {
+                    s.rules.iter().any(|r| {
+                        r.verdict == Verdict::Pass && r.dest == Dest::Net(r.family.loopback())
+                    })
+                })
+                .unwrap_or(0);
+            sections.insert(at, section);
+        }
+        if options.icmp == Icmp::Closed {
+            sections.push(Section {
+                comment: "ICMP from this user, every type, echo included (loopback excepted; --allow-icmp opens it).".into(),
+                rules: both_families(|family| Rule {
+                    verdict: Verdict::Block,
+                    family,
+                    dest: Dest::Any,
+                    ports: None,
+                    udp: false,
+                    icmp: Some(IcmpScope::Subject),
+                }),
+            });
+        }
         if options.block_icmp {
             sections.push(icmp_section());
         }
@@ -128,6 +200,8 @@ impl Plan {
             uses_tables,
             sections,
             uid: options.user.uid(),
+            cgroup: options.cgroup.clone(),
+            icmp: options.icmp,
             block: options.block,
         })
     }
@@ -239,10 +313,11 @@ fn refuse_everything_else() -> Section {
     }
 }
 
-/// `--block-icmp`: echo requests to the special ranges (renderers except loopback).
+/// `--block-icmp` (pf): echo requests to the special ranges from every user (loopback
+/// excepted).
 fn icmp_section() -> Section {
     Section {
-        comment: "ICMP echo requests to the special ranges (--block-icmp; loopback excepted)."
+        comment: "ICMP echo requests to the special ranges from every user of the host (--block-icmp; loopback excepted)."
             .into(),
         rules: both_families(|family| Rule {
             verdict: Verdict::Block,
@@ -250,9 +325,24 @@ fn icmp_section() -> Section {
             dest: Dest::Special,
             ports: None,
             udp: false,
-            icmp_echo: true,
+            icmp: Some(IcmpScope::HostEcho),
         }),
     }
+}
+
+/// Ports as the header shows them: `3128, 4000-4001`.
+fn port_text(set: &PortSet) -> String {
+    set.ranges()
+        .into_iter()
+        .map(|r| {
+            if r.start() == r.end() {
+                r.start().to_string()
+            } else {
+                format!("{}-{}", r.start(), r.end())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// TCP and UDP to `dest`, all ports, refused for both families.
@@ -263,7 +353,7 @@ fn refuse(dest: Dest) -> Vec<Rule> {
         dest: dest.clone(),
         ports: None,
         udp: true,
-        icmp_echo: false,
+        icmp: None,
     })
 }
 
@@ -279,7 +369,7 @@ fn to_net(verdict: Verdict, net: IpNet, ports: Option<PortSet>, udp: bool) -> Ru
         dest: Dest::Net(net),
         ports,
         udp,
-        icmp_echo: false,
+        icmp: None,
     }
 }
 

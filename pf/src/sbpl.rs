@@ -1,14 +1,20 @@
 //! The network section of a macOS `sandbox-exec` (SBPL) profile: outbound traffic only to
-//! loopback (by default) or only to the sidecar's ports, and no way to the system resolver.
+//! loopback (by default) or only to the sidecar's ports, no way to the system resolver, and no
+//! reading of other processes' arguments and environment (where a sibling job's proxy
+//! credential lives).
 //!
 //! SBPL is evaluated last-match-wins, so the section is meant to be appended at the end of a
 //! profile (docs/launcher.md shows how), and it is written in the order that makes it hold:
 //!
-//! 1. deny every outbound connection;
+//! 1. deny every outbound connection and datagram (ICMP included);
 //! 2. allow loopback (unless [`Loopback::SidecarOnly`]), then deny loopback port 53 again (a DNS
-//!    server there would resolve for the job);
-//! 3. allow the sidecar's ports (after 2, so a DNS stub on port 53 stays reachable);
-//! 4. deny the system resolver: its Unix socket, then every Mach service it publishes. Nothing
+//!    server there would resolve for the job), then the other jobs' egressd ports
+//!    (`--deny-loopback-port`);
+//! 3. allow Unix-socket connects: every socket, or only under the launcher's paths
+//!    (`--allow-unix-socket`);
+//! 4. allow the sidecar's ports (after 2, so a DNS stub on port 53 stays reachable);
+//! 5. deny other processes' arguments and environment (`kern.procargs*`) and process details;
+//! 6. deny the system resolver: its Unix socket, then every Mach service it publishes. Nothing
 //!    after these lines allows anything, so no earlier or broader allow can reopen them.
 //!
 //! What each line closes, and the source for it, is in docs/sbpl.md. Trust services that TLS
@@ -60,19 +66,74 @@ pub enum Loopback {
     SidecarOnly,
 }
 
-/// Renders the section for a proxy port and an optional DNS stub port.
-pub fn render(
-    generator: &str,
-    proxy_port: Option<u16>,
-    dns_port: Option<u16>,
-    loopback: Loopback,
-) -> Result<String, crate::Error> {
+/// Which Unix sockets the job may connect to (the system resolver's never).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnixSockets {
+    /// Every socket but the system resolver's: the job's own, and whatever else the host runs
+    /// (a container daemon's socket included: docs/sbpl.md).
+    All,
+    /// Only sockets under these absolute paths (`--allow-unix-socket`, a subpath each).
+    Under(Vec<String>),
+}
+
+impl UnixSockets {
+    /// Checks each path: absolute, and nothing that would break out of an SBPL string.
+    pub fn under(paths: Vec<String>) -> Result<Self, crate::Error> {
+        for path in &paths {
+            if !path.starts_with('/')
+                || path
+                    .chars()
+                    .any(|c| c == '"' || c == '\\' || c.is_control())
+            {
+                return Err(crate::Error::UnixSocketPath(path.clone()));
+            }
+        }
+        Ok(Self::Under(paths))
+    }
+}
+
+/// Everything the section is made from.
+#[derive(Clone, Debug)]
+pub struct Section {
+    /// Program and version for the header.
+    pub generator: String,
+    /// egressd's proxy port on loopback.
+    pub proxy_port: Option<u16>,
+    /// egressd's DNS stub port on loopback.
+    pub dns_port: Option<u16>,
+    /// What else on loopback the job may reach.
+    pub loopback: Loopback,
+    /// Loopback ports closed to the job (other jobs' egressd), with [`Loopback::Open`].
+    pub deny_loopback: Vec<std::ops::RangeInclusive<u16>>,
+    /// Which Unix sockets the job may connect to.
+    pub unix_sockets: UnixSockets,
+}
+
+/// Renders the section.
+pub fn render(section: &Section) -> Result<String, crate::Error> {
+    let (proxy_port, dns_port) = (section.proxy_port, section.dns_port);
     if proxy_port.is_none() && dns_port.is_none() {
         return Err(crate::Error::NoSidecarPorts);
     }
-    let mut out = header(generator, loopback);
-    out.push_str("(deny network-outbound)\n");
-    if loopback == Loopback::Open {
+    let deny = crate::merge_ranges(&section.deny_loopback);
+    if let Some(own) = [proxy_port, dns_port]
+        .into_iter()
+        .flatten()
+        .find(|p| deny.iter().any(|r| r.contains(p)))
+    {
+        return Err(crate::Error::DenyOwnPort(own));
+    }
+    let count: usize = deny.iter().map(|r| r.clone().count()).sum();
+    if count > crate::MAX_SBPL_PORTS {
+        return Err(crate::Error::TooManyPorts(count));
+    }
+    let mut out = header(section, &deny);
+    rule(
+        &mut out,
+        "(deny network-outbound)",
+        "every connection and datagram, ICMP and Unix sockets included",
+    );
+    if section.loopback == Loopback::Open {
         rule(
             &mut out,
             "(allow network-outbound (remote ip \"localhost:*\"))",
@@ -83,24 +144,101 @@ pub fn render(
             "(deny network-outbound (remote ip \"localhost:53\"))",
             "but not a DNS server on loopback",
         );
+        // With loopback closed but for egressd, the first line already refuses these.
+        for port in deny.iter().flat_map(|r| r.clone()) {
+            rule(
+                &mut out,
+                &format!("(deny network-outbound (remote ip \"localhost:{port}\"))"),
+                "another job's egressd (--deny-loopback-port)",
+            );
+        }
     }
+    unix_sockets(&mut out, &section.unix_sockets);
     sidecar(&mut out, proxy_port, dns_port);
+    other_processes(&mut out);
     resolver(&mut out);
     Ok(out)
 }
 
-fn header(generator: &str, loopback: Loopback) -> String {
-    let loopback = match loopback {
-        Loopback::Open => "open but for port 53 (--loopback open, the default)",
-        Loopback::SidecarOnly => "closed but for egressd (--loopback sidecar)",
+fn header(section: &Section, deny: &[std::ops::RangeInclusive<u16>]) -> String {
+    let loopback = match section.loopback {
+        Loopback::Open if deny.is_empty() => {
+            "open but for port 53 (--loopback open, the default)".to_owned()
+        }
+        Loopback::Open => format!(
+            "open but for port 53 and other jobs' egressd ports {} (--deny-loopback-port)",
+            deny.iter()
+                .map(|r| if r.start() == r.end() {
+                    r.start().to_string()
+                } else {
+                    format!("{}-{}", r.start(), r.end())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Loopback::SidecarOnly => "closed but for egressd (--loopback sidecar)".to_owned(),
+    };
+    let unix = match &section.unix_sockets {
+        UnixSockets::All => {
+            "every socket but the system resolver's (no --allow-unix-socket: a container\n\
+             ;;   daemon's socket too, docs/sbpl.md)"
+                .to_owned()
+        }
+        UnixSockets::Under(paths) => format!(
+            "only under {} (--allow-unix-socket), never the system resolver's",
+            paths.join(", ")
+        ),
     };
     format!(
-        ";; egressd network section for sandbox-exec, generated by {generator}.\n\
+        ";; egressd network section for sandbox-exec, generated by {}.\n\
          ;; Append it at the end of your profile, after (version 1): SBPL applies the last matching\n\
-         ;; rule, so these lines override broader network rules that come before them.\n\
+         ;; rule, so these lines override broader rules that come before them.\n\
+         ;; Closes: every outbound connection and datagram (TCP, UDP, ICMP) but to loopback and\n\
+         ;;   egressd; the system resolver (its socket and Mach services); reading other\n\
+         ;;   processes' arguments and environment (kern.procargs*: how far macOS honours it\n\
+         ;;   is unverified, docs/sbpl.md) and details (process-info*).\n\
          ;; Loopback: {loopback}.\n\
-         ;; Why each line is here, and its source: docs/sbpl.md.\n"
+         ;; Unix sockets: {unix}.\n\
+         ;; Why each line is here, and its source: docs/sbpl.md.\n",
+        section.generator
     )
+}
+
+fn unix_sockets(out: &mut String, sockets: &UnixSockets) {
+    match sockets {
+        UnixSockets::All => rule(
+            out,
+            "(allow network-outbound (remote unix-socket))",
+            "Unix sockets: the job's own (the resolver's is denied below)",
+        ),
+        UnixSockets::Under(paths) => {
+            for path in paths {
+                rule(
+                    out,
+                    &format!("(allow network-outbound (remote unix-socket (subpath \"{path}\")))"),
+                    "Unix sockets under a path of the job's (--allow-unix-socket)",
+                );
+            }
+        }
+    }
+}
+
+/// Other processes' arguments and environment: a sibling job of the same user keeps its proxy
+/// credential there. Denies only: nothing here can widen what the base profile allows.
+fn other_processes(out: &mut String) {
+    out.push_str(
+        ";; Other processes' arguments and environment (a sibling job's proxy credential).\n",
+    );
+    rule(
+        out,
+        "(deny sysctl-read (sysctl-name-prefix \"kern.procargs\"))",
+        "KERN_PROCARGS2: any process's argv and environment",
+    );
+    rule(
+        out,
+        "(deny process-info* (require-not (target self)))",
+        "proc_pidinfo and kin on another process",
+    );
 }
 
 fn sidecar(out: &mut String, proxy_port: Option<u16>, dns_port: Option<u16>) {

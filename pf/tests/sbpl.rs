@@ -4,7 +4,7 @@
 //! There is no macOS in CI, so this is what checks that the section's order holds.
 #![allow(clippy::unwrap_used)]
 
-use pf::sbpl::{Loopback, RESOLVER_SERVICES, SYSTEM_RESOLVER_SOCKET, render};
+use pf::sbpl::{Loopback, RESOLVER_SERVICES, SYSTEM_RESOLVER_SOCKET, Section, UnixSockets, render};
 
 /// One s-expression: a list, a bare atom, or a string literal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,13 +157,20 @@ enum Op<'a> {
     UnixSocket(&'a str),
     /// Look up a Mach service.
     MachLookup(&'a str),
+    /// Read a sysctl by its name as the kernel spells it for the check (a numeric MIB's trailing
+    /// numbers included: `kern.procargs2.PID`, XNU `bsd/kern/kern_newsysctl.c` `sysctl_root`).
+    Sysctl(&'a str),
+    /// A `process-info-*` operation on the job itself or on another process.
+    ProcessInfo { operation: &'a str, own: bool },
 }
 
-impl Op<'_> {
-    fn operation(&self) -> &'static str {
+impl<'a> Op<'a> {
+    fn operation(&self) -> &'a str {
         match self {
             Op::Connect { .. } | Op::UnixSocket(_) => "network-outbound",
             Op::MachLookup(_) => "mach-lookup",
+            Op::Sysctl(_) => "sysctl-read",
+            Op::ProcessInfo { operation, .. } => operation,
         }
     }
 }
@@ -187,15 +194,44 @@ fn filter_matches(filter: &Sexp, op: &Op) -> bool {
         Some(Sexp::Atom(a)) => Some(a.as_str()),
         _ => None,
     };
+    let string = |i: usize| match items.get(i) {
+        Some(Sexp::Str(s)) => s.as_str(),
+        _ => panic!("a string belongs at {i} of {filter:?}"),
+    };
     match (atom(0), op) {
+        (Some("require-not"), _) => {
+            assert_eq!(items.len(), 2, "{filter:?}");
+            !filter_matches(&items[1], op)
+        }
         (Some("global-name"), Op::MachLookup(name)) => items[1] == Sexp::Str((*name).into()),
+        (Some("global-name" | "remote"), Op::Sysctl(_) | Op::ProcessInfo { .. }) => false,
         (Some("global-name"), _) => false,
+        (Some("sysctl-name"), Op::Sysctl(name)) => string(1) == *name,
+        (Some("sysctl-name-prefix"), Op::Sysctl(name)) => name.starts_with(string(1)),
+        (Some("sysctl-name" | "sysctl-name-prefix"), _) => false,
+        (Some("target"), Op::ProcessInfo { own, .. }) => match atom(1) {
+            Some("self") => *own,
+            Some("others") => !*own,
+            _ => panic!("unknown target {filter:?}"),
+        },
+        (Some("target"), _) => false,
         (Some("remote"), Op::MachLookup(_)) => false,
         (Some("remote"), Op::UnixSocket(path)) => match (atom(1), items.get(2)) {
             (Some("unix-socket"), None) => true,
             (Some("unix-socket"), Some(Sexp::List(p))) => {
-                assert_eq!(p[0], Sexp::Atom("path-literal".into()), "{filter:?}");
-                p[1] == Sexp::Str((*path).into())
+                let Sexp::Str(want) = &p[1] else {
+                    panic!("{filter:?}");
+                };
+                match &p[0] {
+                    Sexp::Atom(a) if a == "path-literal" => path == want,
+                    // A subpath holds the path itself and everything below it.
+                    Sexp::Atom(a) if a == "subpath" => {
+                        path.strip_prefix(want.as_str()).is_some_and(|rest| {
+                            rest.is_empty() || rest.starts_with('/') || want.ends_with('/')
+                        })
+                    }
+                    _ => panic!("unknown unix-socket filter {filter:?}"),
+                }
             }
             (Some("ip" | "tcp" | "udp"), _) => false,
             _ => panic!("unknown remote filter {filter:?}"),
@@ -268,8 +304,199 @@ const TRUST_SERVICES: [&str; 5] = [
     "com.apple.securityd.xpc",
 ];
 
+/// Every operation name the allow and deny rules of macOS 10.15.2's (19C57) own profiles use,
+/// the names they define for themselves left out: knightsc/sandbox_profiles, all 223 `.sb` files
+/// under `System/Library/Sandbox/Profiles/` and `usr/share/sandbox/` (commit 9eb25ae, "macOS
+/// 10.15.2 19C57"). A name outside this list is one Apple's profiles never use: a typo, or an
+/// operation the sandbox may not know (an unknown name fails the whole profile).
+const APPLE_OPERATIONS: [&str; 101] = [
+    "appleevent-send",
+    "authorization-right-obtain",
+    "default",
+    "device-camera",
+    "device-microphone",
+    "distributed-notification-post",
+    "dynamic-code-generation",
+    "file*",
+    "file-chroot",
+    "file-fsctl",
+    "file-ioctl",
+    "file-issue-extension",
+    "file-link",
+    "file-map-executable",
+    "file-mknod",
+    "file-mount",
+    "file-read*",
+    "file-read-data",
+    "file-read-metadata",
+    "file-read-xattr",
+    "file-revoke",
+    "file-search",
+    "file-unlink",
+    "file-unmount",
+    "file-write*",
+    "file-write-create",
+    "file-write-data",
+    "file-write-flags",
+    "file-write-mode",
+    "file-write-mount",
+    "file-write-owner",
+    "file-write-setugid",
+    "file-write-umount",
+    "file-write-unlink",
+    "file-write-xattr",
+    "generic-issue-extension",
+    "hid-control",
+    "iokit*",
+    "iokit-get-properties",
+    "iokit-open",
+    "iokit-set-properties",
+    "ipc-posix*",
+    "ipc-posix-sem",
+    "ipc-posix-shm",
+    "ipc-posix-shm*",
+    "ipc-posix-shm-read*",
+    "ipc-posix-shm-read-data",
+    "ipc-posix-shm-read-metadata",
+    "ipc-posix-shm-write*",
+    "ipc-posix-shm-write-create",
+    "ipc-posix-shm-write-data",
+    "ipc-posix-shm-write-unlink",
+    "job-creation",
+    "lsopen",
+    "mach-lookup",
+    "mach-per-user-lookup",
+    "mach-priv-host-port",
+    "mach-register",
+    "mach-task-name",
+    "managed-preference-read",
+    "network*",
+    "network-bind",
+    "network-inbound",
+    "network-outbound",
+    "nvram*",
+    "nvram-get",
+    "nvram-set",
+    "process-codesigning-status*",
+    "process-codesigning-status-get",
+    "process-exec",
+    "process-exec*",
+    "process-fork",
+    "process-info*",
+    "process-info-codesignature",
+    "process-info-dirtycontrol",
+    "process-info-listpids",
+    "process-info-pidfdinfo",
+    "process-info-pidfileportinfo",
+    "process-info-pidinfo",
+    "process-info-rusage",
+    "process-info-setcontrol",
+    "pseudo-tty",
+    "qtn-user",
+    "signal",
+    "socket-ioctl",
+    "sysctl*",
+    "sysctl-read",
+    "sysctl-write",
+    "system-audit",
+    "system-automount",
+    "system-fsctl",
+    "system-info",
+    "system-kext*",
+    "system-kext-load",
+    "system-kext-query",
+    "system-package-check",
+    "system-sched",
+    "system-socket",
+    "user-preference*",
+    "user-preference-read",
+    "user-preference-write",
+];
+/// Every filter name of the same profiles: the head of each list inside an allow or deny rule,
+/// at any depth (the Scheme helpers they call while building a filter left out).
+const APPLE_FILTERS: [&str; 63] = [
+    "appleevent-destination",
+    "control-name",
+    "device-conforms-to",
+    "extension",
+    "extension-class",
+    "extension-class-regex",
+    "extension-path-ancestor",
+    "file-mode",
+    "fsctl-command",
+    "global-name",
+    "global-name-prefix",
+    "global-name-regex",
+    "group-container-literal",
+    "group-container-regex",
+    "info-type",
+    "iokit-connection",
+    "iokit-property",
+    "iokit-registry-entry-class",
+    "iokit-registry-entry-class-prefix",
+    "iokit-usb-interface-class",
+    "iokit-user-client-class",
+    "iokit-user-client-class-regex",
+    "ipc-posix-name",
+    "ipc-posix-name-prefix",
+    "ipc-posix-name-regex",
+    "kext-bundle-id",
+    "literal",
+    "local",
+    "local-name",
+    "local-name-prefix",
+    "mount-relative-literal",
+    "mount-relative-regex",
+    "nvram-variable",
+    "path",
+    "path-ancestors",
+    "path-literal",
+    "preference-domain",
+    "preference-domain-regex",
+    "prefix",
+    "process-attribute",
+    "process-tmp-subpath",
+    "regex",
+    "remote",
+    "require-all",
+    "require-any",
+    "require-not",
+    "right-name",
+    "right-name-regex",
+    "socket-domain",
+    "socket-protocol",
+    "subpath",
+    "sysctl-name",
+    "sysctl-name-prefix",
+    "system-attribute",
+    "target",
+    "target-signing-identifier",
+    "vnode-type",
+    "with",
+    "xattr",
+    "xattr-prefix",
+    "xattr-regex",
+    "xpc-service-name",
+    "xpc-service-name-prefix",
+];
+
+/// What the same profiles put after `remote` and `target`.
+const APPLE_REMOTE_KINDS: [&str; 4] = ["ip", "tcp", "udp", "unix-socket"];
+const APPLE_TARGETS: [&str; 3] = ["self", "children", "same-sandbox"];
+
 fn section(loopback: Loopback, dns_port: Option<u16>) -> String {
-    render("egressd test", Some(3128), dns_port, loopback).unwrap()
+    render(&options(loopback, dns_port)).unwrap()
+}
+
+fn options(loopback: Loopback, dns_port: Option<u16>) -> Section {
+    Section {
+        generator: "egressd test".into(),
+        proxy_port: Some(3128),
+        dns_port,
+        loopback,
+        deny_loopback: Vec::new(),
+        unix_sockets: UnixSockets::All,
+    }
 }
 
 fn tcp(loopback: bool, port: u16) -> Op<'static> {
@@ -344,11 +571,11 @@ fn the_section_decides_what_the_job_reaches_whatever_comes_before_it() {
             false,
         ),
         (
-            "another Unix socket",
+            "the job's own Unix socket",
             Open,
             None,
             Op::UnixSocket("/private/tmp/job.sock"),
-            false,
+            true,
         ),
         (
             "dnssd over XPC",
@@ -419,11 +646,27 @@ fn the_order_is_deny_all_then_allows_then_the_resolver_last() {
         let socket_deny = rules
             .iter()
             .position(|r| {
-                r.filters
-                    .iter()
-                    .any(|f| filter_matches(f, &Op::UnixSocket(SYSTEM_RESOLVER_SOCKET)))
+                !r.allow
+                    && r.filters
+                        .iter()
+                        .any(|f| filter_matches(f, &Op::UnixSocket(SYSTEM_RESOLVER_SOCKET)))
             })
             .unwrap();
+        // The denies of other processes' arguments and details come after every allow (an
+        // allow after them could reopen them) and never allow anything themselves.
+        let procargs = rules
+            .iter()
+            .position(|r| r.operations.iter().any(|o| o == "sysctl-read"))
+            .unwrap();
+        let process_info = rules
+            .iter()
+            .position(|r| r.operations.iter().any(|o| o == "process-info*"))
+            .unwrap();
+        assert!(
+            last_allow < procargs && last_allow < process_info,
+            "{rules:#?}"
+        );
+        assert!(!rules[procargs].allow && !rules[process_info].allow);
         let first_mach = rules
             .iter()
             .position(|r| r.operations.iter().any(|o| o == "mach-lookup"))
@@ -469,10 +712,8 @@ fn each_line_is_one_form_with_its_reason() {
         }
         let forms = parse(line).unwrap();
         assert_eq!(forms.len(), 1, "one form per line: {line}");
-        if line != "(deny network-outbound)" {
-            let (_, note) = line.rsplit_once(") ; ").unwrap_or_else(|| panic!("{line}"));
-            assert!(!note.trim().is_empty(), "{line}");
-        }
+        let (_, note) = line.rsplit_once(") ; ").unwrap_or_else(|| panic!("{line}"));
+        assert!(!note.trim().is_empty(), "{line}");
     }
 }
 
@@ -521,4 +762,255 @@ fn the_parser_and_evaluator_are_strict_enough() {
     );
     assert_eq!(evaluate(&rules, &Op::MachLookup("x")), Some(true));
     assert_eq!(evaluate(&rules, &Op::MachLookup("y")), None);
+}
+
+/// Every name the section uses, in every shape it takes, is one macOS's own profiles use: each
+/// operation, each filter, what follows `remote` and `target`. This is the check a compiler
+/// would make; there is no macOS here to load the profile.
+#[test]
+fn every_name_is_one_apples_own_profiles_use() {
+    let mut shapes = Vec::new();
+    for loopback in [Loopback::Open, Loopback::SidecarOnly] {
+        for dns_port in [None, Some(5353)] {
+            let mut options = options(loopback, dns_port);
+            shapes.push(options.clone());
+            options.deny_loopback = vec![4000..=4001, 4010..=4011];
+            options.unix_sockets =
+                UnixSockets::under(vec!["/private/tmp/job-1".into(), "/Users/ci/job-1".into()])
+                    .unwrap();
+            shapes.push(options);
+        }
+    }
+    for options in shapes {
+        let text = render(&options).unwrap();
+        for rule in rules(&parse(&text).unwrap()) {
+            for operation in &rule.operations {
+                assert!(
+                    APPLE_OPERATIONS.contains(&operation.as_str()),
+                    "operation {operation} is in no system profile:\n{text}"
+                );
+            }
+            for filter in &rule.filters {
+                check_filter_names(filter, &text);
+            }
+        }
+    }
+}
+
+fn check_filter_names(filter: &Sexp, text: &str) {
+    let Sexp::List(items) = filter else {
+        panic!("filter {filter:?}");
+    };
+    let Some(Sexp::Atom(head)) = items.first() else {
+        panic!("filter without a name {filter:?}");
+    };
+    assert!(
+        APPLE_FILTERS.contains(&head.as_str()),
+        "filter {head} is in no system profile:\n{text}"
+    );
+    match (head.as_str(), items.get(1)) {
+        ("remote", Some(Sexp::Atom(kind))) => assert!(
+            APPLE_REMOTE_KINDS.contains(&kind.as_str()),
+            "remote {kind}:\n{text}"
+        ),
+        ("target", Some(Sexp::Atom(target))) => assert!(
+            APPLE_TARGETS.contains(&target.as_str()),
+            "target {target}:\n{text}"
+        ),
+        ("remote" | "target", other) => panic!("{head} {other:?}"),
+        _ => {}
+    }
+    for item in &items[1..] {
+        if let Sexp::List(_) = item {
+            check_filter_names(item, text);
+        }
+    }
+}
+
+fn per_job(deny: &[std::ops::RangeInclusive<u16>], unix: UnixSockets) -> Vec<Rule> {
+    let section = Section {
+        deny_loopback: deny.to_vec(),
+        unix_sockets: unix,
+        ..options(Loopback::Open, Some(5353))
+    };
+    let profile = format!("{ALLOW_ALL}{}", render(&section).unwrap());
+    rules(&parse(&profile).unwrap())
+}
+
+/// One job of four of one user: the other slots' egressd ports are closed, its own and the rest of
+/// loopback open; Unix sockets only under the launcher's paths (with --allow-unix-socket), never
+/// the resolver's; no other process's arguments, environment or details.
+#[test]
+fn a_job_reaches_its_own_sidecar_and_sockets_and_nothing_of_its_siblings() {
+    let deny = [4000..=4001, 4010..=4011, 4020..=4021];
+    let job_dir = "/private/tmp/job-1";
+    let cases: &[(&str, UnixSockets, Op, Option<bool>)] = &[
+        ("own proxy", UnixSockets::All, tcp(true, 3128), Some(true)),
+        ("own stub", UnixSockets::All, udp(true, 5353), Some(true)),
+        (
+            "own test server",
+            UnixSockets::All,
+            tcp(true, 8080),
+            Some(true),
+        ),
+        (
+            "job 2's proxy",
+            UnixSockets::All,
+            tcp(true, 4000),
+            Some(false),
+        ),
+        (
+            "job 2's stub",
+            UnixSockets::All,
+            udp(true, 4001),
+            Some(false),
+        ),
+        (
+            "job 2's stub, TCP",
+            UnixSockets::All,
+            tcp(true, 4001),
+            Some(false),
+        ),
+        (
+            "job 4's stub",
+            UnixSockets::All,
+            udp(true, 4021),
+            Some(false),
+        ),
+        (
+            "next to a slot",
+            UnixSockets::All,
+            tcp(true, 4002),
+            Some(true),
+        ),
+        (
+            "any socket",
+            UnixSockets::All,
+            Op::UnixSocket("/var/run/docker.sock"),
+            Some(true),
+        ),
+        (
+            "resolver",
+            UnixSockets::All,
+            Op::UnixSocket(SYSTEM_RESOLVER_SOCKET),
+            Some(false),
+        ),
+        (
+            "socket in the job dir",
+            UnixSockets::under(vec![job_dir.into()]).unwrap(),
+            Op::UnixSocket("/private/tmp/job-1/pg/.s.PGSQL.5432"),
+            Some(true),
+        ),
+        (
+            "the job dir's sibling",
+            UnixSockets::under(vec![job_dir.into()]).unwrap(),
+            Op::UnixSocket("/private/tmp/job-10/x.sock"),
+            Some(false),
+        ),
+        (
+            "a container daemon",
+            UnixSockets::under(vec![job_dir.into()]).unwrap(),
+            Op::UnixSocket("/private/var/run/docker.sock"),
+            Some(false),
+        ),
+        (
+            "resolver under an allowed path",
+            UnixSockets::under(vec!["/private/var/run".into()]).unwrap(),
+            Op::UnixSocket(SYSTEM_RESOLVER_SOCKET),
+            Some(false),
+        ),
+        (
+            "a sibling's environment",
+            UnixSockets::All,
+            Op::Sysctl("kern.procargs2.4242"),
+            Some(false),
+        ),
+        (
+            "old procargs",
+            UnixSockets::All,
+            Op::Sysctl("kern.procargs.4242"),
+            Some(false),
+        ),
+        (
+            "other sysctls",
+            UnixSockets::All,
+            Op::Sysctl("kern.osversion"),
+            Some(true),
+        ),
+        (
+            "a sibling's details",
+            UnixSockets::All,
+            Op::ProcessInfo {
+                operation: "process-info-pidinfo",
+                own: false,
+            },
+            Some(false),
+        ),
+        (
+            "a sibling's open files",
+            UnixSockets::All,
+            Op::ProcessInfo {
+                operation: "process-info-pidfdinfo",
+                own: false,
+            },
+            Some(false),
+        ),
+        (
+            "its own details",
+            UnixSockets::All,
+            Op::ProcessInfo {
+                operation: "process-info-pidinfo",
+                own: true,
+            },
+            Some(true),
+        ),
+    ];
+    for (name, unix, op, want) in cases {
+        let rules = per_job(&deny, unix.clone());
+        assert_eq!(evaluate(&rules, op), *want, "{name}: {op:?}");
+    }
+    // Alone (no base profile), the section decides nothing about the job's own process info or
+    // other sysctls: it only denies.
+    let alone = rules(
+        &parse(
+            &render(&Section {
+                deny_loopback: deny.to_vec(),
+                ..options(Loopback::Open, Some(5353))
+            })
+            .unwrap(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(evaluate(&alone, &Op::Sysctl("kern.osversion")), None);
+    assert_eq!(
+        evaluate(
+            &alone,
+            &Op::ProcessInfo {
+                operation: "process-info-pidinfo",
+                own: true
+            }
+        ),
+        None
+    );
+}
+
+#[test]
+fn bad_per_job_input_is_refused() {
+    let own = Section {
+        deny_loopback: vec![3000..=3200],
+        ..options(Loopback::Open, Some(5353))
+    };
+    assert_eq!(render(&own), Err(pf::Error::DenyOwnPort(3128)));
+    let many = Section {
+        deny_loopback: vec![10000..=10300],
+        ..options(Loopback::Open, Some(5353))
+    };
+    assert_eq!(render(&many), Err(pf::Error::TooManyPorts(301)));
+    for path in ["relative/dir", "/a\"b", "/a\\b", "/a\nb"] {
+        assert_eq!(
+            UnixSockets::under(vec![path.into()]),
+            Err(pf::Error::UnixSocketPath(path.into())),
+            "{path:?}"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, UidRange};
+use pf::{BlockPolicy, Icmp, Mode, Options, Plan, SandboxUser, UidRange};
 use policy::Policy;
 
 /// The uid the golden files are written for (what `egressd pf --user 601` prints).
@@ -17,6 +17,9 @@ fn options(uid: u32, range: UidRange) -> Options {
         user: SandboxUser::new(uid, None, range).unwrap(),
         mode: Mode::LoopbackOnly,
         block: BlockPolicy::Return,
+        cgroup: None,
+        deny_loopback: Vec::new(),
+        icmp: Icmp::Closed,
         block_icmp: false,
         generator: concat!("egressd ", env!("CARGO_PKG_VERSION")).into(),
     }
@@ -84,6 +87,10 @@ fn nft_meaning(text: &str, uid: u32) -> Vec<Meaning> {
         let Some(rest) = line.strip_prefix(&format!("meta skuid {uid} ")) else {
             continue;
         };
+        // pf writes no ICMP rule for a user (it cannot match one): compared apart.
+        if rest.contains("l4proto icmp") || rest.contains("l4proto ipv6-icmp") {
+            continue;
+        }
         let verdict = if rest.ends_with(" accept") {
             "pass"
         } else {
@@ -121,6 +128,37 @@ fn pf_and_nft_say_the_same_thing() {
     ];
     assert_eq!(pf, expected);
     assert_eq!(nft, expected);
+}
+
+/// nft refuses the user's own ICMP but to loopback, both families; pf cannot (its `user` matches
+/// TCP and UDP only), and its header says so instead of pretending.
+#[test]
+fn icmp_is_closed_for_the_user_by_nft_and_pf_says_it_cannot() {
+    let nft = nft_text(GOLDEN_UID);
+    for line in [
+        "meta skuid 601 meta l4proto icmp ip daddr != 127.0.0.0/8 reject",
+        "meta skuid 601 meta l4proto ipv6-icmp ip6 daddr != ::1 reject",
+    ] {
+        assert!(nft.lines().any(|l| l.trim() == line), "{line}\n{nft}");
+    }
+    assert!(
+        nft.contains("# icmp:   closed: every ICMP packet from this user"),
+        "{nft}"
+    );
+    let pf = pf::pf::render(&plan(GOLDEN_UID), pf::pf::DEFAULT_ANCHOR);
+    assert!(pf.contains("# icmp:   NOT closed by this anchor"), "{pf}");
+    assert!(
+        !pf.lines()
+            .any(|l| l.contains("icmp") && !l.starts_with('#')),
+        "{pf}"
+    );
+    let mut open = options(GOLDEN_UID, UidRange::Service);
+    open.icmp = Icmp::Open;
+    let nft_open = pf::nft::render(
+        &Plan::new(&Policy::builtin(), &open).unwrap(),
+        "egressd_601",
+    );
+    assert!(!nft_open.contains("l4proto icmp"), "{nft_open}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! pf.conf that docs/pf.md promises macOS accepts, and `user` never meets ICMP.
 #![allow(clippy::unwrap_used)]
 
-use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort, UidRange};
+use pf::{BlockPolicy, Icmp, Mode, Options, Plan, SandboxUser, SidecarPort, UidRange};
 use policy::Policy;
 use proptest::prelude::*;
 
@@ -166,6 +166,8 @@ proptest! {
         allow_loopback in any::<bool>(),
         drop in any::<bool>(),
         block_icmp in any::<bool>(),
+        allow_icmp in any::<bool>(),
+        deny in prop::collection::vec((1u16..60000, 0u16..4), 0..3),
     ) {
         let policy = Policy::parse(&text, "prop.toml").unwrap();
         let mode = match mode {
@@ -180,6 +182,14 @@ proptest! {
             user: SandboxUser::new(uid, None, UidRange::Regular).unwrap(),
             mode,
             block: if drop { BlockPolicy::Drop } else { BlockPolicy::Return },
+            cgroup: None,
+            // Never the sidecar's own port (that is an error, tested apart).
+            deny_loopback: deny
+                .iter()
+                .map(|(lo, len)| *lo..=lo + len)
+                .filter(|r| !r.contains(&proxy_port))
+                .collect(),
+            icmp: if allow_icmp { Icmp::Open } else { Icmp::Closed },
             block_icmp,
             generator: "egressd test".into(),
         };

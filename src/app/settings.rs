@@ -84,6 +84,7 @@ impl Settings {
                 "--proxy-unix and --dns-unix need a Unix system"
             )));
         }
+        check_sandbox_id(&args.sandbox_id)?;
         let (credential, credential_source) = credential(args)?;
         let l = &args.limits;
         let limits = Limits {
@@ -111,7 +112,7 @@ impl Settings {
             drain_timeout: args.drain_timeout.0,
             proxy: ProxyConfig {
                 sandbox_id: args.sandbox_id.clone(),
-                extra_headers: extra_headers(&args.headers)?,
+                extra_headers: extra_headers(&args.headers, args.headers_from_env)?,
                 limits,
                 parent: parent_proxy(args)?,
                 credential,
@@ -177,16 +178,53 @@ fn credential(args: &RunArgs) -> Result<(Option<Credential>, CredentialSource), 
     Ok((Some(credential), CredentialSource::File))
 }
 
-fn extra_headers(headers: &[String]) -> Result<Vec<HeaderTemplate>, Failure> {
-    headers
-        .iter()
-        .filter(|h| !h.trim().is_empty())
-        .map(|h| {
+/// The sandbox id goes into audit events and, through `{sandbox_id}`, into forwarded headers: a
+/// line break there could forge a header or an audit line, so any control character fails the
+/// start rather than being stripped (the id would no longer be the launcher's).
+fn check_sandbox_id(id: &str) -> Result<(), Failure> {
+    match id.chars().find(|c| c.is_control()) {
+        Some(c) => Err(Failure::bad_input(anyhow!(
+            "--sandbox-id (EGRESSD_SANDBOX_ID) holds the control character U+{:04X}; give an id without CR, LF or other control characters",
+            u32::from(c)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The attribution headers: one per `--header` flag, whose value must hold no control character
+/// at all (a newline would otherwise make a second header a launcher never meant, an
+/// `X-Sandbox-Id` say); from EGRESSD_HEADERS, one per line, each held to the same rule (a CR
+/// before a line's end is an error too, never trimmed). Values are not printed in errors: a
+/// header may carry a token.
+fn extra_headers(headers: &[String], from_env: bool) -> Result<Vec<HeaderTemplate>, Failure> {
+    let source = if from_env {
+        "EGRESSD_HEADERS"
+    } else {
+        "--header"
+    };
+    let lines: Vec<&str> = if from_env {
+        headers.iter().flat_map(|h| h.split('\n')).collect()
+    } else {
+        headers.iter().map(String::as_str).collect()
+    };
+    lines
+        .into_iter()
+        .enumerate()
+        .filter(|(_, h)| !h.trim().is_empty())
+        .map(|(i, h)| {
+            let n = i + 1;
             let (name, value) = h.split_once(':').ok_or_else(|| {
-                Failure::bad_input(anyhow!("--header {h:?}: write 'Name: value'"))
+                Failure::bad_input(anyhow!("{source} #{n}: write 'Name: value'"))
             })?;
-            HeaderTemplate::parse(name.trim(), value.trim())
-                .map_err(|e| Failure::bad_input(anyhow!("--header {h:?}: {e}")))
+            let name = name.trim();
+            if let Some(c) = h.chars().find(|c| c.is_control()) {
+                return Err(Failure::bad_input(anyhow!(
+                    "{source} #{n} ({name:?}) holds the control character U+{:04X}; give one header per flag, without CR, LF or other control characters",
+                    u32::from(c)
+                )));
+            }
+            HeaderTemplate::parse(name, value.trim())
+                .map_err(|e| Failure::bad_input(anyhow!("{source} #{n}: {e}")))
         })
         .collect()
 }

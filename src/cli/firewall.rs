@@ -1,5 +1,6 @@
 //! The flags of `egressd pf`, `nft` and `sbpl`.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -24,8 +25,19 @@ pub struct FirewallArgs {
     /// How refused packets are answered: return (TCP reset / ICMP unreachable, fails fast) or drop.
     #[arg(long, value_enum, default_value_t = BlockPolicyArg::Return)]
     pub block_policy: BlockPolicyArg,
-    /// Also refuse ICMP echo requests to the special ranges. pf cannot tie ICMP to a user: on
-    /// macOS this rule applies to every user of the host (docs/pf.md).
+    /// Loopback ports (PORT or LO-HI, repeatable) closed to the user, TCP and UDP: other jobs'
+    /// egressd, one fixed pair per job slot. With nft --cgroup, only that job is closed off; pf
+    /// and nft without --cgroup close the ports to every job of the user (docs/pf.md).
+    #[arg(long, value_name = "PORT|LO-HI", value_parser = port_range)]
+    pub deny_loopback_port: Vec<RangeInclusive<u16>>,
+    /// Leave the user's ICMP alone. By default nft refuses every ICMP packet from the user (or
+    /// cgroup) to anything but loopback, echo to public addresses included; pf cannot match ICMP
+    /// by user, so there the sandbox-exec section closes it (docs/pf.md).
+    #[arg(long, conflicts_with = "block_icmp")]
+    pub allow_icmp: bool,
+    /// pf: also refuse ICMP echo requests to the special ranges for every user of the host (pf
+    /// cannot tie ICMP to a user). nft: deprecated and does nothing (the user's ICMP is closed by
+    /// default).
     #[arg(long)]
     pub block_icmp: bool,
     /// The user is a dedicated service account for sandboxes, such as the hidden user a macOS CI
@@ -74,7 +86,13 @@ pub struct PfArgs {
 pub struct NftArgs {
     #[command(flatten)]
     pub common: FirewallArgs,
-    /// nftables table name (in family inet); default egressd_UID.
+    /// Only the user's sockets in this cgroup v2 (a path below /sys/fs/cgroup, nft's `socket
+    /// cgroupv2`): one job of a user that runs many, each in its own cgroup. The cgroup must exist
+    /// when the rules load.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// nftables table name (in family inet); default egressd_UID, or egressd_UID_CGROUP with
+    /// --cgroup (one table per job).
     #[arg(long)]
     pub table: Option<String>,
 }
@@ -87,9 +105,22 @@ pub struct SbplArgs {
     /// test servers and databases) or sidecar (egressd's ports only).
     #[arg(long, value_enum, default_value_t = LoopbackArg::Open, conflicts_with = "allow_loopback")]
     pub loopback: LoopbackArg,
+    /// Loopback ports (PORT or LO-HI, repeatable) the job may not reach: the other job slots'
+    /// egressd ports (docs/pf.md, "Many jobs under one service user").
+    #[arg(long, value_name = "PORT|LO-HI", value_parser = port_range)]
+    pub deny_loopback_port: Vec<RangeInclusive<u16>>,
+    /// Allow Unix-socket connects only under PATH (repeatable; a subpath, as the sandbox sees it:
+    /// /private/tmp/..., /private/var/...). Without it the job may connect to every Unix socket
+    /// but the system resolver's, a container daemon's included (docs/sbpl.md).
+    #[arg(long, value_name = "PATH")]
+    pub allow_unix_socket: Vec<String>,
     /// Write the section to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+fn port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    pf::parse_port_range(text).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -8,11 +8,26 @@ mod suggest;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use firewall::*;
 pub use run::*;
 pub use suggest::*;
+
+/// Parses the process's arguments (exiting as clap does on an error or `--help`), noting where
+/// `run`'s headers came from: EGRESSD_HEADERS holds one header per line, a `--header` flag one
+/// header whose newline is an error, and only the parsed matches can tell the two apart.
+pub fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Run(args) = &mut cli.command {
+        args.headers_from_env = matches
+            .subcommand_matches("run")
+            .and_then(|run| run.value_source("headers"))
+            == Some(clap::parser::ValueSource::EnvVariable);
+    }
+    cli
+}
 
 /// egressd: the egress-control sidecar for sandboxes.
 ///
@@ -51,8 +66,9 @@ pub enum Command {
     /// blocked (minus the policy's carve-outs; the policy's CIDR deny rules too); loopback stays
     /// usable. With --mode loopback-only the user may reach loopback only: one rule set for any
     /// number of jobs of that user, each with its own egressd on loopback. With --mode
-    /// sidecar-only the user may reach only one egressd's ports. The header of the output says how
-    /// to load, verify, enable and remove it; see docs/pf.md.
+    /// sidecar-only the user may reach only one egressd's ports. pf cannot match ICMP by user: the
+    /// job's sandbox-exec section closes its ICMP. The header of the output says what it closes and
+    /// how to load, verify, enable and remove it; see docs/pf.md.
     ///
     /// Exit status: 0 on success, 2 for bad input (unknown user, system uid, bad anchor name or
     /// port, invalid policy, sidecar-only without ports).
@@ -61,18 +77,25 @@ pub enum Command {
     ///
     /// The ruleset lives in its own `table inet` (default egressd_UID, one per user): `nft -f FILE`
     /// replaces an earlier copy, `nft delete table inet NAME` removes it. TCP is refused with a
-    /// reset, UDP with an ICMP error. See docs/pf.md.
+    /// reset, UDP with an ICMP error; the user's own ICMP is refused but to loopback unless
+    /// --allow-icmp. With --cgroup PATH the rules match one job of the user (its cgroup v2, one
+    /// table per job), and --deny-loopback-port closes the other jobs' egressd ports to it. See
+    /// docs/pf.md, "Many jobs under one service user".
     ///
     /// Exit status: 0 on success, 2 for bad input.
     Nft(NftArgs),
     /// Print the network section of a sandbox-exec profile: outbound only to loopback and
     /// egressd's ports, and no system resolver.
     ///
-    /// Denies every other outbound connection, loopback port 53, the system resolver's socket and
-    /// its Mach services (com.apple.dnssd.service and mDNSResponder's others); trust services
+    /// Denies every other outbound connection and datagram (ICMP included), loopback port 53 and
+    /// the ports of --deny-loopback-port (other jobs' egressd), reading other processes' arguments
+    /// and environment (kern.procargs*) and details (process-info*), the system resolver's socket
+    /// and its Mach services (com.apple.dnssd.service and mDNSResponder's others); trust services
     /// that TLS certificate checks need are left alone. Loopback is open by default (CI jobs call
-    /// their own servers); --loopback sidecar closes it but for egressd. Append the section at
-    /// the end of the profile; see docs/sbpl.md and docs/launcher.md.
+    /// their own servers); --loopback sidecar closes it but for egressd. Unix sockets are open but
+    /// for the resolver's; --allow-unix-socket PATH keeps them to the job's own directories (a
+    /// container daemon's socket is a way out). Append the section at the end of the profile; see
+    /// docs/sbpl.md and docs/launcher.md.
     ///
     /// Exit status: 0 on success, 2 for bad input.
     Sbpl(SbplArgs),

@@ -16,7 +16,7 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESSD_POLICY")]
     pub policy: Option<PathBuf>,
     /// Identity of the sandbox: logged in every audit event and filled into {sandbox_id} header
-    /// templates.
+    /// templates. A CR, LF or other control character exits 2.
     #[arg(long, env = "EGRESSD_SANDBOX_ID", default_value = "")]
     pub sandbox_id: String,
     /// Address for the proxy to listen on; port 0 picks a free port (reported on the readiness
@@ -28,7 +28,8 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESSD_PROXY_UNIX", value_name = "PATH")]
     pub proxy_unix: Option<PathBuf>,
     /// Permissions of the --proxy-unix socket, in octal. The default, 0600, lets only egressd's
-    /// user connect; 0660 opens it to the socket's group (a launcher relaying for a VM, say).
+    /// user connect; 0660 opens it to the socket's group (a launcher relaying for a VM, say). A
+    /// mode that lets others write (connect), such as 0666, exits 2.
     #[arg(long, env = "EGRESSD_PROXY_UNIX_MODE", value_name = "OCTAL", requires = "proxy_unix",
           value_parser = unix_mode)]
     pub proxy_unix_mode: Option<u32>,
@@ -71,15 +72,15 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESSD_DANGER_LISTEN_NON_LOOPBACK")]
     pub danger_listen_non_loopback: bool,
     /// Attribution header 'Name: value' set on every forwarded request, replacing the client's
-    /// copy and the policy's header of the same name; {sandbox_id} is filled in (repeatable; in
-    /// the variable, one per line).
-    #[arg(
-        long = "header",
-        env = "EGRESSD_HEADERS",
-        value_name = "NAME: VALUE",
-        value_delimiter = '\n'
-    )]
+    /// copy and the policy's header of the same name; {sandbox_id} is filled in (repeatable: one
+    /// header per flag; in the variable, one per line). A CR, LF or other control character in a
+    /// flag's value exits 2.
+    #[arg(long = "header", env = "EGRESSD_HEADERS", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+    /// Whether `headers` came from EGRESSD_HEADERS (one header per line there) rather than from
+    /// --header flags (one header each, a newline in one is an error): set by [`super::parse`].
+    #[arg(skip)]
+    pub headers_from_env: bool,
     /// Log format on stderr.
     #[arg(long, env = "EGRESSD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -227,8 +228,14 @@ pub enum LogLevel {
     Trace,
 }
 
+/// An octal socket mode that does not let every user of the host connect: connecting to a Unix
+/// socket needs write permission, and a proxy socket anyone may use is a way around the proxy
+/// credential's reason to exist (another user's processes sharing this sandbox's identity).
 fn unix_mode(text: &str) -> Result<u32, String> {
     match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode & 0o002 != 0 && mode <= 0o777 => Err(format!(
+            "{mode:o} lets every user of the host connect (write permission for others); use 600, or 660 with a group of the launcher's"
+        )),
         Ok(mode) if mode <= 0o777 => Ok(mode),
         _ => Err("write an octal mode such as 600 or 660".to_owned()),
     }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use pf::{BlockPolicy, Mode, Options, Plan, SandboxUser, SidecarPort, UidRange};
+use pf::{BlockPolicy, Cgroup, Icmp, Mode, Options, Plan, SandboxUser, SidecarPort, UidRange};
 
 use crate::cli::{
     BlockPolicyArg, FirewallArgs, FirewallMode, LoopbackArg, NftArgs, PfArgs, SbplArgs, SidecarArgs,
@@ -16,7 +16,7 @@ use crate::load;
 
 pub fn pf(args: &PfArgs) -> Result<Exit, Failure> {
     pf::pf::check_anchor(&args.anchor).map_err(Failure::bad_input)?;
-    let plan = plan(&args.common)?;
+    let plan = plan(&args.common, None, args.common.block_icmp)?;
     emit(
         &pf::pf::render(&plan, &args.anchor),
         args.common.output.as_deref(),
@@ -24,11 +24,26 @@ pub fn pf(args: &PfArgs) -> Result<Exit, Failure> {
 }
 
 pub fn nft(args: &NftArgs) -> Result<Exit, Failure> {
-    let plan = plan(&args.common)?;
-    let table = args
-        .table
-        .clone()
-        .unwrap_or_else(|| pf::nft::default_table(plan.uid));
+    let cgroup = args
+        .cgroup
+        .as_deref()
+        .map(Cgroup::new)
+        .transpose()
+        .map_err(Failure::bad_input)?;
+    if args.common.block_icmp {
+        // Kept so that existing provisioning scripts run; the rule it asked for is the default.
+        eprintln!(
+            "egressd: --block-icmp is deprecated for nft and does nothing: the user's ICMP is refused by default (--allow-icmp opens it)"
+        );
+    }
+    let plan = plan(&args.common, cgroup.clone(), false)?;
+    let table = match (&args.table, &cgroup) {
+        (Some(table), _) => table.clone(),
+        (None, Some(cgroup)) => {
+            pf::nft::default_cgroup_table(plan.uid, cgroup).map_err(Failure::bad_input)?
+        }
+        (None, None) => pf::nft::default_table(plan.uid),
+    };
     pf::nft::check_table(&table).map_err(Failure::bad_input)?;
     emit(
         &pf::nft::render(&plan, &table),
@@ -45,7 +60,20 @@ pub fn sbpl(args: &SbplArgs) -> Result<Exit, Failure> {
         LoopbackArg::Open => pf::sbpl::Loopback::Open,
         LoopbackArg::Sidecar => pf::sbpl::Loopback::SidecarOnly,
     };
-    let text = pf::sbpl::render(&generator(), proxy, dns, loopback).map_err(Failure::bad_input)?;
+    let unix_sockets = if args.allow_unix_socket.is_empty() {
+        pf::sbpl::UnixSockets::All
+    } else {
+        pf::sbpl::UnixSockets::under(args.allow_unix_socket.clone()).map_err(Failure::bad_input)?
+    };
+    let text = pf::sbpl::render(&pf::sbpl::Section {
+        generator: generator(),
+        proxy_port: proxy,
+        dns_port: dns,
+        loopback,
+        deny_loopback: args.deny_loopback_port.clone(),
+        unix_sockets,
+    })
+    .map_err(Failure::bad_input)?;
     emit(&text, args.output.as_deref())
 }
 
@@ -53,7 +81,12 @@ fn generator() -> String {
     format!("egressd {}", env!("CARGO_PKG_VERSION"))
 }
 
-fn plan(args: &FirewallArgs) -> Result<Plan, Failure> {
+/// The plan for the common flags; `host_icmp_echo` is pf's `--block-icmp` (nft's is a no-op).
+fn plan(
+    args: &FirewallArgs,
+    cgroup: Option<Cgroup>,
+    host_icmp_echo: bool,
+) -> Result<Plan, Failure> {
     let policy = load::policy(args.policy.as_deref())?;
     let range = if args.danger_allow_system_uid {
         UidRange::DangerAny
@@ -86,7 +119,14 @@ fn plan(args: &FirewallArgs) -> Result<Plan, Failure> {
             BlockPolicyArg::Return => BlockPolicy::Return,
             BlockPolicyArg::Drop => BlockPolicy::Drop,
         },
-        block_icmp: args.block_icmp,
+        cgroup,
+        deny_loopback: args.deny_loopback_port.clone(),
+        icmp: if args.allow_icmp {
+            Icmp::Open
+        } else {
+            Icmp::Closed
+        },
+        block_icmp: host_icmp_echo,
         generator: generator(),
     };
     Plan::new(&policy, &options).map_err(Failure::bad_input)

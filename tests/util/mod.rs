@@ -43,7 +43,7 @@ pub use events::{events_of, request_events};
 pub use exchange::{connect_tcp, exchange, request_head};
 pub use gated_dns::GatedDns;
 pub use http::{Response, header_value, header_values, read_head};
-pub use netns::in_netns;
+pub use netns::{TestCgroups, in_netns, in_netns_with_cgroup2};
 pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, UdpEcho};
 pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};

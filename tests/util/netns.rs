@@ -28,6 +28,82 @@ pub fn in_netns(test: &str, addrs: &[&str], scenario: impl FnOnce()) {
     rerun_in_namespaces(test, &["--net"], &script, &[(INSIDE, "1".as_ref())]);
 }
 
+/// [`in_netns`], in a private mount namespace too, with cgroup v2 mounted at `/sys/fs/cgroup`
+/// (where nft resolves `socket cgroupv2` paths) and ping sockets open to every group (iputils
+/// `ping` as any uid, for ICMP probes). Cgroups the scenario makes are in the host's hierarchy:
+/// it removes them ([`TestCgroups`]).
+pub fn in_netns_with_cgroup2(test: &str, addrs: &[&str], scenario: impl FnOnce()) {
+    if std::env::var_os(INSIDE).is_some() {
+        assert_only_loopback();
+        assert!(
+            std::path::Path::new("/sys/fs/cgroup/cgroup.procs").exists(),
+            "{INSIDE} is set but cgroup v2 is not mounted at /sys/fs/cgroup"
+        );
+        scenario();
+        return;
+    }
+    let mut script = String::from(
+        "set -e; ip link set lo up; echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range; \
+         mount -t cgroup2 none /sys/fs/cgroup; ",
+    );
+    for addr in addrs {
+        let flags = if addr.contains(':') { " nodad" } else { "" };
+        script.push_str(&format!("ip addr add {addr} dev lo{flags}; "));
+    }
+    rerun_in_namespaces(
+        test,
+        &["--net", "--mount"],
+        &script,
+        &[(INSIDE, "1".as_ref())],
+    );
+}
+
+/// Cgroups below `/sys/fs/cgroup/egressd-test-PID/`, removed (with that directory) when dropped.
+pub struct TestCgroups {
+    root: std::path::PathBuf,
+    /// Each cgroup's path relative to the cgroup2 mount, as `egressd nft --cgroup` takes it.
+    pub relative: Vec<String>,
+}
+
+impl TestCgroups {
+    /// Makes `names` below a directory of this test's own.
+    pub fn make(names: &[&str]) -> Self {
+        let base = format!("egressd-test-{}", std::process::id());
+        let root = std::path::Path::new("/sys/fs/cgroup").join(&base);
+        std::fs::create_dir(&root).unwrap();
+        let mut relative = Vec::new();
+        for name in names {
+            std::fs::create_dir(root.join(name)).unwrap();
+            relative.push(format!("{base}/{name}"));
+        }
+        Self { root, relative }
+    }
+
+    /// A wrapper for [`super::Prober::run`] that moves the probe into cgroup `i` before it drops
+    /// to its uid.
+    pub fn enter(&self, i: usize) -> Vec<String> {
+        let procs = std::path::Path::new("/sys/fs/cgroup")
+            .join(&self.relative[i])
+            .join("cgroup.procs");
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo $$ > {} && exec \"$@\"", procs.display()),
+            "sh".into(),
+        ]
+    }
+}
+
+impl Drop for TestCgroups {
+    fn drop(&mut self) {
+        for relative in &self.relative {
+            let name = relative.rsplit('/').next().unwrap_or_default();
+            let _ = std::fs::remove_dir(self.root.join(name));
+        }
+        let _ = std::fs::remove_dir(&self.root);
+    }
+}
+
 /// Runs the test named `test` of this binary again under `unshare UNSHARE...`, after `script`
 /// (shell commands that end with `;`) in the new namespaces, with `env` set; asserts it passed.
 /// The test is run with `--include-ignored`: tests that need namespaces are ignored on the plain

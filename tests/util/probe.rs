@@ -28,7 +28,23 @@ impl Prober {
     /// "timeout" or "error:...".
     pub fn probe(&self, uid: u32, udp: bool, addr: SocketAddr) -> String {
         let spec = format!("{} {addr}", if udp { "udp" } else { "tcp" });
-        let out = Command::new("setpriv")
+        self.run(uid, &[], &spec)
+    }
+
+    /// Runs the probe `spec` ([`probe_once`]) as `uid`, under `wrapper` (a command and its
+    /// arguments run as root before `setpriv`, which must exec what follows it: entering a cgroup,
+    /// a PID namespace).
+    pub fn run(&self, uid: u32, wrapper: &[&str], spec: &str) -> String {
+        let (program, before) = match wrapper.split_first() {
+            Some((program, rest)) => (*program, rest.to_vec()),
+            None => ("setpriv", Vec::new()),
+        };
+        let mut command = Command::new(program);
+        command.args(&before);
+        if !wrapper.is_empty() {
+            command.arg("setpriv");
+        }
+        let out = command
             .args([
                 "--reuid",
                 &uid.to_string(),
@@ -44,7 +60,7 @@ impl Prober {
                 "--test-threads",
                 "1",
             ])
-            .env("EGRESSD_PROBE", &spec)
+            .env("EGRESSD_PROBE", spec)
             .output()
             .expect("setpriv (util-linux) runs");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -62,14 +78,33 @@ impl Prober {
     }
 }
 
-/// The probe itself, run by [`Prober::probe`] in a child process.
+/// The probe itself, run by [`Prober::probe`] in a child process. `tcp ADDR` connects; `udp ADDR`
+/// sends and awaits an echo; `dns ADDR` sends a DNS query and awaits any answer; `icmp IP` pings
+/// once (iputils `ping`, through a ping socket); `environ PID NEEDLE` reads another process's
+/// environment from /proc: "ok" if it holds NEEDLE, "absent" if not, "missing" if there is no
+/// such process here, "refused" if reading it is not permitted.
 pub fn probe_once(spec: &str) -> String {
     use std::io::ErrorKind;
     let (proto, addr) = spec.split_once(' ').unwrap();
+    if proto == "environ" {
+        let (pid, needle) = addr.split_once(' ').unwrap();
+        return match std::fs::read(format!("/proc/{pid}/environ")) {
+            Ok(env) if env.windows(needle.len()).any(|w| w == needle.as_bytes()) => "ok".into(),
+            Ok(_) => "absent".into(),
+            Err(e) if e.kind() == ErrorKind::NotFound => "missing".into(),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => "refused".into(),
+            Err(e) => format!("error:{e}"),
+        };
+    }
+    if proto == "icmp" {
+        return ping(addr);
+    }
     let addr: SocketAddr = addr.parse().unwrap();
     let patience = Duration::from_secs(3);
     let result = if proto == "tcp" {
         TcpStream::connect_timeout(&addr, patience).map(|_| ())
+    } else if proto == "dns" {
+        dns_query(addr, patience)
     } else {
         let bind: SocketAddr = if addr.is_ipv4() {
             "0.0.0.0:0".parse().unwrap()
@@ -100,5 +135,47 @@ pub fn probe_once(spec: &str) -> String {
             "timeout".to_owned()
         }
         Err(e) => format!("error:{e}"),
+    }
+}
+
+/// One DNS query (`probe.test. A`, recursion desired) to `addr`, awaiting any answer: a stub that
+/// refuses the name still answers.
+fn dns_query(addr: SocketAddr, patience: Duration) -> std::io::Result<()> {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let socket = UdpSocket::bind(bind)?;
+    socket.set_read_timeout(Some(patience))?;
+    socket.connect(addr)?;
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend_from_slice(b"\x05probe\x04test\x00\x00\x01\x00\x01");
+    socket.send(&query)?;
+    let mut buf = [0u8; 512];
+    socket.recv(&mut buf).map(|_| ())
+}
+
+/// One echo request with iputils `ping` (a ping socket: the namespace's ping_group_range must
+/// hold the uid's group): "ok" on a reply, "refused" when sending is refused at once (nft's
+/// reject on output: EPERM) or answered unreachable, "timeout" otherwise.
+fn ping(ip: &str) -> String {
+    let out = Command::new("ping")
+        .args(["-n", "-c", "1", "-W", "3", ip])
+        .output()
+        .expect("ping (iputils-ping) runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        "ok".into()
+    } else if text.contains("not permitted") || text.to_lowercase().contains("unreachable") {
+        "refused".into()
+    } else if text.contains("100% packet loss") {
+        "timeout".into()
+    } else {
+        format!("error:{}", text.trim().replace('\n', " | "))
     }
 }

@@ -93,6 +93,14 @@ impl Sidecar {
         Self::launch(egressd(), args)
     }
 
+    /// [`Sidecar::try_start`] with `env` set in egressd's environment (the EGRESSD_* twins of
+    /// flags).
+    pub fn try_start_with_env(env: &[(&str, &str)], args: &[&str]) -> Result<Self, Run> {
+        let mut command = egressd();
+        command.envs(env.iter().copied());
+        Self::launch(command, args)
+    }
+
     /// Starts `egressd run ARGS...` with at most `nofile` open descriptors (`ulimit -n` in `sh`,
     /// which every Unix has), to run it out of descriptors on purpose.
     pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Self {
