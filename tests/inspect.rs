@@ -269,6 +269,137 @@ fn inspected_requests_are_attributed_checked_and_audited() {
     );
 }
 
+/// Asserts a refusal inside the session: its status, reason header, and audit event (`decision`,
+/// the reason, the status), and that the origin saw nothing.
+fn assert_refused_inside(
+    world: &World,
+    refused: &[(Fetched, &str)],
+    (status, code, decision): (u16, &str, &str),
+) {
+    for (fetched, what) in refused {
+        assert_eq!(fetched.status, status, "{what}: {fetched:?}");
+        assert_eq!(
+            reason(&fetched.head).as_deref(),
+            Some(code),
+            "{what}: {fetched:?}"
+        );
+        assert!(
+            fetched.body.starts_with(&format!("egressd: {status} ")),
+            "{what}: {fetched:?}"
+        );
+    }
+    // Each fetch is a session of its own: its CONNECT's event, and its one request's.
+    let events: Vec<_> = request_events(&world.audit, 2 * refused.len())
+        .into_iter()
+        .filter(|e| {
+            e["destination"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("https://"))
+        })
+        .collect();
+    assert_eq!(events.len(), refused.len(), "{events:#?}");
+    for event in &events {
+        assert_eq!(
+            (
+                event["decision"].as_str(),
+                event["reason"].as_str(),
+                event["status"].as_u64()
+            ),
+            (Some(decision), Some(code), Some(u64::from(status))),
+            "{event}"
+        );
+    }
+    assert!(world.origin.seen().is_empty(), "{:?}", world.origin.seen());
+}
+
+#[test]
+fn path_parameters_are_refused_under_a_paths_rule() {
+    let world = World::start();
+    let refused: Vec<_> = [
+        "/ok/..;/admin",
+        "/ok/%2e%2e%3b/admin",
+        "/ok/a;jsessionid=1",
+        "/ok/a%3Bb",
+    ]
+    .into_iter()
+    .map(|path| (world.fetch("origin.test", "GET", path, &[]), path))
+    .collect();
+    assert_refused_inside(&world, &refused, (403, "path-not-allowed", "deny"));
+    assert!(
+        refused[2].0.body.contains("';' parameters"),
+        "{:?}",
+        refused[2].0
+    );
+}
+
+#[test]
+fn a_method_override_outside_the_methods_rule_is_refused() {
+    let world = World::start();
+    let refused: Vec<_> = [
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "x-method-override",
+    ]
+    .into_iter()
+    .map(|name| {
+        let header = format!("{name}: DELETE");
+        (
+            world.fetch("origin.test", "POST", "/ok/1", &[&header]),
+            name,
+        )
+    })
+    .collect();
+    assert_refused_inside(&world, &refused, (403, "method-not-allowed", "deny"));
+    // Naming a method the rule allows is no override of it.
+    let allowed = world.fetch(
+        "origin.test",
+        "POST",
+        "/ok/1",
+        &["X-HTTP-Method-Override: GET"],
+    );
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+}
+
+#[test]
+fn two_host_headers_are_a_bad_request() {
+    let world = World::start();
+    let port = world.origin.addr.port();
+    let refused: Vec<_> = [
+        format!("Host: origin.test:{port}"),
+        "Host: other.test".to_owned(),
+    ]
+    .into_iter()
+    .map(|second| {
+        (
+            world.fetch("origin.test", "GET", "/ok/1", &[&second]),
+            "two Hosts",
+        )
+    })
+    .collect();
+    // A client error, audited as one (`error`), like every malformed request.
+    assert_refused_inside(&world, &refused, (400, "bad-request", "error"));
+}
+
+#[test]
+fn connect_inside_a_session_is_405() {
+    let world = World::start();
+    let authority = format!("origin.test:{}", world.origin.addr.port());
+    let refused = vec![
+        (
+            world.fetch("origin.test", "CONNECT", &authority, &[]),
+            "CONNECT",
+        ),
+        (
+            world.fetch("origin.test", "GET", &authority, &[]),
+            "GET in authority form",
+        ),
+    ];
+    for (fetched, _) in &refused {
+        assert!(header_value(&fetched.head, "allow").is_some_and(|a| a.contains("GET")));
+    }
+    assert_refused_inside(&world, &refused, (405, "connect-in-session", "deny"));
+}
+
 #[test]
 fn credentials_are_swapped_on_their_host_and_refused_elsewhere() {
     let world = World::start();

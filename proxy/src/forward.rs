@@ -44,6 +44,11 @@ pub(crate) async fn forward(
             return refuse(&mut audit, &uri_text, failure);
         }
     };
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        // RFC 9112 §3.2: more than one Host is a bad request, even though the URI names the host.
+        let failure = Failure::BadRequest("the request has more than one Host header");
+        return refuse(&mut audit, &uri_text, failure);
+    }
     let decided = target_of(req.uri(), host).and_then(|target| {
         let decision = generation.router.decide(&target)?;
         Ok((target, decision))
