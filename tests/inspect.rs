@@ -320,11 +320,31 @@ fn path_parameters_are_refused_under_a_paths_rule() {
         "/ok/%2e%2e%3b/admin",
         "/ok/a;jsessionid=1",
         "/ok/a%3Bb",
+        "/admin",
     ]
     .into_iter()
     .map(|path| (world.fetch("origin.test", "GET", path, &[]), path))
     .collect();
     assert_refused_inside(&world, &refused, (403, "path-not-allowed", "deny"));
+    // Each body says what was refused, then what to do.
+    let advice = [
+        (0, "egressd: send the path without dot segments"),
+        (
+            2,
+            "egressd: send the path without ';' parameters, or add a glob that writes ';'",
+        ),
+        (
+            4,
+            "egressd: to allow it, add a glob that matches the path to the `paths` of rule allow[0]",
+        ),
+    ];
+    for (i, line) in advice {
+        let body = &refused[i].0.body;
+        assert!(
+            body.lines().nth(1).is_some_and(|l| l.starts_with(line)),
+            "{body}"
+        );
+    }
     assert!(
         refused[2].0.body.contains("';' parameters"),
         "{:?}",
@@ -470,6 +490,73 @@ fn credentials_are_swapped_on_their_host_and_refused_elsewhere() {
         !everything.contains(SECRET),
         "the real value is never logged"
     );
+}
+
+#[test]
+fn nothing_of_a_brokered_value_comes_back_from_an_origin_that_echoes_it_everywhere() {
+    let world = World::start();
+    let bearer = format!("Authorization: Bearer {PLACEHOLDER}");
+    let echoed = world.fetch(
+        "origin.test",
+        "GET",
+        "/ok/echo-everywhere",
+        &[&bearer, "TE: trailers"],
+    );
+    assert_eq!(echoed.status, 200, "{echoed:?}");
+    assert!(
+        header_value(&world.origin.seen()[0], "authorization").is_some_and(|a| a.contains(SECRET)),
+        "the origin got the value"
+    );
+    let everything = format!("{}{}", echoed.head, echoed.raw);
+    assert!(!everything.contains(SECRET), "{everything}");
+    assert!(
+        echoed.head.starts_with("HTTP/1.1 200 OK\r\n"),
+        "the standard reason phrase: {everything}"
+    );
+    assert_eq!(
+        header_value(&echoed.head, "x-echo"),
+        Some(format!("Bearer {PLACEHOLDER}"))
+    );
+    assert_eq!(echoed.body, format!("body Bearer {PLACEHOLDER}\n"));
+    // The trailer is not passed on over HTTP/1.1 (`Trailer` is hop-by-hop); were it, scrubbed.
+    let trailer = echoed.raw.lines().find(|l| l.starts_with("x-trailer-echo"));
+    assert!(
+        trailer.is_none_or(|t| t.ends_with(PLACEHOLDER)),
+        "{everything}"
+    );
+
+    // Compressed although egressd asked for identity: refused, not passed on.
+    let gzipped = world.fetch("origin.test", "GET", "/ok/echo-gzip", &[&bearer]);
+    assert_eq!(gzipped.status, 502, "{gzipped:?}");
+    assert_eq!(
+        reason(&gzipped.head).as_deref(),
+        Some("credential-encoding")
+    );
+    assert!(gzipped.body.starts_with("egressd: 502 "), "{gzipped:?}");
+    assert!(header_value(&gzipped.head, "content-encoding").is_none());
+    // Without a brokered value in the request, the same answer passes untouched.
+    let plain = world.fetch("origin.test", "GET", "/ok/echo-gzip", &[]);
+    assert_eq!(plain.status, 200, "{plain:?}");
+    assert_eq!(
+        header_value(&plain.head, "content-encoding").as_deref(),
+        Some("gzip")
+    );
+
+    let events = request_events(&world.audit, 6);
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|e| e["reason"] == "credential-encoding")
+        .collect();
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(
+        (
+            refused[0]["decision"].as_str(),
+            refused[0]["status"].as_u64()
+        ),
+        (Some("deny"), Some(502))
+    );
+    let logs = std::fs::read_to_string(&world.audit).unwrap() + &world.sidecar.stderr.text();
+    assert!(!logs.contains(SECRET), "the value is never logged");
 }
 
 #[test]

@@ -87,6 +87,38 @@ impl Refusal {
         }
     }
 
+    /// What to do about a refusal by the rule's `methods` or `paths`, on one line, as other
+    /// refusals' bodies say it (`refusal.rs`).
+    fn advice(&self) -> Option<String> {
+        let Self::Request(miss, decision) = self else {
+            return None;
+        };
+        let rule = decision
+            .rule
+            .as_ref()
+            .map_or("the rule".to_owned(), |r| format!("rule {}", r.label()));
+        Some(match miss {
+            RequestMiss::Method => {
+                format!("to allow it, add the method to the `methods` of {rule} in the policy")
+            }
+            RequestMiss::MethodOverride => format!(
+                "send the request without the method-override header, or add the method it names \
+                 to the `methods` of {rule} in the policy"
+            ),
+            RequestMiss::Path => format!(
+                "to allow it, add a glob that matches the path to the `paths` of {rule} in the \
+                 policy"
+            ),
+            RequestMiss::AmbiguousPath => "send the path without dot segments ('.', '..') and \
+                 without an encoded '/' or '\\': no glob allows an ambiguous path"
+                .to_owned(),
+            RequestMiss::PathParameters => format!(
+                "send the path without ';' parameters, or add a glob that writes ';' to the \
+                 `paths` of {rule} in the policy"
+            ),
+        })
+    }
+
     /// The label for the rule header: the allow rule, or the credential.
     fn rule_label(&self) -> Option<String> {
         match self {
@@ -105,12 +137,15 @@ impl Refusal {
         };
         let status = self.status();
         audit.denied(self.code(), rule, status);
-        let text = format!(
+        let mut text = format!(
             "egressd: {} {}: {destination}: {}\n",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
             self.detail()
         );
+        if let Some(advice) = self.advice() {
+            text.push_str(&format!("egressd: {advice}\n"));
+        }
         let mut response = Response::new(full(text));
         *response.status_mut() = status;
         let phrase = format!(
