@@ -32,6 +32,11 @@ impl World {
     }
 
     fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_editing(extra_args, |text| text)
+    }
+
+    /// [`World::start_with`], with the policy text changed by `edit`.
+    fn start_editing(extra_args: &[&str], edit: impl Fn(String) -> String) -> Self {
         let origin_ca = TestCa::new("test origin CA");
         let rogue_ca = TestCa::new("rogue CA");
         let origin = TlsOrigin::start(&origin_ca, &["origin.test"]);
@@ -41,7 +46,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let token = write(dir.path(), "token", &format!("{SECRET}\n"));
         let ports = [&origin, &other, &plain, &bad].map(|o| o.addr.port());
-        let text = inspect_policy(ports, &token.display().to_string());
+        let text = edit(inspect_policy(ports, &token.display().to_string()));
         let policy = write(dir.path(), "policy.toml", &text);
         let roots = origin_ca.write(dir.path(), "origin-ca.pem");
         let audit = dir.path().join("audit.jsonl");
@@ -559,6 +564,134 @@ fn nothing_of_a_brokered_value_comes_back_from_an_origin_that_echoes_it_everywhe
     assert!(!logs.contains(SECRET), "the value is never logged");
 }
 
+/// CONNECT `authority` through the world's egressd, then TLS with `sni` trusting egressd's CA,
+/// and one GET inside.
+fn refused_inside_tls(world: &World, authority: &str, sni: &str) -> Result<Fetched, String> {
+    let config = client_config(&world.egressd_ca());
+    let request = request("GET", "/", authority, &[]);
+    fetch(world.sidecar.proxy(), authority, sni, config, &request)
+}
+
+#[test]
+fn a_refused_connect_to_an_inspected_name_is_answered_inside_tls() {
+    let world = World::start();
+    // origin.test is inspected on its own port only: port 1 is refused by the policy.
+    let refused = refused_inside_tls(&world, "origin.test:1", "origin.test").unwrap();
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(
+        refused
+            .head
+            .starts_with("HTTP/1.1 403 Forbidden by egressd: port-not-allowed"),
+        "{refused:?}"
+    );
+    assert_eq!(reason(&refused.head).as_deref(), Some("port-not-allowed"));
+    assert!(
+        refused
+            .body
+            .starts_with("egressd: 403 Forbidden: origin.test:1: ")
+            && refused.body.lines().count() >= 2,
+        "the reason and what to do: {refused:?}"
+    );
+    // The leaf is egressd's, for the name.
+    let leaf = rustls::pki_types::CertificateDer::from(refused.peer.to_vec());
+    assert_ne!(leaf, world.origin.leaf, "not the origin's certificate");
+    // A name no inspect rule covers keeps the plain 403 on the CONNECT.
+    let plain = refused_inside_tls(&world, "plain.test:1", "plain.test").unwrap_err();
+    assert!(
+        plain.starts_with("CONNECT refused: HTTP/1.1 403"),
+        "{plain}"
+    );
+    // Another SNI than the CONNECT name: the connection ends, no certificate is shown.
+    assert!(refused_inside_tls(&world, "origin.test:1", "other.test").is_err());
+
+    let events = request_events(&world.audit, 3);
+    let origin: Vec<_> = events
+        .iter()
+        .filter(|e| e["destination"] == "origin.test:1")
+        .collect();
+    assert_eq!(origin.len(), 2, "{events:#?}");
+    for event in origin {
+        assert_eq!(
+            (
+                event["decision"].as_str(),
+                event["reason"].as_str(),
+                event["status"].as_u64()
+            ),
+            (Some("deny"), Some("port-not-allowed"), Some(403)),
+            "{event}"
+        );
+    }
+}
+
+/// The reason egressd gives a refused CONNECT to origin.test on a port its rule does not name.
+const PORT_REFUSAL: &str = "Forbidden by egressd: port-not-allowed port 1";
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn curl_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let run = curl_env(&env, "https://origin.test:1/");
+    // `-i` shows the CONNECT's 200, then the answer inside TLS.
+    let inside = format!("\r\n\r\nHTTP/1.1 403 {PORT_REFUSAL}\r\n");
+    assert!(run.stdout.contains(&inside), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs git: run by .ci/run"]
+fn git_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let run = git_ls_remote(&env, "https://origin.test:1/repo.git");
+    assert_ne!(run.code, 0, "{run:?}");
+    // git prints a text/plain error body as `remote:` lines.
+    assert!(
+        run.stderr
+            .contains("remote: egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs node and the undici npm package: run by .ci/run"]
+fn node_fetch_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let run = node_fetch(&env, "https://origin.test:1/");
+    assert_eq!(run.code, 0, "{run:?}");
+    let parts: Vec<&str> = run.stdout.splitn(4, '|').collect();
+    assert_eq!(
+        parts[..3],
+        ["403", PORT_REFUSAL, "port-not-allowed"],
+        "{run:?}"
+    );
+    assert!(
+        parts[3].starts_with("egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn refusals_inside_tls_for_every_name_is_opt_in() {
+    let world = World::start_editing(&[], |text| {
+        text.replacen("[defaults]", "[defaults]\nrefusals_inside_tls = true", 1)
+    });
+    for (authority, name) in [
+        ("plain.test:1", "plain.test"),
+        ("elsewhere.test:443", "elsewhere.test"),
+    ] {
+        let refused = refused_inside_tls(&world, authority, name).unwrap();
+        assert_eq!(refused.status, 403, "{refused:?}");
+        assert!(refused.body.contains(authority), "{refused:?}");
+        assert!(reason(&refused.head).is_some(), "{refused:?}");
+    }
+}
+
 #[test]
 fn a_reload_that_refuses_the_origins_address_refuses_the_next_request_of_an_open_session() {
     let world = World::start();
@@ -723,6 +856,8 @@ fn the_ca_files_are_announced_in_the_env_block_and_removed_at_exit() {
         "REQUESTS_CA_BUNDLE",
         "CURL_CA_BUNDLE",
         "GIT_SSL_CAINFO",
+        "PIP_CERT",
+        "CARGO_HTTP_CAINFO",
     ] {
         assert_eq!(env[var], bundle.display().to_string(), "{var}");
     }

@@ -37,15 +37,18 @@ pub(crate) async fn connect(
             return refuse(&mut audit, &authority, failure);
         }
     };
+    let config = &connection.shared.config;
+    let policy = generation.router.policy();
     let decision = match generation.router.decide(&target) {
         Ok(decision) => decision,
-        Err(failure) if refused_tunnel::wanted(&target, &failure) => {
-            return refused_tunnel::answer(connection, req, audit, authority, failure);
-        }
-        Err(failure) => return refuse(&mut audit, &authority, failure),
+        Err(failure) => match refused_tunnel::wanted(config, policy, &target, &failure) {
+            Some(inside) => {
+                return refused_tunnel::answer(connection, req, audit, authority, failure, inside);
+            }
+            None => return refuse(&mut audit, &authority, failure),
+        },
     };
     audit.reported(&decision);
-    let config = &connection.shared.config;
     let limits = &config.limits;
     let opened = match &config.parent {
         None => generation
@@ -60,10 +63,12 @@ pub(crate) async fn connect(
     };
     let (origin, addr) = match opened {
         Ok(opened) => opened,
-        Err(failure) if refused_tunnel::wanted(&target, &failure) => {
-            return refused_tunnel::answer(connection, req, audit, authority, failure);
-        }
-        Err(failure) => return refuse(&mut audit, &authority, failure),
+        Err(failure) => match refused_tunnel::wanted(config, policy, &target, &failure) {
+            Some(inside) => {
+                return refused_tunnel::answer(connection, req, audit, authority, failure, inside);
+            }
+            None => return refuse(&mut audit, &authority, failure),
+        },
     };
     let decision = match &config.parent {
         None => generation.router.settle(decision, Some(addr)),

@@ -101,3 +101,25 @@ pub fn wget(env: &ProxyEnv, url: &str) -> Run {
     env.apply(&mut command);
     output_within(&mut command, PATIENCE)
 }
+
+/// `curl -sS -i URL`, configured by the env block alone (its proxy and `CURL_CA_BUNDLE`), ignoring
+/// the user's curlrc.
+pub fn curl_env(env: &ProxyEnv, url: &str) -> Run {
+    let mut command = Command::new("curl");
+    command.args(["-q", "-sS", "-i", "--max-time", "20", url]);
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
+
+/// `git ls-remote URL`, configured by the env block alone (its proxy and `GIT_SSL_CAINFO`),
+/// ignoring the user's and the system's git configuration.
+pub fn git_ls_remote(env: &ProxyEnv, url: &str) -> Run {
+    let mut command = Command::new("git");
+    command
+        .args(["ls-remote", url])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}

@@ -60,14 +60,14 @@ pub(crate) fn wanted(decision: &Decision) -> bool {
 
 /// Why the TLS session with the client was not opened; the CONNECT's audit reason.
 #[derive(Clone, Copy, Debug)]
-enum Ended {
+pub(crate) enum Ended {
     SniMissing,
     SniMismatch,
     ClientTls,
 }
 
 impl Ended {
-    fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Self::SniMissing => "sni-missing",
             Self::SniMismatch => "sni-mismatch",
@@ -177,7 +177,7 @@ pub(crate) fn spawn(
 }
 
 /// The TLS handshake with the client, after its SNI was checked against the CONNECT host.
-async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
     io: IO,
     name: &DomainName,
     inspect: &InspectConfig,
