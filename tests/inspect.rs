@@ -658,6 +658,23 @@ fn git_shows_a_refusal_answered_inside_tls() {
 }
 
 #[test]
+#[ignore = "needs cargo: run by .ci/run"]
+fn cargo_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let home = tempfile::tempdir().unwrap();
+    let run = cargo_search(&env, "https://origin.test:1/index/", home.path());
+    assert_ne!(run.code, 0, "{run:?}");
+    // cargo prints the status and the body of a failed index request.
+    assert!(run.stderr.contains("got 403"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
 #[ignore = "needs node and the undici npm package: run by .ci/run"]
 fn node_fetch_shows_a_refusal_answered_inside_tls() {
     let world = World::start();

@@ -123,3 +123,16 @@ pub fn git_ls_remote(env: &ProxyEnv, url: &str) -> Run {
     env.apply(&mut command);
     output_within(&mut command, PATIENCE)
 }
+
+/// `cargo search` against the sparse index at `index` (an `https://` URL), configured by the env
+/// block alone (its proxy and `CARGO_HTTP_CAINFO`), with `home` as `CARGO_HOME`.
+pub fn cargo_search(env: &ProxyEnv, index: &str, home: &Path) -> Run {
+    let mut command = Command::new("cargo");
+    command
+        .args(["search", "--index", &format!("sparse+{index}"), "anything"])
+        .env("CARGO_HOME", home)
+        .env("CARGO_NET_RETRY", "0")
+        .env_remove("CARGO_HTTP_PROXY");
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
