@@ -658,6 +658,29 @@ fn git_shows_a_refusal_answered_inside_tls() {
 }
 
 #[test]
+#[ignore = "needs wget: run by .ci/run"]
+fn wget_with_the_documented_wgetrc_line_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let bundle = world.sidecar.ready["inspect_ca_bundle"].as_str().unwrap();
+    let rc = write(
+        world.dir.path(),
+        "wgetrc",
+        &format!("ca_certificate = {bundle}\n"),
+    );
+    let run = wget_with_rc(&env, "https://origin.test:1/", &rc);
+    assert!(
+        run.stderr.contains(&format!("ERROR 403: {PORT_REFUSAL}")),
+        "{run:?}"
+    );
+    // Without the line wget trusts none of the env block's variables: a certificate error.
+    let empty = write(world.dir.path(), "empty-wgetrc", "");
+    let untrusted = wget_with_rc(&env, "https://origin.test:1/", &empty);
+    assert!(!untrusted.stderr.contains("ERROR 403"), "{untrusted:?}");
+    assert!(untrusted.stderr.contains("certificate"), "{untrusted:?}");
+}
+
+#[test]
 #[ignore = "needs cargo: run by .ci/run"]
 fn cargo_shows_a_refusal_answered_inside_tls() {
     let world = World::start();

@@ -136,3 +136,15 @@ pub fn cargo_search(env: &ProxyEnv, index: &str, home: &Path) -> Run {
     env.apply(&mut command);
     output_within(&mut command, PATIENCE)
 }
+
+/// `wget -O - URL`, one try, reading only the wgetrc at `rc` (`WGETRC`), as docs/tls.md tells a
+/// launcher to give it the CA bundle.
+pub fn wget_with_rc(env: &ProxyEnv, url: &str, rc: &Path) -> Run {
+    let mut command = Command::new("wget");
+    command
+        .args(["-nv", "--tries=1", "--timeout=20", "-O", "-", url])
+        .env("WGETRC", rc)
+        .env("HOME", rc.parent().unwrap_or(rc));
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
