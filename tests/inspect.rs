@@ -375,6 +375,17 @@ fn a_method_override_outside_the_methods_rule_is_refused() {
     })
     .collect();
     assert_refused_inside(&world, &refused, (403, "method-not-allowed", "deny"));
+    // Plain HTTP to the inspected host obeys the same rule.
+    let plain = Client::Rust.get_with(
+        world.sidecar.proxy(),
+        &format!("http://origin.test:{}/ok/1", world.origin.addr.port()),
+        &["X-HTTP-Method-Override: DELETE"],
+    );
+    assert_eq!(plain.status, 403, "{plain:?}");
+    assert_eq!(
+        reason(&plain.headers).as_deref(),
+        Some("method-not-allowed")
+    );
     // Naming a method the rule allows is no override of it.
     let allowed = world.fetch(
         "origin.test",
