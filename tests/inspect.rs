@@ -692,6 +692,24 @@ fn wget_with_the_documented_wgetrc_line_shows_a_refusal_answered_inside_tls() {
 }
 
 #[test]
+#[ignore = "needs python3: run by .ci/run"]
+fn python_urllib_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let run = python_urlopen(&env, "https://origin.test:1/");
+    let parts: Vec<&str> = run.stdout.splitn(4, '|').collect();
+    assert_eq!(
+        parts[..3],
+        ["403", PORT_REFUSAL, "port-not-allowed"],
+        "{run:?}"
+    );
+    assert!(
+        parts[3].starts_with("egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
 #[ignore = "needs cargo: run by .ci/run"]
 fn cargo_shows_a_refusal_answered_inside_tls() {
     let world = World::start();

@@ -50,8 +50,8 @@ pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
 pub use proxy_env::ProxyEnv;
 pub use refusal_clients::{
-    cargo_search, curl_env, git_ls_remote, node_fetch, npm_install, pip_download, wget,
-    wget_with_rc,
+    cargo_search, curl_env, git_ls_remote, node_fetch, npm_install, pip_download, python_urlopen,
+    wget, wget_with_rc,
 };
 pub use relay::Relay;
 pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};

@@ -148,3 +148,24 @@ pub fn wget_with_rc(env: &ProxyEnv, url: &str, rc: &Path) -> Run {
     env.apply(&mut command);
     output_within(&mut command, PATIENCE)
 }
+
+/// Python's `urllib.request.urlopen(URL)`, configured by the env block alone (its proxy and
+/// `SSL_CERT_FILE`): prints `STATUS|REASON PHRASE|x-egressd-reason|BODY`, or `error: ...`.
+pub fn python_urlopen(env: &ProxyEnv, url: &str) -> Run {
+    let script = r#"
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=20)
+    print(r.status)
+except urllib.error.HTTPError as e:
+    body = e.read().decode()
+    print("|".join([str(e.code), e.reason, e.headers.get("x-egressd-reason") or "", body]), end="")
+except Exception as e:
+    print("error:", e, file=sys.stderr)
+    sys.exit(1)
+"#;
+    let mut command = Command::new("python3");
+    command.args(["-c", script, url]);
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
