@@ -276,6 +276,15 @@ fn absolute_form_requests_need_the_credential() {
     ] {
         assert_auth_refusal(&job.get(&url, &[&wrong]), "proxy-auth-invalid");
     }
+    // Two fields are invalid even when one is right, in either order.
+    let (right, wrong) = (
+        proxy_authorization(&job.secret),
+        proxy_authorization(&altered(&job.secret)),
+    );
+    for pair in [[&right, &wrong], [&wrong, &right], [&right, &right]] {
+        let pair = pair.map(String::as_str);
+        assert_auth_refusal(&job.get(&url, &pair), "proxy-auth-invalid");
+    }
     for right in [
         proxy_authorization(&job.secret),
         format!("Proxy-Authorization: basic {token}"),
@@ -312,6 +321,9 @@ fn connect_requests_need_the_credential() {
     assert_auth_refusal(&connect(&[]).1, "proxy-auth-required");
     let wrong = proxy_authorization(&altered(&job.secret));
     assert_auth_refusal(&connect(&[&wrong]).1, "proxy-auth-invalid");
+    let right = proxy_authorization(&job.secret);
+    assert_auth_refusal(&connect(&[&right, &wrong]).1, "proxy-auth-invalid");
+    assert_auth_refusal(&connect(&[&wrong, &right]).1, "proxy-auth-invalid");
     let token = basic(&job.secret).replacen("Basic", "basic", 1);
     for right in [
         proxy_authorization(&job.secret),

@@ -32,6 +32,11 @@ impl World {
     }
 
     fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_editing(extra_args, |text| text)
+    }
+
+    /// [`World::start_with`], with the policy text changed by `edit`.
+    fn start_editing(extra_args: &[&str], edit: impl Fn(String) -> String) -> Self {
         let origin_ca = TestCa::new("test origin CA");
         let rogue_ca = TestCa::new("rogue CA");
         let origin = TlsOrigin::start(&origin_ca, &["origin.test"]);
@@ -41,7 +46,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let token = write(dir.path(), "token", &format!("{SECRET}\n"));
         let ports = [&origin, &other, &plain, &bad].map(|o| o.addr.port());
-        let text = inspect_policy(ports, &token.display().to_string());
+        let text = edit(inspect_policy(ports, &token.display().to_string()));
         let policy = write(dir.path(), "policy.toml", &text);
         let roots = origin_ca.write(dir.path(), "origin-ca.pem");
         let audit = dir.path().join("audit.jsonl");
@@ -269,6 +274,168 @@ fn inspected_requests_are_attributed_checked_and_audited() {
     );
 }
 
+/// Asserts a refusal inside the session: its status, reason header, and audit event (`decision`,
+/// the reason, the status), and that the origin saw nothing.
+fn assert_refused_inside(
+    world: &World,
+    refused: &[(Fetched, &str)],
+    (status, code, decision): (u16, &str, &str),
+) {
+    for (fetched, what) in refused {
+        assert_eq!(fetched.status, status, "{what}: {fetched:?}");
+        assert_eq!(
+            reason(&fetched.head).as_deref(),
+            Some(code),
+            "{what}: {fetched:?}"
+        );
+        assert!(
+            fetched.body.starts_with(&format!("egressd: {status} ")),
+            "{what}: {fetched:?}"
+        );
+    }
+    // Each fetch is a session of its own: its CONNECT's event, and its one request's.
+    let events: Vec<_> = request_events(&world.audit, 2 * refused.len())
+        .into_iter()
+        .filter(|e| {
+            e["destination"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("https://"))
+        })
+        .collect();
+    assert_eq!(events.len(), refused.len(), "{events:#?}");
+    for event in &events {
+        assert_eq!(
+            (
+                event["decision"].as_str(),
+                event["reason"].as_str(),
+                event["status"].as_u64()
+            ),
+            (Some(decision), Some(code), Some(u64::from(status))),
+            "{event}"
+        );
+    }
+    assert!(world.origin.seen().is_empty(), "{:?}", world.origin.seen());
+}
+
+#[test]
+fn path_parameters_are_refused_under_a_paths_rule() {
+    let world = World::start();
+    let refused: Vec<_> = [
+        "/ok/..;/admin",
+        "/ok/%2e%2e%3b/admin",
+        "/ok/a;jsessionid=1",
+        "/ok/a%3Bb",
+        "/admin",
+    ]
+    .into_iter()
+    .map(|path| (world.fetch("origin.test", "GET", path, &[]), path))
+    .collect();
+    assert_refused_inside(&world, &refused, (403, "path-not-allowed", "deny"));
+    // Each body says what was refused, then what to do.
+    let advice = [
+        (0, "egressd: send the path without dot segments"),
+        (
+            2,
+            "egressd: send the path without ';' parameters, or add a glob that writes ';'",
+        ),
+        (
+            4,
+            "egressd: to allow it, add a glob that matches the path to the `paths` of rule allow[0]",
+        ),
+    ];
+    for (i, line) in advice {
+        let body = &refused[i].0.body;
+        assert!(
+            body.lines().nth(1).is_some_and(|l| l.starts_with(line)),
+            "{body}"
+        );
+    }
+    assert!(
+        refused[2].0.body.contains("';' parameters"),
+        "{:?}",
+        refused[2].0
+    );
+}
+
+#[test]
+fn a_method_override_outside_the_methods_rule_is_refused() {
+    let world = World::start();
+    let refused: Vec<_> = [
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "x-method-override",
+    ]
+    .into_iter()
+    .map(|name| {
+        let header = format!("{name}: DELETE");
+        (
+            world.fetch("origin.test", "POST", "/ok/1", &[&header]),
+            name,
+        )
+    })
+    .collect();
+    assert_refused_inside(&world, &refused, (403, "method-not-allowed", "deny"));
+    // Plain HTTP to the inspected host obeys the same rule.
+    let plain = Client::Rust.get_with(
+        world.sidecar.proxy(),
+        &format!("http://origin.test:{}/ok/1", world.origin.addr.port()),
+        &["X-HTTP-Method-Override: DELETE"],
+    );
+    assert_eq!(plain.status, 403, "{plain:?}");
+    assert_eq!(
+        reason(&plain.headers).as_deref(),
+        Some("method-not-allowed")
+    );
+    // Naming a method the rule allows is no override of it.
+    let allowed = world.fetch(
+        "origin.test",
+        "POST",
+        "/ok/1",
+        &["X-HTTP-Method-Override: GET"],
+    );
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+}
+
+#[test]
+fn two_host_headers_are_a_bad_request() {
+    let world = World::start();
+    let port = world.origin.addr.port();
+    let refused: Vec<_> = [
+        format!("Host: origin.test:{port}"),
+        "Host: other.test".to_owned(),
+    ]
+    .into_iter()
+    .map(|second| {
+        (
+            world.fetch("origin.test", "GET", "/ok/1", &[&second]),
+            "two Hosts",
+        )
+    })
+    .collect();
+    // A client error, audited as one (`error`), like every malformed request.
+    assert_refused_inside(&world, &refused, (400, "bad-request", "error"));
+}
+
+#[test]
+fn connect_inside_a_session_is_405() {
+    let world = World::start();
+    let authority = format!("origin.test:{}", world.origin.addr.port());
+    let refused = vec![
+        (
+            world.fetch("origin.test", "CONNECT", &authority, &[]),
+            "CONNECT",
+        ),
+        (
+            world.fetch("origin.test", "GET", &authority, &[]),
+            "GET in authority form",
+        ),
+    ];
+    for (fetched, _) in &refused {
+        assert!(header_value(&fetched.head, "allow").is_some_and(|a| a.contains("GET")));
+    }
+    assert_refused_inside(&world, &refused, (405, "connect-in-session", "deny"));
+}
+
 #[test]
 fn credentials_are_swapped_on_their_host_and_refused_elsewhere() {
     let world = World::start();
@@ -339,6 +506,259 @@ fn credentials_are_swapped_on_their_host_and_refused_elsewhere() {
         !everything.contains(SECRET),
         "the real value is never logged"
     );
+}
+
+#[test]
+fn nothing_of_a_brokered_value_comes_back_from_an_origin_that_echoes_it_everywhere() {
+    let world = World::start();
+    let bearer = format!("Authorization: Bearer {PLACEHOLDER}");
+    let echoed = world.fetch(
+        "origin.test",
+        "GET",
+        "/ok/echo-everywhere",
+        &[&bearer, "TE: trailers"],
+    );
+    assert_eq!(echoed.status, 200, "{echoed:?}");
+    assert!(
+        header_value(&world.origin.seen()[0], "authorization").is_some_and(|a| a.contains(SECRET)),
+        "the origin got the value"
+    );
+    let everything = format!("{}{}", echoed.head, echoed.raw);
+    assert!(!everything.contains(SECRET), "{everything}");
+    assert!(
+        echoed.head.starts_with("HTTP/1.1 200 OK\r\n"),
+        "the standard reason phrase: {everything}"
+    );
+    assert_eq!(
+        header_value(&echoed.head, "x-echo"),
+        Some(format!("Bearer {PLACEHOLDER}"))
+    );
+    assert_eq!(echoed.body, format!("body Bearer {PLACEHOLDER}\n"));
+    // The trailer is not passed on over HTTP/1.1 (`Trailer` is hop-by-hop); were it, scrubbed.
+    let trailer = echoed.raw.lines().find(|l| l.starts_with("x-trailer-echo"));
+    assert!(
+        trailer.is_none_or(|t| t.ends_with(PLACEHOLDER)),
+        "{everything}"
+    );
+
+    // Compressed although egressd asked for identity: refused, not passed on.
+    let gzipped = world.fetch("origin.test", "GET", "/ok/echo-gzip", &[&bearer]);
+    assert_eq!(gzipped.status, 502, "{gzipped:?}");
+    assert_eq!(
+        reason(&gzipped.head).as_deref(),
+        Some("credential-encoding")
+    );
+    assert!(gzipped.body.starts_with("egressd: 502 "), "{gzipped:?}");
+    assert!(header_value(&gzipped.head, "content-encoding").is_none());
+    // Without a brokered value in the request, the same answer passes untouched.
+    let plain = world.fetch("origin.test", "GET", "/ok/echo-gzip", &[]);
+    assert_eq!(plain.status, 200, "{plain:?}");
+    assert_eq!(
+        header_value(&plain.head, "content-encoding").as_deref(),
+        Some("gzip")
+    );
+
+    let events = request_events(&world.audit, 6);
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|e| e["reason"] == "credential-encoding")
+        .collect();
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(
+        (
+            refused[0]["decision"].as_str(),
+            refused[0]["status"].as_u64()
+        ),
+        (Some("deny"), Some(502))
+    );
+    let logs = std::fs::read_to_string(&world.audit).unwrap() + &world.sidecar.stderr.text();
+    assert!(!logs.contains(SECRET), "the value is never logged");
+}
+
+/// CONNECT `authority` through the world's egressd, then TLS with `sni` trusting egressd's CA,
+/// and one GET inside.
+fn refused_inside_tls(world: &World, authority: &str, sni: &str) -> Result<Fetched, String> {
+    let config = client_config(&world.egressd_ca());
+    let request = request("GET", "/", authority, &[]);
+    fetch(world.sidecar.proxy(), authority, sni, config, &request)
+}
+
+#[test]
+fn a_refused_connect_to_an_inspected_name_is_answered_inside_tls() {
+    let world = World::start();
+    // origin.test is inspected on its own port only: port 1 is refused by the policy.
+    let refused = refused_inside_tls(&world, "origin.test:1", "origin.test").unwrap();
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(
+        refused
+            .head
+            .starts_with("HTTP/1.1 403 Forbidden by egressd: port-not-allowed"),
+        "{refused:?}"
+    );
+    assert_eq!(reason(&refused.head).as_deref(), Some("port-not-allowed"));
+    assert!(
+        refused
+            .body
+            .starts_with("egressd: 403 Forbidden: origin.test:1: ")
+            && refused.body.lines().count() >= 2,
+        "the reason and what to do: {refused:?}"
+    );
+    // The leaf is egressd's, for the name.
+    let leaf = rustls::pki_types::CertificateDer::from(refused.peer.to_vec());
+    assert_ne!(leaf, world.origin.leaf, "not the origin's certificate");
+    // A name no inspect rule covers keeps the plain 403 on the CONNECT.
+    let plain = refused_inside_tls(&world, "plain.test:1", "plain.test").unwrap_err();
+    assert!(
+        plain.starts_with("CONNECT refused: HTTP/1.1 403"),
+        "{plain}"
+    );
+    // Another SNI than the CONNECT name: the connection ends, no certificate is shown.
+    assert!(refused_inside_tls(&world, "origin.test:1", "other.test").is_err());
+
+    let events = request_events(&world.audit, 3);
+    let origin: Vec<_> = events
+        .iter()
+        .filter(|e| e["destination"] == "origin.test:1")
+        .collect();
+    assert_eq!(origin.len(), 2, "{events:#?}");
+    for event in origin {
+        assert_eq!(
+            (
+                event["decision"].as_str(),
+                event["reason"].as_str(),
+                event["status"].as_u64()
+            ),
+            (Some("deny"), Some("port-not-allowed"), Some(403)),
+            "{event}"
+        );
+    }
+}
+
+/// The reason egressd gives a refused CONNECT to origin.test on a port its rule does not name.
+const PORT_REFUSAL: &str = "Forbidden by egressd: port-not-allowed port 1";
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn curl_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let run = curl_env(&env, "https://origin.test:1/");
+    // `-i` shows the CONNECT's 200, then the answer inside TLS.
+    let inside = format!("\r\n\r\nHTTP/1.1 403 {PORT_REFUSAL}\r\n");
+    assert!(run.stdout.contains(&inside), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs git: run by .ci/run"]
+fn git_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let run = git_ls_remote(&env, "https://origin.test:1/repo.git");
+    assert_ne!(run.code, 0, "{run:?}");
+    // git prints a text/plain error body as `remote:` lines.
+    assert!(
+        run.stderr
+            .contains("remote: egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs wget: run by .ci/run"]
+fn wget_with_the_documented_wgetrc_line_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let bundle = world.sidecar.ready["inspect_ca_bundle"].as_str().unwrap();
+    let rc = write(
+        world.dir.path(),
+        "wgetrc",
+        &format!("ca_certificate = {bundle}\n"),
+    );
+    let run = wget_with_rc(&env, "https://origin.test:1/", &rc);
+    assert!(
+        run.stderr.contains(&format!("ERROR 403: {PORT_REFUSAL}")),
+        "{run:?}"
+    );
+    // Without the line wget trusts none of the env block's variables: a certificate error.
+    let empty = write(world.dir.path(), "empty-wgetrc", "");
+    let untrusted = wget_with_rc(&env, "https://origin.test:1/", &empty);
+    assert!(!untrusted.stderr.contains("ERROR 403"), "{untrusted:?}");
+    assert!(untrusted.stderr.contains("certificate"), "{untrusted:?}");
+}
+
+#[test]
+#[ignore = "needs python3: run by .ci/run"]
+fn python_urllib_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let run = python_urlopen(&env, "https://origin.test:1/");
+    let parts: Vec<&str> = run.stdout.splitn(4, '|').collect();
+    assert_eq!(
+        parts[..3],
+        ["403", PORT_REFUSAL, "port-not-allowed"],
+        "{run:?}"
+    );
+    assert!(
+        parts[3].starts_with("egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs cargo: run by .ci/run"]
+fn cargo_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let home = tempfile::tempdir().unwrap();
+    let run = cargo_search(&env, "https://origin.test:1/index/", home.path());
+    assert_ne!(run.code, 0, "{run:?}");
+    // cargo prints the status and the body of a failed index request.
+    assert!(run.stderr.contains("got 403"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs node and the undici npm package: run by .ci/run"]
+fn node_fetch_shows_a_refusal_answered_inside_tls() {
+    let world = World::start();
+    let env = ProxyEnv::from_ready(&world.sidecar.ready);
+    let run = node_fetch(&env, "https://origin.test:1/");
+    assert_eq!(run.code, 0, "{run:?}");
+    let parts: Vec<&str> = run.stdout.splitn(4, '|').collect();
+    assert_eq!(
+        parts[..3],
+        ["403", PORT_REFUSAL, "port-not-allowed"],
+        "{run:?}"
+    );
+    assert!(
+        parts[3].starts_with("egressd: 403 Forbidden: origin.test:1: "),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn refusals_inside_tls_for_every_name_is_opt_in() {
+    let world = World::start_editing(&[], |text| {
+        text.replacen("[defaults]", "[defaults]\nrefusals_inside_tls = true", 1)
+    });
+    for (authority, name) in [
+        ("plain.test:1", "plain.test"),
+        ("elsewhere.test:443", "elsewhere.test"),
+    ] {
+        let refused = refused_inside_tls(&world, authority, name).unwrap();
+        assert_eq!(refused.status, 403, "{refused:?}");
+        assert!(refused.body.contains(authority), "{refused:?}");
+        assert!(reason(&refused.head).is_some(), "{refused:?}");
+    }
 }
 
 #[test]
@@ -505,6 +925,8 @@ fn the_ca_files_are_announced_in_the_env_block_and_removed_at_exit() {
         "REQUESTS_CA_BUNDLE",
         "CURL_CA_BUNDLE",
         "GIT_SSL_CAINFO",
+        "PIP_CERT",
+        "CARGO_HTTP_CAINFO",
     ] {
         assert_eq!(env[var], bundle.display().to_string(), "{var}");
     }

@@ -34,14 +34,27 @@ pub enum RequestMiss {
     /// The path has dot segments (`/a/../b`, also percent-encoded) or an encoded `/` or `\`: an
     /// origin may read it as another path than the one matched, so a rule with `paths` refuses it.
     AmbiguousPath,
+    /// The path has `;` parameters (`/ok/..;/admin`, also `%3B`), which servers that honour them
+    /// (Tomcat, Spring) strip before routing; refused unless a glob that matches writes `;`.
+    PathParameters,
+    /// A method-override header (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`)
+    /// names a method that is not in `methods`: frameworks that honour it would run that method.
+    MethodOverride,
 }
+
+/// The request headers through which frameworks let a request name another method.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 impl RequestMiss {
     /// A stable machine-readable code, used in the proxy's reason header and the audit log.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Method => "method-not-allowed",
-            Self::Path | Self::AmbiguousPath => "path-not-allowed",
+            Self::Method | Self::MethodOverride => "method-not-allowed",
+            Self::Path | Self::AmbiguousPath | Self::PathParameters => "path-not-allowed",
         }
     }
 }
@@ -53,6 +66,12 @@ impl fmt::Display for RequestMiss {
             Self::Path => "the path matches none of the rule's `paths`",
             Self::AmbiguousPath => {
                 "the path has dot segments or an encoded '/' or '\\', which the rule's `paths` refuse"
+            }
+            Self::PathParameters => {
+                "the path has ';' parameters, which the rule's `paths` refuse unless a glob writes ';'"
+            }
+            Self::MethodOverride => {
+                "a method-override header names a method the rule's `methods` do not include"
             }
         })
     }
@@ -71,12 +90,30 @@ impl Inspection {
         if is_ambiguous(path) {
             return Err(RequestMiss::AmbiguousPath);
         }
-        if self.paths.iter().any(|glob| glob.matches(path)) {
-            Ok(())
-        } else {
-            Err(RequestMiss::Path)
+        let parameters = has_parameters(path);
+        let mut matching = self.paths.iter().filter(|glob| glob.matches(path));
+        match matching.next() {
+            None => Err(RequestMiss::Path),
+            Some(_) if !parameters => Ok(()),
+            Some(first) if first.writes_parameters() => Ok(()),
+            Some(_) if matching.any(PathGlob::writes_parameters) => Ok(()),
+            Some(_) => Err(RequestMiss::PathParameters),
         }
     }
+
+    /// Checks the method a method-override header names (as written, trimmed): it must be one
+    /// of `methods`, when the rule has them.
+    pub fn check_override(&self, method: &str) -> Result<(), RequestMiss> {
+        match self.methods.is_empty() || self.methods.iter().any(|m| m == method.trim()) {
+            true => Ok(()),
+            false => Err(RequestMiss::MethodOverride),
+        }
+    }
+}
+
+/// True when `path` has `;` parameters, written or percent-encoded.
+fn has_parameters(path: &str) -> bool {
+    path.contains(';') || path.to_ascii_lowercase().contains("%3b")
 }
 
 /// True when `path` could mean another path to an origin that normalizes it.
@@ -85,9 +122,12 @@ fn is_ambiguous(path: &str) -> bool {
     if lower.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
         return true;
     }
+    // A segment's parameters (`..;x`) are stripped by the servers that honour them.
     lower
         .replace("%2e", ".")
+        .replace("%3b", ";")
         .split('/')
+        .map(|segment| segment.split(';').next().unwrap_or(segment))
         .any(|segment| segment == "." || segment == "..")
 }
 
@@ -128,6 +168,11 @@ impl PathGlob {
     /// True when the whole of `path` matches.
     pub fn matches(&self, path: &str) -> bool {
         glob_match(self.0.as_bytes(), path.as_bytes())
+    }
+
+    /// True when the glob writes `;` itself: the policy's author expects path parameters.
+    pub fn writes_parameters(&self) -> bool {
+        self.0.contains(';')
     }
 }
 
@@ -310,6 +355,65 @@ mod tests {
             assert_eq!(rule.check(method, path), want, "{method} {path}");
         }
         assert_eq!(Inspection::default().check("BREW", "/../x"), Ok(()));
+    }
+
+    #[test]
+    fn path_parameters_pass_only_a_glob_that_writes_them() {
+        let strict = Inspection {
+            methods: vec![],
+            paths: vec![glob("/ok/*")],
+        };
+        let with_parameters = Inspection {
+            methods: vec![],
+            paths: vec![glob("/ok/*"), glob("/files/*;jsessionid=*")],
+        };
+        let cases = [
+            (&strict, "/ok/..;/admin", Err(RequestMiss::AmbiguousPath)),
+            (
+                &strict,
+                "/ok/%2e%2e%3b/admin",
+                Err(RequestMiss::AmbiguousPath),
+            ),
+            (&strict, "/ok/.;x/admin", Err(RequestMiss::AmbiguousPath)),
+            (&strict, "/ok/a;b=c", Err(RequestMiss::PathParameters)),
+            (&strict, "/ok/a%3Bb", Err(RequestMiss::PathParameters)),
+            (&strict, "/ok/a%3bb", Err(RequestMiss::PathParameters)),
+            (&strict, "/other;x", Err(RequestMiss::Path)),
+            (&strict, "/ok/a", Ok(())),
+            (&with_parameters, "/files/a;jsessionid=1", Ok(())),
+            (
+                &with_parameters,
+                "/ok/a;jsessionid=1",
+                Err(RequestMiss::PathParameters),
+            ),
+            (
+                &with_parameters,
+                "/files/..;jsessionid=1/x",
+                Err(RequestMiss::AmbiguousPath),
+            ),
+        ];
+        for (rule, path, want) in cases {
+            assert_eq!(rule.check("GET", path), want, "{path}");
+        }
+        assert_eq!(Inspection::default().check("GET", "/a;b"), Ok(()));
+    }
+
+    #[test]
+    fn a_method_override_must_name_an_allowed_method() {
+        let rule = Inspection {
+            methods: vec!["GET".into(), "POST".into()],
+            paths: vec![],
+        };
+        assert_eq!(rule.check_override("GET"), Ok(()));
+        assert_eq!(rule.check_override(" POST "), Ok(()));
+        for refused in ["DELETE", "delete", "GET, DELETE", ""] {
+            assert_eq!(
+                rule.check_override(refused),
+                Err(RequestMiss::MethodOverride),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(Inspection::default().check_override("DELETE"), Ok(()));
     }
 
     #[test]

@@ -56,8 +56,8 @@ pub use decide::{CarveOut, Decision, Reason, Verdict};
 pub use error::{ErrorKind, PolicyError, PolicyErrors};
 pub use headers::{HeaderError, HeaderTemplate, HeaderVars};
 pub use inspect::{
-    CredentialRule, Inspection, MIN_PLACEHOLDER_LEN, PathGlob, PathGlobError, PlaceholderError,
-    RequestMiss, ValueSource,
+    CredentialRule, Inspection, METHOD_OVERRIDE_HEADERS, MIN_PLACEHOLDER_LEN, PathGlob,
+    PathGlobError, PlaceholderError, RequestMiss, ValueSource,
 };
 pub use model::{Action, DnsSettings, Matcher, Mode, Policy, Rule, RuleKind, RuleLabel};
 pub use name::{DomainName, HostPattern, NameError, PatternError};

@@ -255,6 +255,7 @@ pub struct Policy {
     pub(crate) default_ports: PortSet,
     pub(crate) mode: Mode,
     pub(crate) deny_message: Option<String>,
+    pub(crate) refusals_inside_tls: bool,
     pub(crate) allow: Vec<Arc<Rule>>,
     pub(crate) deny: Vec<Arc<Rule>>,
     pub(crate) carve_outs: Vec<Arc<Rule>>,
@@ -330,6 +331,20 @@ impl Policy {
     /// `[[credential]]` entries in file order.
     pub fn credentials(&self) -> &[Arc<CredentialRule>] {
         &self.credentials
+    }
+
+    /// `defaults.refusals_inside_tls`: a refused CONNECT to any name is answered inside TLS, not
+    /// only to names an inspected rule covers ([`Policy::inspects_name`]).
+    pub fn refusals_inside_tls(&self) -> bool {
+        self.refusals_inside_tls
+    }
+
+    /// True when an `[[allow]]` rule with `inspect = true` names `name` (on any port): its
+    /// clients trust egressd's CA for it, so a refusal can be answered inside TLS.
+    pub fn inspects_name(&self, name: &DomainName) -> bool {
+        self.allow_index
+            .name_candidates(name)
+            .any(|i| self.allow[i].inspect.is_some())
     }
 
     /// True when some `[[allow]]` rule has `inspect = true`: egressd needs its CA.

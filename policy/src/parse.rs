@@ -85,6 +85,10 @@ struct RawDefaults {
         schemars(with = "Option<String>", length(min = 1, max = 1000))
     )]
     deny_message: Option<Spanned<String>>,
+    /// Answer a refused CONNECT to any name inside TLS (a leaf from egressd's CA, then the 403),
+    /// not only to names an `inspect = true` rule covers. Needs egressd's CA; clients that do not
+    /// trust it show a certificate error instead of the refusal. Default false.
+    refusals_inside_tls: Option<bool>,
 }
 
 /// A rule: exactly one of `host` or `cidr`, and optionally `ports` and `comment`.
@@ -268,6 +272,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
         default_ports,
         mode,
         deny_message,
+        refusals_inside_tls: raw.defaults.refusals_inside_tls.unwrap_or(false),
         allow_index: HostIndex::build(&allow),
         deny_index: HostIndex::build(&deny),
         allow,

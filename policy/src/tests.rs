@@ -287,6 +287,18 @@ fn inspected_rules_and_credentials() {
         .and_then(|r| r.inspect.as_ref())
         .unwrap();
     assert_eq!(any.check("PUT", "/anything"), Ok(()));
+    let name = |n: &str| crate::DomainName::parse(n).unwrap();
+    assert!(policy.inspects_name(&name("api.example.com")));
+    assert!(policy.inspects_name(&name("eu.objects.example.com")));
+    assert!(!policy.inspects_name(&name("opaque.example.com")));
+    assert!(!policy.inspects_name(&name("unknown.example.org")));
+    assert!(!policy.refusals_inside_tls());
+    let opted = text.replacen("[defaults]", "[defaults]\nrefusals_inside_tls = true", 1);
+    assert!(
+        Policy::parse(&opted, "inspect.toml")
+            .unwrap()
+            .refusals_inside_tls()
+    );
     assert!(
         decide("opaque.example.com:443")
             .rule

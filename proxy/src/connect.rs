@@ -10,18 +10,12 @@ use tokio::net::TcpStream;
 use crate::audit::Audit;
 use crate::body::{ResponseBody, empty};
 use crate::client_io::ClientIo;
+use crate::context::{Connection, Generation};
 use crate::error::Failure;
-use crate::forward::loggable_authority;
-use crate::handler::{Connection, Generation};
 use crate::refused_tunnel;
 use crate::respond::refuse;
-use crate::tunnel::{self, TunnelEnd};
-
-/// The far side of a tunnel (or of an inspected session).
-pub(crate) enum Origin {
-    Direct(tokio::net::TcpStream),
-    Parent(TokioIo<hyper::upgrade::Upgraded>),
-}
+use crate::target::loggable_authority;
+use crate::tunnel::{self, Origin, TunnelEnd};
 
 pub(crate) async fn connect(
     connection: &Connection,
@@ -43,15 +37,18 @@ pub(crate) async fn connect(
             return refuse(&mut audit, &authority, failure);
         }
     };
+    let config = &connection.shared.config;
+    let policy = generation.router.policy();
     let decision = match generation.router.decide(&target) {
         Ok(decision) => decision,
-        Err(failure) if refused_tunnel::wanted(&target, &failure) => {
-            return refused_tunnel::answer(connection, req, audit, authority, failure);
-        }
-        Err(failure) => return refuse(&mut audit, &authority, failure),
+        Err(failure) => match refused_tunnel::wanted(config, policy, &target, &failure) {
+            Some(inside) => {
+                return refused_tunnel::answer(connection, req, audit, authority, failure, inside);
+            }
+            None => return refuse(&mut audit, &authority, failure),
+        },
     };
     audit.reported(&decision);
-    let config = &connection.shared.config;
     let limits = &config.limits;
     let opened = match &config.parent {
         None => generation
@@ -66,10 +63,12 @@ pub(crate) async fn connect(
     };
     let (origin, addr) = match opened {
         Ok(opened) => opened,
-        Err(failure) if refused_tunnel::wanted(&target, &failure) => {
-            return refused_tunnel::answer(connection, req, audit, authority, failure);
-        }
-        Err(failure) => return refuse(&mut audit, &authority, failure),
+        Err(failure) => match refused_tunnel::wanted(config, policy, &target, &failure) {
+            Some(inside) => {
+                return refused_tunnel::answer(connection, req, audit, authority, failure, inside);
+            }
+            None => return refuse(&mut audit, &authority, failure),
+        },
     };
     let decision = match &config.parent {
         None => generation.router.settle(decision, Some(addr)),

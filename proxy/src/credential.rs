@@ -78,26 +78,29 @@ impl Credential {
         &self.secret
     }
 
-    /// Checks the request's `Proxy-Authorization`. Every value present is looked at; one that
-    /// carries the credential passes.
+    /// Checks the request's `Proxy-Authorization`: exactly one field, carrying the credential.
+    /// More than one is invalid even when one of them is right: a request is not a list of
+    /// guesses, and proxies in front of egressd may each read a different one.
     pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), Failure> {
-        let mut presented = false;
-        for value in headers.get_all(PROXY_AUTHORIZATION) {
-            presented = true;
-            let Some((scheme, token)) = value.as_bytes().split_first_chunk_of_space() else {
-                continue;
-            };
-            if scheme.eq_ignore_ascii_case(b"basic")
-                && bool::from(token.trim_ascii().ct_eq(self.token.as_bytes()))
-            {
-                return Ok(());
-            }
+        let mut values = headers.get_all(PROXY_AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(match headers.contains_key(PROXY_AUTHORIZATION) {
+                true => Failure::ProxyAuthInvalid,
+                false => Failure::ProxyAuthRequired,
+            });
+        };
+        let passes =
+            value
+                .as_bytes()
+                .split_first_chunk_of_space()
+                .is_some_and(|(scheme, token)| {
+                    scheme.eq_ignore_ascii_case(b"basic")
+                        && bool::from(token.trim_ascii().ct_eq(self.token.as_bytes()))
+                });
+        match passes {
+            true => Ok(()),
+            false => Err(Failure::ProxyAuthInvalid),
         }
-        Err(if presented {
-            Failure::ProxyAuthInvalid
-        } else {
-            Failure::ProxyAuthRequired
-        })
     }
 }
 
@@ -135,9 +138,18 @@ mod tests {
             (vec![format!("Basic {good}")], Ok(())),
             (vec![format!("basic {good}")], Ok(())),
             (vec![format!("Basic  {good} ")], Ok(())),
+            // More than one field is invalid, whichever of them is right.
             (
                 vec!["Basic Zm9vOmJhcg==".to_owned(), format!("Basic {good}")],
-                Ok(()),
+                Err("proxy-auth-invalid"),
+            ),
+            (
+                vec![format!("Basic {good}"), "Basic Zm9vOmJhcg==".to_owned()],
+                Err("proxy-auth-invalid"),
+            ),
+            (
+                vec![format!("Basic {good}"), format!("Basic {good}")],
+                Err("proxy-auth-invalid"),
             ),
             (vec![], Err("proxy-auth-required")),
             (vec!["Basic".to_owned()], Err("proxy-auth-invalid")),

@@ -255,3 +255,23 @@ async fn a_denied_destination_is_refused_at_once_with_one_event() {
     assert_eq!(events[0][f::REASON], "special-range");
     assert_eq!(events[0][f::RULE], "");
 }
+
+#[tokio::test(start_paused = true)]
+async fn two_host_headers_in_a_plain_request_are_a_bad_request() {
+    // Nothing listens: the request must be answered before anything is dialed.
+    let (mut client, recorded) = proxy_for(9);
+    let request = "GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\nHost: other.test\r\n\
+                   Connection: close\r\n\r\n";
+    client.write_all(request.as_bytes()).await.unwrap();
+    let response = read_all(&mut client).await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(
+        response.contains("x-egressd-reason: bad-request"),
+        "{response}"
+    );
+    assert!(response.contains("more than one Host header"), "{response}");
+    let events = events(&recorded);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0][f::STATUS], 400);
+    assert_eq!(events[0][f::REASON], "bad-request");
+}

@@ -36,8 +36,9 @@ impl CaFiles {
         let cert = self.cert.display().to_string();
         let bundle = self.bundle.display().to_string();
         vec![
-            // OpenSSL (curl, git, Python's ssl, Ruby), Go: replaces the default store, so the
-            // bundle carries the system's roots too.
+            // OpenSSL's default paths (Python's ssl, Ruby), Go: replaces the default store, so
+            // the bundle carries the system's roots too. git and libcurl read their own variables
+            // below; wget reads none (docs/tls.md gives its wgetrc line).
             ("SSL_CERT_FILE", bundle.clone()),
             ("CURL_CA_BUNDLE", bundle.clone()),
             ("REQUESTS_CA_BUNDLE", bundle.clone()),

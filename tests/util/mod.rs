@@ -49,7 +49,10 @@ pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
 pub use proxy_env::ProxyEnv;
-pub use refusal_clients::{node_fetch, npm_install, pip_download, wget};
+pub use refusal_clients::{
+    cargo_search, curl_env, git_ls_remote, node_fetch, npm_install, pip_download, python_urlopen,
+    wget, wget_with_rc,
+};
 pub use relay::Relay;
 pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};
 pub use sidecar::{Sidecar, Signal};

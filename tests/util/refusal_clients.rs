@@ -101,3 +101,71 @@ pub fn wget(env: &ProxyEnv, url: &str) -> Run {
     env.apply(&mut command);
     output_within(&mut command, PATIENCE)
 }
+
+/// `curl -sS -i URL`, configured by the env block alone (its proxy and `CURL_CA_BUNDLE`), ignoring
+/// the user's curlrc.
+pub fn curl_env(env: &ProxyEnv, url: &str) -> Run {
+    let mut command = Command::new("curl");
+    command.args(["-q", "-sS", "-i", "--max-time", "20", url]);
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
+
+/// `git ls-remote URL`, configured by the env block alone (its proxy and `GIT_SSL_CAINFO`),
+/// ignoring the user's and the system's git configuration.
+pub fn git_ls_remote(env: &ProxyEnv, url: &str) -> Run {
+    let mut command = Command::new("git");
+    command
+        .args(["ls-remote", url])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
+
+/// `cargo search` against the sparse index at `index` (an `https://` URL), configured by the env
+/// block alone (its proxy and `CARGO_HTTP_CAINFO`), with `home` as `CARGO_HOME`.
+pub fn cargo_search(env: &ProxyEnv, index: &str, home: &Path) -> Run {
+    let mut command = Command::new("cargo");
+    command
+        .args(["search", "--index", &format!("sparse+{index}"), "anything"])
+        .env("CARGO_HOME", home)
+        .env("CARGO_NET_RETRY", "0")
+        .env_remove("CARGO_HTTP_PROXY");
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
+
+/// `wget -O - URL`, one try, reading only the wgetrc at `rc` (`WGETRC`), as docs/tls.md tells a
+/// launcher to give it the CA bundle.
+pub fn wget_with_rc(env: &ProxyEnv, url: &str, rc: &Path) -> Run {
+    let mut command = Command::new("wget");
+    command
+        .args(["-nv", "--tries=1", "--timeout=20", "-O", "-", url])
+        .env("WGETRC", rc)
+        .env("HOME", rc.parent().unwrap_or(rc));
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}
+
+/// Python's `urllib.request.urlopen(URL)`, configured by the env block alone (its proxy and
+/// `SSL_CERT_FILE`): prints `STATUS|REASON PHRASE|x-egressd-reason|BODY`, or `error: ...`.
+pub fn python_urlopen(env: &ProxyEnv, url: &str) -> Run {
+    let script = r#"
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=20)
+    print(r.status)
+except urllib.error.HTTPError as e:
+    body = e.read().decode()
+    print("|".join([str(e.code), e.reason, e.headers.get("x-egressd-reason") or "", body]), end="")
+except Exception as e:
+    print("error:", e, file=sys.stderr)
+    sys.exit(1)
+"#;
+    let mut command = Command::new("python3");
+    command.args(["-c", script, url]);
+    env.apply(&mut command);
+    output_within(&mut command, PATIENCE)
+}

@@ -126,6 +126,10 @@ fn serve(stream: TcpStream, config: Arc<ServerConfig>, log: &Mutex<Vec<String>>)
         log.lock().unwrap().push(head.clone());
         let first = head.lines().next().unwrap_or("").to_owned();
         let authorization = header_value(&head, "authorization").unwrap_or_default();
+        if let Some(response) = echo_everywhere(&first, &authorization) {
+            let _ = tls.write_all(&response);
+            return;
+        }
         let text = format!("{first}\nauthorization={authorization}\n");
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Origin: tls\r\nX-Echo-Authorization: {authorization}\r\n\r\n{text}",
@@ -137,12 +141,48 @@ fn serve(stream: TcpStream, config: Arc<ServerConfig>, log: &Mutex<Vec<String>>)
     }
 }
 
+/// For `/ok/echo-everywhere` and `/ok/echo-gzip`: a response that hands the `Authorization` it
+/// received back in every place a response can hold it (and closes), as a hostile or careless
+/// origin might: the reason phrase, a header value, a header name (the token part), the body, a
+/// trailer; or the body gzip-compressed although the request asked for `identity`.
+fn echo_everywhere(first_line: &str, authorization: &str) -> Option<Vec<u8>> {
+    let path = first_line.split(' ').nth(1)?;
+    let token = authorization.rsplit(' ').next().unwrap_or_default();
+    let body = format!("body {authorization}\n");
+    match path {
+        "/ok/echo-everywhere" => Some(
+            format!(
+                "HTTP/1.1 200 Echo {authorization}\r\nX-Echo: {authorization}\r\nX-{token}: 1\r\n\
+                 Transfer-Encoding: chunked\r\nTrailer: X-Trailer-Echo\r\nConnection: close\r\n\r\n\
+                 {:x}\r\n{body}\r\n0\r\nX-Trailer-Echo: {authorization}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes(),
+        ),
+        "/ok/echo-gzip" => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(body.as_bytes()).ok()?;
+            let gz = gz.finish().ok()?;
+            let mut response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                gz.len()
+            )
+            .into_bytes();
+            response.extend_from_slice(&gz);
+            Some(response)
+        }
+        _ => None,
+    }
+}
+
 /// What the Rust client saw.
 #[derive(Debug)]
 pub struct Fetched {
     pub status: u16,
     pub head: String,
     pub body: String,
+    /// The body as it came, before dechunking (with any trailers).
+    pub raw: String,
     /// The certificate the server inside the tunnel presented.
     pub peer: CertificateDer<'static>,
 }
@@ -245,6 +285,7 @@ impl Session {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let mut body = Vec::new();
+        let mut raw = String::new();
         match header_value(&head, "content-length") {
             Some(length) => {
                 body.resize(length.parse().unwrap(), 0);
@@ -253,6 +294,7 @@ impl Session {
             None => {
                 // Close-delimited or chunked: read to the end (requests send `Connection: close`).
                 let _ = tls.read_to_end(&mut body);
+                raw = String::from_utf8_lossy(&body).into_owned();
                 if header_value(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
                     body = dechunk(&body);
                 }
@@ -262,6 +304,7 @@ impl Session {
             status,
             head,
             body: String::from_utf8_lossy(&body).into_owned(),
+            raw,
             peer,
         })
     }

@@ -158,8 +158,61 @@ impl Brokered {
     }
 }
 
-/// Replaces every real value in `headers` with its placeholder.
+/// An origin answered a request that carried a real value with a body in a coding egressd cannot
+/// scrub (`gzip`, `br`, ...): the response is refused, not decoded. Names the coding when it is a
+/// known one; the origin's own spelling is never repeated (it could be the value itself).
+#[derive(Debug)]
+pub(crate) struct Encoded(pub(crate) &'static str);
+
+/// The codings an [`Encoded`] names; any other is "an unknown coding".
+const KNOWN_CODINGS: [&str; 6] = ["gzip", "x-gzip", "deflate", "br", "zstd", "compress"];
+
+/// Makes the head of a response to a request that carried real values safe for the sandbox:
+/// `Err` when its body is in a content or transfer coding other than `identity` and `chunked`
+/// (egressd asked for `identity`; a compressed echo would carry the value past the scrubbing).
+/// Otherwise the reason phrase becomes the standard one, headers that name a value lose it, and
+/// every value in a header is put back as its placeholder. The body is [`Redacting`]'s.
+pub(crate) fn scrub_head(
+    parts: &mut http::response::Parts,
+    swapped: &[Swapped],
+) -> Result<(), Encoded> {
+    let codings = [
+        http::header::CONTENT_ENCODING,
+        http::header::TRANSFER_ENCODING,
+    ];
+    for value in codings.iter().flat_map(|name| parts.headers.get_all(name)) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let unscrubbable = text
+            .split(',')
+            .map(|coding| coding.trim().to_ascii_lowercase())
+            .find(|coding| !coding.is_empty() && coding != "identity" && coding != "chunked");
+        if let Some(coding) = unscrubbable {
+            let known = KNOWN_CODINGS.iter().find(|known| **known == coding);
+            return Err(Encoded(known.copied().unwrap_or("an unknown")));
+        }
+    }
+    // The origin's reason phrase goes nowhere: hyper then writes the standard one.
+    parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+    scrub_headers(&mut parts.headers, swapped);
+    Ok(())
+}
+
+/// Replaces every real value in `headers` with its placeholder; a header whose name holds a
+/// value (names are lower case, so compared without case) is removed.
 pub(crate) fn scrub_headers(headers: &mut HeaderMap, swapped: &[Swapped]) {
+    let named: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            swapped.iter().any(|swap| {
+                let real = swap.real.to_ascii_lowercase();
+                contains(name.as_str().as_bytes(), &real)
+            })
+        })
+        .cloned()
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
     for value in headers.values_mut() {
         let mut bytes = value.as_bytes().to_vec();
         let mut changed = false;
@@ -196,8 +249,9 @@ fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 }
 
 /// A response body with every real value replaced by its placeholder, also across frames: the
-/// last few bytes of each frame wait for the next. (Compressed bodies are not looked into; a
-/// request that carries a value asks for `Accept-Encoding: identity`.)
+/// last few bytes of each frame wait for the next; trailers are scrubbed like headers.
+/// (Compressed bodies are not looked into: a request that carries a value asks for
+/// `Accept-Encoding: identity`, and [`scrub_head`] refuses a response that is encoded anyway.)
 pub(crate) struct Redacting<B> {
     inner: B,
     swapped: Vec<Swapped>,
@@ -265,7 +319,14 @@ where
                         }
                     }
                     Err(other) => {
-                        // Trailers: whatever is held back goes first.
+                        // Trailers, scrubbed like the head: whatever is held back goes first.
+                        let other = match other.into_trailers() {
+                            Ok(mut trailers) => {
+                                scrub_headers(&mut trailers, &this.swapped);
+                                Frame::trailers(trailers)
+                            }
+                            Err(other) => other,
+                        };
                         this.redact();
                         if this.carry.is_empty() {
                             return Poll::Ready(Some(Ok(other)));
@@ -412,6 +473,87 @@ value_env = "NET"
         let body = Redacting::new(Frames(chunks.into_iter()), swapped);
         let out = body.collect().await.unwrap().to_bytes();
         assert_eq!(&out[..], b"echo: PH and PH end");
+    }
+
+    fn swapped_api() -> Vec<Swapped> {
+        let b = brokered(false);
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("PLACEHOLDER_API"));
+        b.swap(&name("api.example.com"), &mut h).unwrap()
+    }
+
+    #[test]
+    fn a_response_head_keeps_no_trace_of_the_value() {
+        let swapped = swapped_api();
+        let (mut parts, ()) = http::Response::builder()
+            .header("x-echo", "got real-api-secret")
+            .header("x-real-api-secret", "named after it")
+            .header("X-REAL-API-SECRET-too", "named after it, in upper case")
+            .header("x-other", "kept")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let phrase = hyper::ext::ReasonPhrase::try_from(b"OK real-api-secret".to_vec()).unwrap();
+        parts.extensions.insert(phrase);
+        scrub_head(&mut parts, &swapped).unwrap();
+        assert!(parts.extensions.get::<hyper::ext::ReasonPhrase>().is_none());
+        assert_eq!(parts.headers["x-echo"], "got PLACEHOLDER_API");
+        assert_eq!(parts.headers["x-other"], "kept");
+        assert_eq!(parts.headers.len(), 2, "{:?}", parts.headers);
+    }
+
+    #[test]
+    fn an_encoded_answer_is_refused_without_repeating_its_coding() {
+        let swapped = swapped_api();
+        let cases = [
+            ("content-encoding", "gzip", Some("gzip")),
+            ("content-encoding", "identity, BR", Some("br")),
+            ("transfer-encoding", "gzip, chunked", Some("gzip")),
+            ("content-encoding", "real-api-secret", Some("an unknown")),
+            ("transfer-encoding", "chunked", None),
+            ("content-encoding", "identity", None),
+        ];
+        for (header, value, want) in cases {
+            let (mut parts, ()) = http::Response::builder()
+                .header(header, value)
+                .body(())
+                .unwrap()
+                .into_parts();
+            let got = scrub_head(&mut parts, &swapped).err().map(|e| e.0);
+            assert_eq!(got, want, "{header}: {value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn trailers_are_scrubbed() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-echo", HeaderValue::from_static("real-api-secret"));
+        trailers.insert("x-real-api-secret", HeaderValue::from_static("1"));
+        let frames = vec![
+            Frame::data(Bytes::from_static(b"body real-api-")),
+            Frame::trailers(trailers),
+        ];
+        let body = Redacting::new(Listed(frames.into_iter()), swapped_api());
+        let collected = body.collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        assert_eq!(trailers["x-echo"], "PLACEHOLDER_API");
+        assert_eq!(trailers.len(), 1);
+        assert_eq!(&collected.to_bytes()[..], b"body real-api-");
+    }
+
+    /// A body of the given frames.
+    struct Listed(std::vec::IntoIter<Frame<Bytes>>);
+
+    impl Body for Listed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.next().map(Ok))
+        }
     }
 
     /// A body of the given data frames.

@@ -12,13 +12,14 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use policy::{CredentialRule, Decision, RequestMiss, Target};
+use policy::{CredentialRule, Decision, METHOD_OVERRIDE_HEADERS, RequestMiss, Target};
 
 use crate::audit::Audit;
 use crate::body::{Counted, ResponseBody, full};
+use crate::error::Failure;
 use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
-use crate::inspect::Session;
-use crate::inspect::brokered::{Redacting, scrub_headers};
+use crate::inspect::brokered::{Encoded, Redacting, scrub_head};
+use crate::inspect::session::Session;
 use crate::respond::{REASON_HEADER, RULE_HEADER, refuse};
 use crate::upload::{Upload, await_response};
 
@@ -32,6 +33,11 @@ enum Refusal {
     Exfiltration(Arc<CredentialRule>, Decision),
     /// This host's placeholder is present, but egressd has no value for it.
     CredentialUnavailable(Arc<CredentialRule>),
+    /// The origin answered a request that carried a real value in a coding egressd cannot scrub.
+    Encoded(Encoded),
+    /// `CONNECT` (or another authority-form request) inside the session: there is nothing to
+    /// tunnel to from here, and the origin would read it as a request for `/`.
+    Tunnel,
 }
 
 impl Refusal {
@@ -41,12 +47,15 @@ impl Refusal {
             Self::Request(miss, _) => miss.code(),
             Self::Exfiltration(..) => "credential-exfiltration",
             Self::CredentialUnavailable(_) => "credential-unavailable",
+            Self::Tunnel => "connect-in-session",
+            Self::Encoded(_) => "credential-encoding",
         }
     }
 
     fn status(&self) -> StatusCode {
         match self {
-            Self::CredentialUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::CredentialUnavailable(_) | Self::Encoded(_) => StatusCode::BAD_GATEWAY,
+            Self::Tunnel => StatusCode::METHOD_NOT_ALLOWED,
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -68,13 +77,52 @@ impl Refusal {
             Self::CredentialUnavailable(credential) => {
                 format!("egressd has no value for {}", credential.label())
             }
+            Self::Encoded(Encoded(coding)) => format!(
+                "the origin answered a request that carried a brokered credential in {coding} \
+                 coding, which egressd cannot scrub of the credential (it asked for identity)"
+            ),
+            Self::Tunnel => "CONNECT and other authority-form requests are not served inside an \
+                 inspected session; send requests for paths (GET /path) on it"
+                .to_owned(),
         }
+    }
+
+    /// What to do about a refusal by the rule's `methods` or `paths`, on one line, as other
+    /// refusals' bodies say it (`refusal.rs`).
+    fn advice(&self) -> Option<String> {
+        let Self::Request(miss, decision) = self else {
+            return None;
+        };
+        let rule = decision
+            .rule
+            .as_ref()
+            .map_or("the rule".to_owned(), |r| format!("rule {}", r.label()));
+        Some(match miss {
+            RequestMiss::Method => {
+                format!("to allow it, add the method to the `methods` of {rule} in the policy")
+            }
+            RequestMiss::MethodOverride => format!(
+                "send the request without the method-override header, or add the method it names \
+                 to the `methods` of {rule} in the policy"
+            ),
+            RequestMiss::Path => format!(
+                "to allow it, add a glob that matches the path to the `paths` of {rule} in the \
+                 policy"
+            ),
+            RequestMiss::AmbiguousPath => "send the path without dot segments ('.', '..') and \
+                 without an encoded '/' or '\\': no glob allows an ambiguous path"
+                .to_owned(),
+            RequestMiss::PathParameters => format!(
+                "send the path without ';' parameters, or add a glob that writes ';' to the \
+                 `paths` of {rule} in the policy"
+            ),
+        })
     }
 
     /// The label for the rule header: the allow rule, or the credential.
     fn rule_label(&self) -> Option<String> {
         match self {
-            Self::HostMismatch => None,
+            Self::HostMismatch | Self::Tunnel | Self::Encoded(_) => None,
             Self::Request(_, decision) => decision.rule.as_ref().map(|r| r.label().to_string()),
             Self::Exfiltration(credential, _) | Self::CredentialUnavailable(credential) => {
                 Some(credential.label())
@@ -89,12 +137,15 @@ impl Refusal {
         };
         let status = self.status();
         audit.denied(self.code(), rule, status);
-        let text = format!(
+        let mut text = format!(
             "egressd: {} {}: {destination}: {}\n",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
             self.detail()
         );
+        if let Some(advice) = self.advice() {
+            text.push_str(&format!("egressd: {advice}\n"));
+        }
         let mut response = Response::new(full(text));
         *response.status_mut() = status;
         let phrase = format!(
@@ -111,6 +162,10 @@ impl Refusal {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         headers.insert(REASON_HEADER, HeaderValue::from_static(self.code()));
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            // RFC 9110 §15.5.6: a 405 names the methods the target does support.
+            headers.insert(header::ALLOW, HeaderValue::from_static(SESSION_METHODS));
+        }
         if let Some(label) = self
             .rule_label()
             .and_then(|l| HeaderValue::from_str(&l).ok())
@@ -120,6 +175,9 @@ impl Refusal {
         response
     }
 }
+
+/// What a 405 inside a session names in `Allow`: the request methods served there.
+const SESSION_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Serves one request of the session under the generation in force now.
 pub(crate) async fn handle(
@@ -134,6 +192,15 @@ pub(crate) async fn handle(
         req.method().as_str(),
         destination.clone(),
     );
+    if is_authority_form(&req) {
+        tracing::info!(%destination, method = %req.method(), "authority-form request inside an inspected session; refused");
+        return Ok(Refusal::Tunnel.respond(&mut audit, &destination));
+    }
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        // RFC 9112 §3.2: more than one Host is a bad request, whichever the origin would read.
+        let failure = Failure::BadRequest("the request has more than one Host header");
+        return Ok(refuse(&mut audit, &destination, failure));
+    }
     if !names_connect_host(&req, &session.target) {
         tracing::info!(%destination, "inspected request names another host; refused");
         return Ok(Refusal::HostMismatch.respond(&mut audit, &destination));
@@ -147,7 +214,7 @@ pub(crate) async fn handle(
         .as_ref()
         .filter(|_| decision.is_allowed())
         .and_then(|r| r.inspect.as_ref());
-    if let Some(Err(miss)) = rules.map(|r| r.check(req.method().as_str(), req.uri().path())) {
+    if let Some(Err(miss)) = rules.map(|r| check_rules(r, &req)) {
         return Ok(Refusal::Request(miss, decision).respond(&mut audit, &destination));
     }
     let uri_text = req
@@ -208,15 +275,21 @@ pub(crate) async fn handle(
     };
     let response = match sent {
         Err(failure) => {
-            if let crate::error::Failure::UpstreamTls(error) = &failure {
+            if let Failure::UpstreamTls(error) = &failure {
                 tracing::warn!(%destination, %error, "origin certificate refused");
             }
             return Ok(refuse(&mut audit, &destination, failure));
         }
         Ok(response) => response,
     };
-    audit.allowed(&decision, Some(addr), response.status().as_u16());
     let (mut parts, body) = response.into_parts();
+    if !swapped.is_empty()
+        && let Err(encoded) = scrub_head(&mut parts, &swapped)
+    {
+        tracing::warn!(%destination, coding = %encoded.0, "encoded answer to a brokered request; refused");
+        return Ok(Refusal::Encoded(encoded).respond(&mut audit, &destination));
+    }
+    audit.allowed(&decision, Some(addr), parts.status.as_u16());
     strip_hop_by_hop(&mut parts.headers);
     strip_egressd_headers(&mut parts.headers);
     let down = audit.bytes.down.clone();
@@ -224,7 +297,6 @@ pub(crate) async fn handle(
     let body = if swapped.is_empty() {
         body.boxed()
     } else {
-        scrub_headers(&mut parts.headers, &swapped);
         parts.headers.remove(header::CONTENT_LENGTH);
         Redacting::new(body, swapped).boxed()
     };
@@ -233,18 +305,13 @@ pub(crate) async fn handle(
 
 /// `Ok` when `policy` lets a connection go to `addr` (in report mode, when it would refuse it
 /// only by a deny rule, as when the session began).
-fn address_in_force(
-    policy: &policy::Policy,
-    addr: std::net::SocketAddr,
-) -> Result<(), crate::error::Failure> {
-    match policy.check_address(addr.ip(), addr.port()) {
-        Ok(_) => Ok(()),
-        Err(decision) if policy.reports_address(&decision, addr.ip(), addr.port()) => Ok(()),
-        Err(decision) => Err(crate::error::Failure::AddressesDenied {
+fn address_in_force(policy: &policy::Policy, addr: std::net::SocketAddr) -> Result<(), Failure> {
+    crate::route::address_passes(policy, addr.ip(), addr.port()).map_err(|decision| {
+        Failure::AddressesDenied {
             addr: addr.ip(),
             decision,
-        }),
-    }
+        }
+    })
 }
 
 /// The checks that need no TLS, for a plain-HTTP request in absolute form: an inspected rule's
@@ -252,7 +319,7 @@ fn address_in_force(
 /// credential placeholder may go to a host it is not for. Credentials are never put into plain
 /// HTTP: the value would cross the network in clear. `Some`: the refusal to send.
 pub(crate) fn screen_plain<B>(
-    brokered: &crate::inspect::Brokered,
+    brokered: &crate::inspect::brokered::Brokered,
     decision: &Decision,
     target: &Target,
     req: &Request<B>,
@@ -264,7 +331,7 @@ pub(crate) fn screen_plain<B>(
         .as_ref()
         .filter(|_| decision.is_allowed())
         .and_then(|r| r.inspect.as_ref());
-    if let Some(Err(miss)) = rules.map(|r| r.check(req.method().as_str(), req.uri().path())) {
+    if let Some(Err(miss)) = rules.map(|r| check_rules(r, req)) {
         return Some(Refusal::Request(miss, decision.clone()).respond(audit, destination));
     }
     let name = match &target.host {
@@ -280,6 +347,25 @@ pub(crate) fn screen_plain<B>(
     );
     let refusal = Refusal::Exfiltration(credential.clone(), decision.clone());
     Some(refusal.respond(audit, destination))
+}
+
+/// An inspected rule's `methods` and `paths` for one request: its method, its path, and the
+/// method any method-override header names (a value that is not text names no allowed method).
+fn check_rules<B>(rules: &policy::Inspection, req: &Request<B>) -> Result<(), RequestMiss> {
+    rules.check(req.method().as_str(), req.uri().path())?;
+    for name in METHOD_OVERRIDE_HEADERS {
+        for value in req.headers().get_all(name) {
+            rules.check_override(value.to_str().unwrap_or(""))?;
+        }
+    }
+    Ok(())
+}
+
+/// True for `CONNECT`, and for any request whose target is in authority form (`host:port`, no
+/// scheme, no path).
+fn is_authority_form<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::CONNECT
+        || (req.uri().scheme().is_none() && req.uri().authority().is_some())
 }
 
 /// True when the request's Host header (and its URI's authority, if absolute) names the CONNECT
