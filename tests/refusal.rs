@@ -75,7 +75,13 @@ fn a_refusal_says_what_why_and_what_to_do_in_its_body_and_reason_phrase() {
         "HTTP/1.1 403 Forbidden by egressd: special-range 169.254.0.0/16"
     );
     assert!(
-        special.body.contains("RFC 3927") && special.body.contains("never reachable"),
+        special.body.contains("RFC 3927")
+            && special
+                .body
+                .contains("reachable only through a [[danger_carve_out]]")
+            && special
+                .body
+                .contains("[[danger_carve_out]] cidr = \"169.254.169.254/32\" ports = [80]"),
         "{}",
         special.body
     );
