@@ -84,12 +84,7 @@ impl Credential {
         let mut presented = false;
         for value in headers.get_all(PROXY_AUTHORIZATION) {
             presented = true;
-            let Some((scheme, token)) = value.as_bytes().split_first_chunk_of_space() else {
-                continue;
-            };
-            if scheme.eq_ignore_ascii_case(b"basic")
-                && bool::from(token.trim_ascii().ct_eq(self.token.as_bytes()))
-            {
+            if self.is_carried_by(value.as_bytes()) {
                 return Ok(());
             }
         }
@@ -98,6 +93,18 @@ impl Credential {
         } else {
             Failure::ProxyAuthRequired
         })
+    }
+}
+
+impl Credential {
+    /// True when an `Authorization` or `Proxy-Authorization` value is `Basic` with this
+    /// credential (compared in constant time). The metrics endpoint asks it too.
+    pub fn is_carried_by(&self, value: &[u8]) -> bool {
+        let Some((scheme, token)) = value.split_first_chunk_of_space() else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case(b"basic")
+            && bool::from(token.trim_ascii().ct_eq(self.token.as_bytes()))
     }
 }
 
