@@ -201,7 +201,20 @@ mod tests {
         let special = denied(&policy, "http://10.0.0.5:5432/");
         let text = body("http://10.0.0.5:5432/", &special, Some(&policy));
         assert!(text.contains("RFC 1918"), "{text}");
-        assert!(text.contains("never reachable"), "{text}");
+        assert!(
+            text.contains(
+                "reachable only through a [[danger_carve_out]] of the address and port, with a \
+                 rule that allows the destination"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "add: [[danger_carve_out]] cidr = \"10.0.0.5/32\" ports = [5432] [[allow]] \
+                 cidr = \"10.0.0.5/32\" ports = [5432]"
+            ),
+            "{text}"
+        );
         let phrase = reason_phrase("http://10.0.0.5:5432/", &special).unwrap();
         assert_eq!(
             phrase.as_bytes(),
