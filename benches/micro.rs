@@ -27,7 +27,7 @@ use resolve::{Lookups, Resolver, Settings};
 fn small_policy() -> Policy {
     Policy::parse(
         "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\nhost = \"github.com\"\n\
-         [[allow]]\nhost = \"*.githubusercontent.com\"\n[[allow]]\ncidr = \"140.82.112.0/20\"\n\
+         [[allow]]\nhost = \"*.githubusercontent.com\"\ndanger_public_suffix_wildcard = true\n[[allow]]\ncidr = \"140.82.112.0/20\"\n\
          [[deny]]\nhost = \"gist.github.com\"\n",
         "small.toml",
     )

@@ -17,6 +17,39 @@ pub enum Exit {
     RuntimeFailed = 4,
 }
 
+impl Exit {
+    /// Every exit status egressd uses, for the man page's EXIT STATUS section.
+    pub const ALL: [Exit; 5] = [
+        Self::Ok,
+        Self::Denied,
+        Self::BadInput,
+        Self::StartFailed,
+        Self::RuntimeFailed,
+    ];
+
+    /// What the status means, in one sentence (docs/launcher.md, "Exit codes", says the same).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::Ok => {
+                "success: a clean shutdown of `run`; the destination is allowed for `explain`"
+            }
+            Self::Denied => "`explain`: the destination is denied",
+            Self::BadInput => {
+                "bad input: an invalid policy, a bad flag or target, an unreadable file, a line \
+                 that is not an audit event; `run` exits so before its readiness line"
+            }
+            Self::StartFailed => {
+                "`run`: start-up failed (address in use, socket path exists, audit log or ready \
+                 file cannot be written), before the readiness line"
+            }
+            Self::RuntimeFailed => {
+                "`run`: a listener failed while running, or the audit log could not be written \
+                 with --on-audit-failure stop"
+            }
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> Self {
         ExitCode::from(exit as u8)

@@ -792,3 +792,80 @@ fn wget_sends_the_credential_from_the_env() {
 fn git_sends_the_credential_from_the_env() {
     real_client_sends_the_credential_from_the_env(EnvClient::Git);
 }
+
+/// A client that sends its credential only after a 407 challenge (git does, by default), on the
+/// same connection: the 407 is audited as a `challenge`, not a `deny`; the deny counter does not
+/// move, and `egressd suggest` does not count it. A challenge nobody answers stays a `deny`.
+#[test]
+fn a_challenge_answered_on_the_same_connection_is_audited_as_a_challenge() {
+    let mut job = Job::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let url = job.url("/after-challenge");
+    let authority = job.authority();
+    let mut conn = connect_tcp(job.sidecar.proxy());
+    let challenged = exchange(&mut conn, &request_head("GET", &url, &authority, &[]));
+    assert_auth_refusal(&challenged, "proxy-auth-required");
+    let answered = exchange(
+        &mut conn,
+        &request_head(
+            "GET",
+            &url,
+            &authority,
+            &[&proxy_authorization(&job.secret)],
+        ),
+    );
+    assert_eq!(answered.status, 200, "{answered:?}");
+    // Another connection asks without the credential and goes away: a refusal.
+    let unanswered = job.get(&job.url("/unanswered"), &[]);
+    assert_eq!(unanswered.status, 407);
+    drop(conn);
+
+    let metrics = job.sidecar.ready["metrics"].as_str().unwrap().to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let text = agent
+        .get(&format!("http://{metrics}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let events = job.stop();
+    let with = |path: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e[f::DESTINATION].as_str().unwrap_or("").ends_with(path))
+            .collect()
+    };
+    let challenge = with("/after-challenge");
+    assert_eq!(challenge.len(), 2, "{events:?}");
+    assert!(
+        challenge.iter().any(|e| e[f::DECISION] == "challenge"
+            && e[f::REASON] == "proxy-auth-required"
+            && e[f::STATUS] == 407),
+        "{challenge:?}"
+    );
+    assert!(
+        challenge.iter().any(|e| e[f::DECISION] == "allow"),
+        "{challenge:?}"
+    );
+    let unanswered = with("/unanswered");
+    assert_eq!(unanswered.len(), 1, "{events:?}");
+    assert_eq!(unanswered[0][f::DECISION], "deny", "{unanswered:?}");
+    assert!(
+        text.lines().any(|l| l
+            == "egressd_requests_total{decision=\"challenge\",reason=\"proxy-auth-required\",kind=\"request\"} 1"),
+        "{text}"
+    );
+
+    // suggest reads neither a challenge nor a credential refusal as a destination to allow.
+    let r = run(&["suggest", job.audit_log().to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("host = "), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("refused, but not by the policy: 1"),
+        "{}",
+        r.stdout
+    );
+}

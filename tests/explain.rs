@@ -192,6 +192,9 @@ type SuggestionCase = (
 
 const DENY_ONLY: &str = "version = 1\n\n[[deny]]\nhost = \"x.test\"\n";
 
+const STATIC_PRIVATE: &str = "version = 1\n\n[[allow]]\nhost = \"mirror.ci.test\"\nports = [443]\n\n\
+    [dns.static]\n\"db.ci.test\" = [\"10.99.0.5\"]\n\"mirror.ci.test\" = [\"10.99.0.6\"]\n";
+
 const SUGGESTIONS: &[SuggestionCase] = &[
     (
         RULES,
@@ -253,15 +256,36 @@ const SUGGESTIONS: &[SuggestionCase] = &[
         RULES,
         "10.1.1.1:443",
         Some("special-range"),
-        "10.0.0.0/8 (private, RFC 1918) is never reachable through policy rules but a [[danger_carve_out]]",
-        "",
+        "10.0.0.0/8 (private, RFC 1918) is reachable only through a [[danger_carve_out]] of the \
+         address and port, with a rule that allows the destination",
+        "[[danger_carve_out]]\ncidr = \"10.1.1.1/32\"\nports = [443]\n\
+         [[allow]]\ncidr = \"10.1.1.1/32\"\nports = [443]\n",
     ),
     (
         RULES,
         "[fe80::1]:443",
         Some("special-range"),
         "fe80::/10 (link-local, RFC 4291)",
-        "",
+        "[[danger_carve_out]]\ncidr = \"fe80::1/128\"\nports = [443]\n\
+         [[allow]]\ncidr = \"fe80::1/128\"\nports = [443]\n",
+    ),
+    // A name the policy does not allow, whose static record is private: the rule alone would
+    // not open it.
+    (
+        STATIC_PRIVATE,
+        "db.ci.test:5432",
+        Some("add-rule"),
+        "so the rule needs a [[danger_carve_out]] too",
+        "[[danger_carve_out]]\ncidr = \"10.99.0.5/32\"\nports = [5432]\n\
+         [[allow]]\nhost = \"db.ci.test\"\nports = [5432]\n",
+    ),
+    // A name the policy allows, whose static record is private: only the carve-out is missing.
+    (
+        STATIC_PRIVATE,
+        "mirror.ci.test:443",
+        Some("special-range"),
+        "is reachable only through a [[danger_carve_out]] of the address and port (",
+        "[[danger_carve_out]]\ncidr = \"10.99.0.6/32\"\nports = [443]\n",
     ),
     (RULES, "exa mple.com", None, "", ""),
     (RULES, "github.com:443", None, "", ""),
@@ -301,17 +325,53 @@ fn a_denial_says_what_would_allow_it() {
 }
 
 #[test]
-fn the_suggested_rule_appended_to_the_policy_allows_the_target() {
+fn the_suggested_change_applied_to_the_policy_allows_the_target() {
     let dir = tempfile::tempdir().unwrap();
-    for (policy, target, action, _, toml) in SUGGESTIONS {
-        if !matches!(action, Some("add-rule" | "add-port")) {
-            continue;
+    let mut applied = std::collections::BTreeSet::new();
+    for (policy, target, action, _, _) in SUGGESTIONS {
+        let Some(action) = action else { continue };
+        let path = policy_path(dir.path(), policy);
+        let r = run(&["explain", path.to_str().unwrap(), target, "--json"]);
+        assert_eq!(r.code, 1, "{target}: {r:?}");
+        let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let toml = json["suggestion"]["toml"].as_str().unwrap_or("");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if *action == "remove-deny-rule" {
+            // The change named first: the deny rule goes (its table, from its header to the
+            // next blank line).
+            let line = json["decision"]["rule"]["line"].as_u64().unwrap() as usize;
+            text = without_table_at(&text, line);
         }
-        let text = std::fs::read_to_string(policy_path(dir.path(), policy)).unwrap();
-        let fixed = crate::util::write(dir.path(), "fixed.toml", &format!("{text}\n{toml}"));
+        // The TOML goes before any [dns] table, as an operator would paste it.
+        let (rules, rest) = match text.find("\n[dns") {
+            Some(at) => text.split_at(at),
+            None => (text.as_str(), ""),
+        };
+        let fixed_text = format!("{rules}\n{toml}{rest}");
+        let fixed = crate::util::write(dir.path(), "fixed.toml", &fixed_text);
         let r = run(&["explain", fixed.to_str().unwrap(), target]);
-        assert_eq!(r.code, 0, "{target}: {r:?}");
+        assert_eq!(r.code, 0, "{target} after {action}:\n{fixed_text}\n{r:?}");
+        applied.insert(*action);
     }
+    // Every refusal reason with a fix was applied at least once.
+    assert_eq!(
+        applied.into_iter().collect::<Vec<_>>(),
+        ["add-port", "add-rule", "remove-deny-rule", "special-range"]
+    );
+}
+
+/// `text` without the TOML table that holds line `line` (1-based): from the `[[...]]` header at
+/// or above it to the next blank line.
+fn without_table_at(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = (0..line)
+        .rev()
+        .find(|&i| lines[i].starts_with("[["))
+        .unwrap();
+    let end = (line..lines.len())
+        .find(|&i| lines[i].trim().is_empty())
+        .unwrap_or(lines.len());
+    [&lines[..start], &lines[end..]].concat().join("\n") + "\n"
 }
 
 #[test]

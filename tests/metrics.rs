@@ -54,7 +54,7 @@ fn parse(text: &str) -> Scrape {
         let (series, value) = line.rsplit_once(' ').expect("series value");
         let name = series.split('{').next().unwrap();
         assert!(
-            name.starts_with("egressd_")
+            (name.starts_with("egressd_") || name.starts_with("process_"))
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
@@ -212,4 +212,160 @@ fn metrics_listen_is_loopback_only_without_the_danger_flag_and_serves_only_metri
         .into();
     let other = agent.get(&format!("http://{addr}/")).call().unwrap();
     assert_eq!(other.status(), 404);
+}
+
+/// The text of one scrape; `authorization` is sent as `Authorization` when given.
+fn scrape_text(addr: &str, authorization: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(&format!("http://{addr}/metrics"));
+    if let Some(value) = authorization {
+        request = request.header("Authorization", value);
+    }
+    let mut response = request.call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+/// Before any traffic: every family is there, with zeros; the build and the process are named.
+#[test]
+fn every_family_is_present_from_the_start_with_build_and_process_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", &loopback_policy(&[9], ""));
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let first = scrape(&sidecar);
+    for (name, kind) in [
+        ("egressd_requests_total", "counter"),
+        ("egressd_dns_queries_total", "counter"),
+        ("egressd_open_connections", "gauge"),
+        ("egressd_open_tunnels", "gauge"),
+        ("egressd_proxied_bytes_total", "counter"),
+        ("egressd_upstream_connect_duration_seconds", "histogram"),
+        ("egressd_dns_lookup_duration_seconds", "histogram"),
+        ("egressd_reloads_total", "counter"),
+        ("egressd_policy_info", "gauge"),
+        ("egressd_build_info", "gauge"),
+        ("egressd_audit_events_lost_total", "counter"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert_eq!(
+            first.types.get(name).map(String::as_str),
+            Some(kind),
+            "{name}"
+        );
+        assert!(
+            first.samples.keys().any(|s| s.starts_with(name)),
+            "{name} has no sample"
+        );
+    }
+    assert!(first.samples.contains_key(
+        "egressd_requests_total{decision=\"deny\",reason=\"default-deny\",kind=\"tunnel\"}"
+    ));
+    let build: Vec<&String> = first
+        .samples
+        .keys()
+        .filter(|s| s.starts_with("egressd_build_info{"))
+        .collect();
+    assert_eq!(build.len(), 1, "{build:?}");
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(build[0].contains(&version), "{build:?}");
+    assert!(build[0].contains(",commit=\""), "{build:?}");
+    assert!(first.get("process_resident_memory_bytes") > 0.0);
+    assert!(first.get("process_open_fds") >= 3.0);
+    let started = first.get("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(started > 1.6e9 && started <= now + 1.0, "{started}");
+}
+
+/// `--metrics-require-credential`: only a scraper with the sandbox's proxy credential reads the
+/// counters and policy hash; others get 401 and nothing of the metrics.
+#[test]
+fn the_metrics_endpoint_can_require_the_proxy_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", &loopback_policy(&[9], ""));
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--no-dns",
+        "--proxy-credential-default",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--metrics-require-credential",
+    ]);
+    let addr = sidecar.ready["metrics"].as_str().unwrap();
+    let secret = secret_of(&sidecar.ready);
+    let sha = sidecar.ready["policy"]["sha256"].as_str().unwrap();
+    for authorization in [
+        None,
+        Some(basic(&altered(&secret))),
+        Some("Bearer x".to_owned()),
+    ] {
+        let (status, body) = scrape_text(addr, authorization.as_deref());
+        assert_eq!(status, 401, "{authorization:?}: {body}");
+        assert!(!body.contains(sha) && !body.contains(&secret), "{body}");
+    }
+    let (status, body) = scrape_text(addr, Some(&basic(&secret)));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(sha), "{body}");
+
+    let refused = Sidecar::try_start(&[
+        "--no-dns",
+        "--no-proxy-credential",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--metrics-require-credential",
+    ])
+    .err()
+    .expect("no credential to require");
+    assert_eq!(refused.code, 2, "{refused:?}");
+}
+
+/// Prometheus's own checker on a real scrape (Debian's `prometheus` package has promtool).
+#[test]
+#[ignore = "needs promtool (Debian package prometheus): run by .ci/run"]
+fn promtool_accepts_the_exposition() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", &loopback_policy(&[9], ""));
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let (status, text) = scrape_text(sidecar.ready["metrics"].as_str().unwrap(), None);
+    assert_eq!(status, 200);
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -75,7 +75,13 @@ fn a_refusal_says_what_why_and_what_to_do_in_its_body_and_reason_phrase() {
         "HTTP/1.1 403 Forbidden by egressd: special-range 169.254.0.0/16"
     );
     assert!(
-        special.body.contains("RFC 3927") && special.body.contains("never reachable"),
+        special.body.contains("RFC 3927")
+            && special
+                .body
+                .contains("reachable only through a [[danger_carve_out]]")
+            && special
+                .body
+                .contains("[[danger_carve_out]] cidr = \"169.254.169.254/32\" ports = [80]"),
         "{}",
         special.body
     );
@@ -282,4 +288,31 @@ fn wget_prints_the_reason_phrase() {
             .contains("Forbidden by egressd: special-range 127.0.0.0/8"),
         "{tunnelled:?}"
     );
+}
+
+/// A name whose only address is special, on a port no rule names: the body's advice holds the
+/// carve-out with the rule (the rule alone would not open it), and applied to the policy,
+/// `egressd explain` says allow.
+#[test]
+fn the_advice_for_a_special_address_names_a_change_that_works() {
+    let (origin, sidecar, dir) = start(&[]);
+    let other = origin.addr.port().wrapping_add(1).max(1);
+    let url = format!("http://origin.test:{other}/");
+    let refused = Client::Rust.get(sidecar.proxy(), &url);
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let advice = format!(
+        "[[danger_carve_out]] cidr = \"127.0.0.1/32\" ports = [{other}] \
+         [[allow]] host = \"origin.test\" ports = [{other}]"
+    );
+    assert!(refused.body.contains(&advice), "{}", refused.body);
+    let path = dir.path().join("policy.toml");
+    let explained = run(&["explain", path.to_str().unwrap(), &url, "--json"]);
+    assert_eq!(explained.code, 1, "{explained:?}");
+    let json: serde_json::Value = serde_json::from_str(&explained.stdout).unwrap();
+    let toml = json["suggestion"]["toml"].as_str().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (rules, rest) = text.split_at(text.find("[dns.static]").unwrap());
+    let fixed = write(dir.path(), "fixed.toml", &format!("{rules}{toml}\n{rest}"));
+    let allowed = run(&["explain", fixed.to_str().unwrap(), &url]);
+    assert_eq!(allowed.code, 0, "{allowed:?}");
 }

@@ -272,3 +272,217 @@ fn round_trip() {
         "enforce mode reports nothing as would-deny: {enforced}"
     );
 }
+
+/// Issue 22's simulated CI job: six CDN hosts on 443 and one on 80 under one registrable
+/// domain, three GitHub subdomains, a private mirror, and a name that never resolves.
+mod ci_job {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    pub(super) const CDN: &str = "151.101.2.140";
+    pub(super) const GITHUB: &str = "140.82.112.3";
+    pub(super) const MIRROR: &str = "10.99.0.7";
+
+    const CDN_HOSTS: [&str; 6] = [
+        "s1.cdn.example-cdn.net",
+        "s2.cdn.example-cdn.net",
+        "s3.cdn.example-cdn.net",
+        "s4.cdn.example-cdn.net",
+        "s5.cdn.example-cdn.net",
+        "s6.cdn.example-cdn.net",
+    ];
+    const GITHUB_HOSTS: [&str; 3] = [
+        "api.github.com",
+        "codeload.github.com",
+        "uploads.github.com",
+    ];
+
+    /// The job's requests: (what, status).
+    fn job(proxy: std::net::SocketAddr) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        let mut saw = |what: String, response: Response| {
+            seen.push((what, response.status.to_string()));
+        };
+        for host in CDN_HOSTS.iter().chain(&GITHUB_HOSTS) {
+            let url = format!("http://{host}:443/x");
+            saw(format!("{host}:443"), Client::Rust.tunnel_get(proxy, &url));
+        }
+        saw(
+            "assets.example-cdn.net:80".to_owned(),
+            Client::Rust.get(proxy, "http://assets.example-cdn.net/a.css"),
+        );
+        saw(
+            "mirror.ci.example-corp.net:80".to_owned(),
+            Client::Rust.get(proxy, "http://mirror.ci.example-corp.net/debian/"),
+        );
+        saw(
+            "gone.example-cdn.net:80".to_owned(),
+            Client::Rust.get(proxy, "http://gone.example-cdn.net/"),
+        );
+        seen
+    }
+
+    pub(super) fn scenario() {
+        let cdn_ip: Ipv4Addr = CDN.parse().unwrap();
+        let github_ip: Ipv4Addr = GITHUB.parse().unwrap();
+        let cdn_443 = Origin::bind(format!("{CDN}:443").parse().unwrap(), Behaviour::Answer);
+        let cdn_80 = Origin::bind(format!("{CDN}:80").parse().unwrap(), Behaviour::Answer);
+        let github = Origin::bind(format!("{GITHUB}:443").parse().unwrap(), Behaviour::Answer);
+        let mirror = Origin::bind(format!("{MIRROR}:80").parse().unwrap(), Behaviour::Answer);
+        let mut records: Vec<(&'static str, Ipv4Addr)> = CDN_HOSTS
+            .iter()
+            .chain(&["assets.example-cdn.net", "attacker.example-cdn.net"])
+            .map(|h| (*h, cdn_ip))
+            .collect();
+        records.extend(
+            GITHUB_HOSTS
+                .iter()
+                .chain(&["gist.github.com"])
+                .map(|h| (*h, github_ip)),
+        );
+        records.push(("mirror.ci.example-corp.net", MIRROR.parse().unwrap()));
+        // gone.example-cdn.net is in no zone: NXDOMAIN.
+        let dns = FakeDns::start(&records, false);
+        let dir = tempfile::tempdir().unwrap();
+        let start = write(
+            dir.path(),
+            "start.toml",
+            &format!(
+                "version = 1\n\n[defaults]\naction = \"deny\"\nports = [80, 443]\nmode = \"report\"\n\n\
+                 [dns]\nupstreams = [\"{}\"]\n",
+                dns.addr
+            ),
+        );
+        let audit = dir.path().join("ci.jsonl");
+
+        // 1. Report mode, the job twice: what the policy refuses goes through, but the private
+        // mirror stays shut and the dead name reaches nothing.
+        let mut observed = Vec::new();
+        {
+            let sidecar = sidecar(&start, &audit, &[]);
+            for _ in 0..2 {
+                let seen = job(sidecar.proxy());
+                observed = seen.clone();
+                for (what, status) in &seen {
+                    let want = match what.as_str() {
+                        "mirror.ci.example-corp.net:80" => "403",
+                        "gone.example-cdn.net:80" => "502",
+                        _ => "200",
+                    };
+                    assert_eq!(status, want, "{what} in report mode");
+                }
+            }
+            request_events(&audit, 2 * observed.len());
+        }
+        assert_eq!(
+            mirror.connections.get(),
+            0,
+            "report mode never opens the LAN"
+        );
+
+        // 2. The suggestion, the whole next policy, by default exact names only.
+        let suggested = run(&[
+            "suggest",
+            "--policy",
+            start.to_str().unwrap(),
+            audit.to_str().unwrap(),
+        ]);
+        assert_eq!(suggested.code, 0, "{suggested:?}");
+        let text = &suggested.stdout;
+        assert!(
+            !text.contains("host = \"*."),
+            "no wildcard by default:\n{text}"
+        );
+        for host in CDN_HOSTS.iter().chain(&GITHUB_HOSTS) {
+            let rule = format!("[[allow]]\nhost = \"{host}\"\nports = [443]\n");
+            assert!(text.contains(&rule), "{rule}\n{text}");
+        }
+        assert!(
+            text.contains("[[allow]]\nhost = \"assets.example-cdn.net\"\nports = [80]\n"),
+            "{text}"
+        );
+        for never in ["mirror.ci.example-corp.net", "gone.example-cdn.net"] {
+            assert!(
+                !text.contains(&format!("[[allow]]\nhost = \"{never}\"")),
+                "{never} is not suggested:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("#   gone.example-cdn.net:80: never resolved"),
+            "{text}"
+        );
+        assert!(
+            text.contains("#   mirror.ci.example-corp.net:80:"),
+            "{text}"
+        );
+        let next = write(dir.path(), "next.toml", text);
+        assert_eq!(run(&["check", next.to_str().unwrap()]).code, 0);
+
+        // 3. Enforce: exactly the observed traffic passes; siblings, other ports, the mirror and
+        // the dead name are refused.
+        let enforced_audit = dir.path().join("enforced.jsonl");
+        let sidecar = sidecar(&next, &enforced_audit, &["--mode", "enforce"]);
+        for (what, status) in job(sidecar.proxy()) {
+            let want = match what.as_str() {
+                "mirror.ci.example-corp.net:80" | "gone.example-cdn.net:80" => "403",
+                _ => "200",
+            };
+            assert_eq!(status, want, "{what} enforced");
+        }
+        let proxy = sidecar.proxy();
+        for sibling in [
+            "http://attacker.example-cdn.net:443/",
+            "http://gist.github.com:443/",
+            "http://s1.cdn.example-cdn.net:80/",
+            "http://assets.example-cdn.net:443/",
+        ] {
+            let status = if sibling.ends_with(":443/") {
+                Client::Rust.tunnel_get(proxy, sibling).status
+            } else {
+                Client::Rust.get(proxy, sibling).status
+            };
+            assert_eq!(status, 403, "{sibling} is refused under enforce");
+        }
+        drop(sidecar);
+        assert_eq!(mirror.connections.get(), 0);
+        assert!(cdn_443.connections.get() > 0 && cdn_80.connections.get() > 0);
+        assert!(github.connections.get() > 0);
+        // Everything the enforcing run allowed was observed in report mode.
+        let log = std::fs::read_to_string(&enforced_audit).unwrap();
+        let observed: Vec<String> = observed.iter().map(|(what, _)| what.clone()).collect();
+        for event in events_of(&log, audit::Request::MESSAGE) {
+            if event[audit::fields::DECISION] == "allow" {
+                let destination = event[audit::fields::DESTINATION].as_str().unwrap();
+                let host_port = destination
+                    .trim_start_matches("http://")
+                    .split('/')
+                    .next()
+                    .unwrap();
+                let host_port = if host_port.contains(':') {
+                    host_port.to_owned()
+                } else {
+                    format!("{host_port}:80")
+                };
+                assert!(
+                    observed.contains(&host_port),
+                    "{destination} was not observed"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by .ci/run"]
+fn a_ci_job_suggested_and_enforced_allows_exactly_what_it_did() {
+    in_netns(
+        "roundtrip::a_ci_job_suggested_and_enforced_allows_exactly_what_it_did",
+        &[
+            &format!("{}/32", ci_job::CDN),
+            &format!("{}/32", ci_job::GITHUB),
+            &format!("{}/32", ci_job::MIRROR),
+        ],
+        ci_job::scenario,
+    );
+}

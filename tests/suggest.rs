@@ -132,7 +132,7 @@ fn names_ports_and_ip_literals_become_rules_that_allow_them() {
 }
 
 #[test]
-fn siblings_under_a_registrable_domain_become_one_wildcard_never_a_public_suffix() {
+fn siblings_under_a_registrable_domain_become_one_wildcard_only_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let names = [
         "a.example.com",
@@ -152,7 +152,11 @@ fn siblings_under_a_registrable_domain_become_one_wildcard_never_a_public_suffix
         .map(|(i, n)| denied(i as u32, &format!("{n}:443")))
         .collect();
     let path = log(dir.path(), "audit.jsonl", &lines);
-    let (text, policy) = suggest(&[path.to_str().unwrap()]);
+    // By default: one exact rule per name, never a wildcard.
+    let (text, _) = suggest(&[path.to_str().unwrap()]);
+    assert_eq!(rules(&text).len(), names.len(), "{text}");
+    assert!(!text.contains("host = \"*."), "{text}");
+    let (text, policy) = suggest(&[path.to_str().unwrap(), "--group", "3"]);
     assert_eq!(
         rules(&text),
         [
@@ -166,7 +170,10 @@ fn siblings_under_a_registrable_domain_become_one_wildcard_never_a_public_suffix
         "{text}"
     );
     assert!(
-        text.contains("3 names: a.example.com, b.example.com, x.y.example.com;"),
+        text.contains(
+            "3 names: a.example.com, b.example.com, x.y.example.com; newly allows every other \
+             name below example.com on the same ports, not only these;"
+        ),
         "{text}"
     );
     for name in names {
@@ -497,4 +504,137 @@ fn with_stdin(args: &[&str], input: &str) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The simulated CI job of issue 22: six CDN hosts on 443 and one on 80 under one registrable
+/// domain, three GitHub subdomains. Grouping never carries a port from one host to another, and
+/// without --group nothing is a wildcard: a sibling host stays refused.
+#[test]
+fn grouping_never_merges_ports_across_hosts_and_default_suggests_exact_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (1..=6)
+        .map(|i| denied(i, &format!("s{i}.cdn.example-cdn.net:443")))
+        .collect();
+    lines.push(denied(7, "http://assets.example-cdn.net/a.css"));
+    for (i, name) in ["api", "codeload", "uploads"].iter().enumerate() {
+        lines.push(denied(10 + i as u32, &format!("{name}.github.com:443")));
+    }
+    let path = log(dir.path(), "audit.jsonl", &lines);
+    let (text, policy) = suggest(&[path.to_str().unwrap()]);
+    assert!(!text.contains("host = \"*."), "{text}");
+    for denied in [
+        "attacker.example-cdn.net:443",
+        "gist.github.com:443",
+        "s1.cdn.example-cdn.net:80",
+        "assets.example-cdn.net:443",
+    ] {
+        assert!(!allows(&policy, denied), "{denied}\n{text}");
+    }
+    let (text, policy) = suggest(&[path.to_str().unwrap(), "--group", "3"]);
+    // The nearest common parent, not the registrable domain; the comment says what it opens.
+    assert!(
+        text.contains("host = \"*.cdn.example-cdn.net\"\nports = [443]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("newly allows every other name below cdn.example-cdn.net on the same ports"),
+        "{text}"
+    );
+    assert!(!allows(&policy, "attacker.example-cdn.net:443"), "{text}");
+    assert!(
+        text.contains("host = \"assets.example-cdn.net\"\nports = [80]\n"),
+        "{text}"
+    );
+    assert!(!allows(&policy, "s1.cdn.example-cdn.net:80"), "{text}");
+    assert!(!allows(&policy, "assets.example-cdn.net:443"), "{text}");
+    assert!(allows(&policy, "s6.cdn.example-cdn.net:443"), "{text}");
+}
+
+/// Report mode lets a refused request through; one that then reached nothing (502, no address)
+/// is a comment, not a rule. A special-range address is offered as a commented carve-out.
+#[test]
+fn names_that_never_resolved_are_comments_and_special_ranges_offer_a_commented_carve_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let failed = |second: u32, destination: &str| {
+        let line = request(second, "ci-1", destination, "would-deny", "default-deny");
+        line.replace("\"status\":403", "\"status\":502")
+    };
+    let path = log(
+        dir.path(),
+        "audit.jsonl",
+        &[
+            failed(1, "nowhere.example.org:443"),
+            failed(2, "nowhere.example.org:443"),
+            failed(3, "flaky.example.org:443"),
+            request(
+                4,
+                "ci-1",
+                "flaky.example.org:443",
+                "would-deny",
+                "default-deny",
+            ),
+            request(5, "ci-1", "10.99.0.5:5432", "deny", "special-range"),
+        ],
+    );
+    let (text, policy) = suggest(&[path.to_str().unwrap()]);
+    assert_eq!(rules(&text), ["host = \"flaky.example.org\""], "{text}");
+    assert!(
+        text.contains("#   nowhere.example.org:443: never resolved"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "#     [[danger_carve_out]]\n#     cidr = \"10.99.0.5/32\"\n#     ports = [5432]\n\
+             #     [[allow]]\n#     cidr = \"10.99.0.5/32\"\n#     ports = [5432]\n"
+        ),
+        "{text}"
+    );
+    // Uncommented, the offered carve-out opens exactly that address and port.
+    let opened = text
+        .replace("#     [[", "[[")
+        .replace("#     cidr", "cidr")
+        .replace("#     ports", "ports");
+    let opened = Policy::parse(&opened, "opened").unwrap();
+    assert!(allows(&opened, "10.99.0.5:5432"));
+    assert!(!allows(&opened, "10.99.0.6:5432"));
+    assert!(!allows(&policy, "10.99.0.5:5432"));
+}
+
+/// Without --policy, the output says it is not the whole next policy, and which hosts were
+/// refused only for a port (the policy in force allows them on others, which this file lacks).
+#[test]
+fn without_a_policy_it_says_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log(
+        dir.path(),
+        "audit.jsonl",
+        &[request(
+            1,
+            "ci-1",
+            "github.com:22",
+            "deny",
+            "port-not-allowed",
+        )],
+    );
+    let (text, _) = suggest(&[path.to_str().unwrap()]);
+    assert!(
+        text.contains("# Written without --policy, this holds only what was refused"),
+        "{text}"
+    );
+    assert!(text.contains("github.com:22"), "{text}");
+    let current = write(
+        dir.path(),
+        "current.toml",
+        "version = 1\n[[allow]]\nhost = \"github.com\"\nports = [443]\n",
+    );
+    let (text, policy) = suggest(&[
+        "--policy",
+        current.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    assert!(!text.contains("Written without --policy"), "{text}");
+    assert!(
+        allows(&policy, "github.com:443") && allows(&policy, "github.com:22"),
+        "{text}"
+    );
 }

@@ -30,6 +30,10 @@ pub enum Verdict {
     WouldDeny,
     /// Report mode: the policy would have refused this name, which was answered.
     WouldRefuse,
+    /// A 407 for a request without the proxy credential, answered on the same connection by a
+    /// request that carried it: the client's normal way to learn it must authenticate (git's,
+    /// curl's with `--proxy-anyauth`), not a refusal.
+    Challenge,
 }
 
 impl Verdict {
@@ -41,6 +45,7 @@ impl Verdict {
             Self::Error => "error",
             Self::WouldDeny => "would-deny",
             Self::WouldRefuse => "would-refuse",
+            Self::Challenge => "challenge",
         }
     }
 }

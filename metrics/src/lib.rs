@@ -19,11 +19,19 @@
 //! | `egressd_reloads_total` | counter | `result` (`ok`, `failed`) |
 //! | `egressd_policy_info` | gauge, always 1 | `sha256`, `mode` |
 //! | `egressd_audit_events_lost_total` | counter | |
+//! | `egressd_build_info` | gauge, always 1 | `version`, `commit` |
+//! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | counter, gauges | |
+//!
+//! Every family is in the exposition from the start, with zeros: the labelled counters hold a
+//! zero series for each common decision and reason (a dashboard or alert on `rate()` needs the
+//! series before the first event), the histograms their empty buckets.
 //!
 //! What this crate does not do: serve HTTP (the binary does, on the shared serve loop), or
 //! know what is counted (callers pass codes).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod process;
 
 use std::fmt;
 use std::sync::Arc;
@@ -54,6 +62,27 @@ type QueryLabels = [(&'static str, &'static str); 2];
 type OneLabel = [(&'static str, &'static str); 1];
 /// The policy's labels: sha256, mode.
 type PolicyLabels = [(&'static str, String); 2];
+/// The build's labels: version, commit.
+type BuildLabels = [(&'static str, String); 2];
+
+/// The request series present from the start, with zeros, for each kind: the decisions and
+/// reasons a dashboard watches.
+const REQUEST_SERIES: [(&str, &str); 7] = [
+    ("allow", "allow-rule"),
+    ("allow", "default-allow"),
+    ("deny", "default-deny"),
+    ("deny", "deny-rule"),
+    ("deny", "port-not-allowed"),
+    ("deny", "special-range"),
+    ("would-deny", "default-deny"),
+];
+
+/// The DNS query series present from the start, with zeros: rcode, decision.
+const QUERY_SERIES: [(&str, &str); 3] = [
+    ("NOERROR", "allow"),
+    ("NXDOMAIN", "allow"),
+    ("REFUSED", "deny"),
+];
 
 /// What a proxied exchange was: an absolute-form request, or a CONNECT tunnel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +115,7 @@ struct Families {
     reloads_ok: Counter,
     reloads_failed: Counter,
     policy: Family<PolicyLabels, Gauge>,
+    build: Family<BuildLabels, Gauge>,
 }
 
 /// The registry and its families: built once, by the binary, when metrics are asked for.
@@ -104,7 +134,10 @@ impl Metrics {
     /// Every family registered, and `audit_lost` read at each scrape for the audit events the
     /// audit writer could not write.
     pub fn new(audit_lost: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
-        let mut registry = Registry::with_prefix("egressd");
+        // `process_*` keep their standard names; everything else is `egressd_*`.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::Process::new()));
+        let registry = root.sub_registry_with_prefix("egressd");
         let bytes = Family::<OneLabel, Counter>::default();
         let reloads = Family::<OneLabel, Counter>::default();
         let histogram = || Histogram::new(LATENCY_BUCKETS);
@@ -120,7 +153,22 @@ impl Metrics {
             reloads_ok: reloads.get_or_create_owned(&[("result", "ok")]),
             reloads_failed: reloads.get_or_create_owned(&[("result", "failed")]),
             policy: Family::default(),
+            build: Family::default(),
         };
+        for kind in [Kind::Request, Kind::Tunnel] {
+            for (decision, reason) in REQUEST_SERIES {
+                let labels = [
+                    ("decision", decision),
+                    ("reason", reason),
+                    ("kind", kind.as_str()),
+                ];
+                families.requests.get_or_create(&labels).inc_by(0);
+            }
+        }
+        for (rcode, decision) in QUERY_SERIES {
+            let labels = [("rcode", rcode), ("decision", decision)];
+            families.dns_queries.get_or_create(&labels).inc_by(0);
+        }
         registry.register(
             "requests",
             "Proxied requests and tunnels, counted when they end, by decision, reason and kind",
@@ -165,10 +213,30 @@ impl Metrics {
             "The policy in force: its SHA-256 and mode (always 1)",
             families.policy.clone(),
         );
+        registry.register(
+            "build_info",
+            "The egressd build: its version and commit (always 1)",
+            families.build.clone(),
+        );
         registry.register_collector(Box::new(AuditLost(Box::new(audit_lost))));
         Self {
-            registry,
+            registry: root,
             handle: Handle(Some(Arc::new(families))),
+        }
+    }
+
+    /// Names the build in `egressd_build_info`: its version and the commit it was built from
+    /// (`unknown` when the source was not a git checkout).
+    pub fn build_info(&self, version: &str, commit: &str) {
+        if let Some(families) = &self.handle.0 {
+            families.build.clear();
+            families
+                .build
+                .get_or_create(&[
+                    ("version", version.to_owned()),
+                    ("commit", commit.to_owned()),
+                ])
+                .set(1);
         }
     }
 
@@ -359,6 +427,13 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         }
         assert!(!text.contains("ab12"), "the old policy is gone: {text}");
+        metrics.build_info("0.1.0", "abc123");
+        assert!(
+            metrics
+                .encode()
+                .lines()
+                .any(|l| l == "egressd_build_info{version=\"0.1.0\",commit=\"abc123\"} 1")
+        );
         drop(open);
         assert!(
             metrics
@@ -366,6 +441,43 @@ mod tests {
                 .lines()
                 .any(|l| l == "egressd_open_tunnels 0")
         );
+    }
+
+    /// Before anything is counted, every family has its series, at zero, and the process
+    /// metrics are there.
+    #[test]
+    fn every_family_is_present_from_the_start() {
+        let metrics = Metrics::new(|| 0);
+        let text = metrics.encode();
+        for line in [
+            "egressd_requests_total{decision=\"deny\",reason=\"default-deny\",kind=\"tunnel\"} 0",
+            "egressd_requests_total{decision=\"allow\",reason=\"allow-rule\",kind=\"request\"} 0",
+            "egressd_dns_queries_total{rcode=\"REFUSED\",decision=\"deny\"} 0",
+            "egressd_open_connections 0",
+            "egressd_open_tunnels 0",
+            "egressd_proxied_bytes_total{direction=\"up\"} 0",
+            "egressd_upstream_connect_duration_seconds_count 0",
+            "egressd_dns_lookup_duration_seconds_count 0",
+            "egressd_reloads_total{result=\"ok\"} 0",
+            "egressd_audit_events_lost_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        for family in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            let value: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{family} ")))
+                .unwrap_or_else(|| panic!("{family}\n{text}"))
+                .parse()
+                .unwrap();
+            assert!(value >= 0.0, "{family} {value}");
+        }
+        // The two info families are set by the binary as it starts (tests/metrics.rs).
     }
 
     #[test]

@@ -53,6 +53,20 @@ pub enum ErrorKind {
         /// Why.
         error: PatternError,
     },
+    /// An `[[allow]]` wildcard over a public suffix (`*.com`, `*.co.uk`, `*.github.io`): every
+    /// name below it belongs to someone else.
+    #[error(
+        "\"*.{suffix}\" allows every name below the public suffix \"{suffix}\", whose names are registered by unrelated owners: name the hosts (or `*.DOMAIN` of a domain you trust), or add `danger_public_suffix_wildcard = true` to the rule if you mean it"
+    )]
+    PublicSuffixWildcard {
+        /// The suffix, as canonicalized.
+        suffix: String,
+    },
+    /// `danger_public_suffix_wildcard` on a rule it does not apply to.
+    #[error(
+        "`danger_public_suffix_wildcard` is only for an [[allow]] rule whose host is a wildcard (\"*.SUFFIX\")"
+    )]
+    PublicSuffixKeyMisplaced,
     /// A bad CIDR.
     #[error(
         "invalid CIDR {text:?}: write an IPv4 or IPv6 network such as \"192.0.2.0/24\" or \"2001:db8::/32\""

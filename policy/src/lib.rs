@@ -16,6 +16,7 @@
 //!     [[allow]]
 //!     host = "*.githubusercontent.com"
 //!     ports = [443]
+//!     danger_public_suffix_wildcard = true # a public suffix: users' content
 //! "#, "example.toml")?;
 //!
 //! let target = Target::parse_authority("raw.githubusercontent.com:443")?;

@@ -45,12 +45,15 @@ struct RawPolicy {
     defaults: RawDefaults,
     /// Destinations that may be reached.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "allow_schema"))]
     allow: Vec<RawRule>,
     /// Destinations that may not, whatever the allow rules say. Without `ports`: every port.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "deny_schema"))]
     deny: Vec<RawRule>,
     /// Opens one special-range network (`cidr`, at most /16 or /48) on explicitly listed ports.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "carve_out_schema"))]
     danger_carve_out: Vec<RawRule>,
     /// Attribution headers the proxy sets: name = value template (`{sandbox_id}`).
     #[serde(default)]
@@ -80,9 +83,10 @@ struct RawDefaults {
     mode: Option<Spanned<String>>,
     /// Your own text, shown in the body of every refusal after egressd's lines (who to ask, a
     /// ticket link). Plain text, at most 1000 characters.
+    #[serde(default)]
     #[cfg_attr(
         feature = "schema",
-        schemars(with = "Option<String>", length(min = 1, max = 1000))
+        schemars(schema_with = "crate::schema::deny_message")
     )]
     deny_message: Option<Spanned<String>>,
     /// Answer a refused CONNECT to any name inside TLS (a leaf from egressd's CA, then the 403),
@@ -98,7 +102,8 @@ struct RawDefaults {
 #[serde(deny_unknown_fields)]
 struct RawRule {
     /// A name ("github.com") or every name strictly below a suffix ("*.github.com").
-    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::host"))]
     host: Option<Spanned<String>>,
     /// An IPv4 or IPv6 network ("140.82.112.0/20"); a bare address is a /32 or /128.
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
@@ -111,11 +116,17 @@ struct RawRule {
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     inspect: Option<Spanned<bool>>,
     /// With `inspect`: the HTTP methods each request must use ("GET", ...).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::methods"))]
     methods: Option<Spanned<Vec<Spanned<String>>>>,
     /// With `inspect`: path globs each request must match ("*" matches any run, "/" included).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::paths"))]
     paths: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Allow rules only: a wildcard over a public suffix (`*.com`, `*.co.uk`, `*.github.io`) is
+    /// refused unless this is true: every name below it belongs to someone else.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
+    danger_public_suffix_wildcard: Option<Spanned<bool>>,
     /// Free text for the humans who read the policy; egressd ignores it.
     #[serde(default, rename = "comment")]
     _comment: Option<String>,
@@ -134,14 +145,23 @@ struct RawCredential {
     /// The header whose value is swapped ("Authorization").
     #[cfg_attr(feature = "schema", schemars(with = "String"))]
     header: Spanned<String>,
-    /// The value the sandbox is given and sends.
-    #[cfg_attr(feature = "schema", schemars(with = "String"))]
+    /// The value the sandbox is given and sends: at least 8 visible ASCII characters.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::placeholder")
+    )]
     placeholder: Spanned<String>,
     /// A file egressd reads the real value from, at start and on reload.
-    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<String>", regex(pattern = r"\S"))
+    )]
     value_file: Option<Spanned<String>>,
     /// An environment variable of egressd's holding the real value.
-    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<String>", regex(pattern = r"^[^=\x00]+$"))
+    )]
     value_env: Option<Spanned<String>>,
     #[serde(default, rename = "comment")]
     _comment: Option<String>,
@@ -163,6 +183,23 @@ struct RawDns {
         schemars(schema_with = "crate::schema::static_records")
     )]
     static_records: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[[allow]]`, `[[deny]]` and `[[danger_carve_out]]` share [`RawRule`]; each table's schema
+/// adds what its kind of rule may not hold.
+#[cfg(feature = "schema")]
+fn allow_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::schema::rules(generator.subschema_for::<RawRule>(), RuleKind::Allow)
+}
+
+#[cfg(feature = "schema")]
+fn deny_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::schema::rules(generator.subschema_for::<RawRule>(), RuleKind::Deny)
+}
+
+#[cfg(feature = "schema")]
+fn carve_out_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::schema::rules(generator.subschema_for::<RawRule>(), RuleKind::CarveOut)
 }
 
 /// The JSON Schema of the policy file, generated from [`RawPolicy`].
@@ -363,6 +400,9 @@ fn rules(
                 continue;
             }
         }
+        if !public_suffix_allowed(rule, kind, &matcher, &span, errors) {
+            continue;
+        }
         let Ok(inspect) = inspection(rule, kind, &matcher, errors) else {
             continue;
         };
@@ -376,6 +416,45 @@ fn rules(
         }));
     }
     out
+}
+
+/// False (an error recorded) for an `[[allow]]` wildcard whose suffix is a public suffix of the
+/// Public Suffix List (compiled in: `psl`) without `danger_public_suffix_wildcard = true`, and for
+/// that key on a rule it does not apply to. A suffix the list does not know (`*.test`,
+/// `*.internal`) is not refused: the list's implicit `*` rule says nothing about who owns it.
+/// Deny rules may use any wildcard: refusing more is never a widening.
+fn public_suffix_allowed(
+    rule: &RawRule,
+    kind: RuleKind,
+    matcher: &Matcher,
+    span: &Range<usize>,
+    errors: &mut Errors<'_>,
+) -> bool {
+    let suffix = match (kind, matcher) {
+        (RuleKind::Allow, Matcher::Host(HostPattern::Below(suffix))) => suffix,
+        _ => {
+            if let Some(key) = &rule.danger_public_suffix_wildcard {
+                errors.push(key.span(), ErrorKind::PublicSuffixKeyMisplaced);
+                return false;
+            }
+            return true;
+        }
+    };
+    let meant = rule
+        .danger_public_suffix_wildcard
+        .as_ref()
+        .is_some_and(|on| *on.get_ref());
+    if !meant && is_public_suffix(suffix.as_str()) {
+        let suffix = suffix.as_str().to_owned();
+        errors.push(span.clone(), ErrorKind::PublicSuffixWildcard { suffix });
+        return false;
+    }
+    true
+}
+
+/// True when `name` is itself a public suffix the list names (ICANN or private section).
+pub(crate) fn is_public_suffix(name: &str) -> bool {
+    psl::suffix(name.as_bytes()).is_some_and(|s| s.is_known() && s.as_bytes() == name.as_bytes())
 }
 
 /// A rule's `inspect`, `methods` and `paths`: only on `[[allow]]` host rules, and the request

@@ -88,10 +88,15 @@ fn quote(text: &str) -> String {
 
 impl Policy {
     /// What would allow `target`, given its `decision` and the `addresses` its name resolved to
-    /// (each with its own decision; empty when not resolved). `None` when it is allowed (by its
-    /// decision and, when addresses are given, at least one of them), or malformed (nothing to
-    /// allow). When the name is allowed but no address passes, the first refusal says what to
-    /// change.
+    /// (each with its own decision; empty when not resolved: the name's `[dns.static]` addresses
+    /// are used then). `None` when it is allowed (by its decision and, when addresses are given,
+    /// at least one of them), or malformed (nothing to allow). When the name is allowed but no
+    /// address passes, the first refusal says what to change.
+    ///
+    /// The change named works when applied: when every address the destination would reach is
+    /// refused and some are in special ranges, an `[[allow]]` rule alone would not open it, so
+    /// the TOML holds a `[[danger_carve_out]]` for each such address (and the rule, when one is
+    /// still needed).
     pub fn suggest(
         &self,
         target: &Target,
@@ -113,6 +118,7 @@ impl Policy {
         };
         // The rule for exactly this host and port.
         let rule = allow_rule_toml(key, &value, Some(&BTreeSet::from([target.port])), None);
+        let carve_outs = self.carve_outs_needed(target, addresses);
         let located = |rule: &Rule| {
             format!(
                 "{}[{}] at {}:{} ({}, ports {})",
@@ -126,6 +132,32 @@ impl Policy {
         };
         let suggestion = match (&refusal.reason, &refusal.rule) {
             (Reason::MalformedTarget { .. }, _) => return None,
+            (Reason::SpecialRange { special, .. }, _) if !carve_outs.is_empty() => {
+                let rule_allows = self.allowing_rule(target).is_some()
+                    || (self.default_action() == Action::Allow
+                        && self.default_ports().contains(target.port));
+                Suggestion {
+                    change: Change::SpecialRange,
+                    text: format!(
+                        "no allow rule alone can allow it: {} ({}, {}) is reachable only through a \
+                         [[danger_carve_out]] of the address and port{} (docs/policy.md, \
+                         \"Carve-outs\"); if you mean it, add:",
+                        special.range.net,
+                        special.range.name,
+                        special.range.rfc,
+                        if rule_allows {
+                            ""
+                        } else {
+                            ", with a rule that allows the destination"
+                        }
+                    ),
+                    toml: Some(if rule_allows {
+                        carve_outs.clone()
+                    } else {
+                        format!("{carve_outs}{rule}")
+                    }),
+                }
+            }
             (Reason::SpecialRange { special, .. }, _) => Suggestion {
                 change: Change::SpecialRange,
                 text: format!(
@@ -173,7 +205,63 @@ impl Policy {
                 toml: Some(rule),
             },
         };
-        Some(suggestion)
+        Some(match (suggestion.change, suggestion.toml) {
+            // A rule is not enough when the name's every address is in a special range.
+            (Change::AddRule | Change::AddPort | Change::RemoveDenyRule, Some(toml))
+                if !carve_outs.is_empty() =>
+            {
+                Suggestion {
+                    text: suggestion.text.replace(
+                        "add:",
+                        "add (its addresses are in special ranges, so the rule needs a \
+                         [[danger_carve_out]] too: docs/policy.md, \"Carve-outs\"):",
+                    ),
+                    toml: Some(carve_outs + &toml),
+                    ..suggestion
+                }
+            }
+            (change, toml) => Suggestion {
+                change,
+                toml,
+                ..suggestion
+            },
+        })
+    }
+
+    /// The `[[danger_carve_out]]` rules that must be added for `target` to be reachable: one per
+    /// address in a special range, when every address it would reach (those given, its
+    /// `[dns.static]` addresses, or the IP literal) is refused on the port. Empty otherwise.
+    fn carve_outs_needed(&self, target: &Target, addresses: &[(IpAddr, Decision)]) -> String {
+        let addrs: Vec<IpAddr> = match &target.host {
+            _ if !addresses.is_empty() => addresses.iter().map(|(addr, _)| *addr).collect(),
+            Host::Name(name) => self
+                .dns()
+                .static_records
+                .get(name)
+                .cloned()
+                .unwrap_or_default(),
+            Host::Ip(ip) => vec![*ip],
+            Host::Malformed(_) => Vec::new(),
+        };
+        let refusals: Vec<(IpAddr, Decision)> = addrs
+            .iter()
+            .filter_map(|&addr| Some((addr, self.check_address(addr, target.port).err()?)))
+            .collect();
+        if addrs.is_empty() || refusals.len() < addrs.len() {
+            return String::new();
+        }
+        let mut out = String::new();
+        for (addr, refusal) in refusals {
+            if let Reason::SpecialRange { .. } = refusal.reason {
+                let _ = write!(
+                    out,
+                    "[[danger_carve_out]]\ncidr = {}\nports = [{}]\n",
+                    quote(&IpNet::from(addr).to_string()),
+                    target.port
+                );
+            }
+        }
+        out
     }
 
     /// The first `[[allow]]` rule that names the host and port, which would decide once the deny
@@ -229,7 +317,13 @@ host = "gist.github.com"
         let special = suggestion("169.254.169.254:80").unwrap();
         assert_eq!(special.change, Change::SpecialRange);
         assert!(special.text.contains("RFC 3927"), "{}", special.text);
-        assert_eq!(special.toml, None);
+        assert_eq!(
+            special.toml.as_deref(),
+            Some(
+                "[[danger_carve_out]]\ncidr = \"169.254.169.254/32\"\nports = [80]\n\
+                 [[allow]]\ncidr = \"169.254.169.254/32\"\nports = [80]\n"
+            )
+        );
         let literal = suggestion("93.184.215.14:443").unwrap();
         assert_eq!(
             literal.toml.as_deref(),

@@ -322,3 +322,45 @@ fn inspected_rules_and_credentials() {
     assert!(!credentials[1].applies_to(&name("objects.example.com")));
     assert!(api.rule.unwrap().to_string().ends_with(", inspected"));
 }
+
+/// `*.com`-like wildcards in allow rules are refused unless the rule says it means it; a
+/// registrable domain's wildcard, a suffix the list does not know, and deny rules are not.
+#[test]
+fn public_suffix_wildcards() {
+    let allow = |host: &str, extra: &str| {
+        Policy::parse(
+            &format!("version = 1\n[[allow]]\nhost = \"{host}\"\n{extra}"),
+            "p.toml",
+        )
+    };
+    for host in ["*.com", "*.co.uk", "*.github.io", "*.uk"] {
+        let errors = allow(host, "").expect_err(host);
+        assert!(
+            errors.0[0].to_string().starts_with("p.toml:3:8: "),
+            "{host}: {errors}"
+        );
+        assert!(errors.to_string().contains("public suffix"), "{errors}");
+        let meant = allow(host, "danger_public_suffix_wildcard = true").expect(host);
+        let target = Target::parse_authority("anyone.example.com:443").unwrap();
+        assert_eq!(
+            meant.decide(&target).is_allowed(),
+            host == "*.com",
+            "{host}"
+        );
+    }
+    for host in [
+        "*.example.com",
+        "*.user.github.io",
+        "*.test",
+        "*.ci.internal",
+    ] {
+        assert!(allow(host, "").is_ok(), "{host}");
+    }
+    let deny = Policy::parse("version = 1\n[[deny]]\nhost = \"*.com\"\n", "p.toml");
+    assert!(deny.is_ok());
+    let on_deny = Policy::parse(
+        "version = 1\n[[deny]]\nhost = \"*.com\"\ndanger_public_suffix_wildcard = true\n",
+        "p.toml",
+    );
+    assert!(on_deny.is_err());
+}

@@ -133,6 +133,12 @@ impl Audit {
         }
     }
 
+    /// The 407 this record tells of was answered on its connection with the credential: a
+    /// challenge, not a refusal.
+    pub fn answered_challenge(&mut self) {
+        self.verdict = Verdict::Challenge;
+    }
+
     /// The request ended with `failure`.
     pub fn failed(&mut self, failure: &Failure) {
         if self.verdict == Verdict::WouldDeny && !failure.is_refusal() {

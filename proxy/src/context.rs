@@ -55,6 +55,11 @@ pub(crate) struct Connection {
     pub(crate) tasks: TaskTracker,
     /// Whether a response is owed on the connection, for [`ClientIo`].
     pub(crate) exchange: Exchange,
+    /// The record of a 407 for a request without the credential, held until the connection's
+    /// next request says whether it was a challenge the client answered (audited `challenge`)
+    /// or a refusal (the next request lacks the credential too, or the connection ends:
+    /// audited `deny`).
+    pub(crate) challenged: std::sync::Mutex<Option<crate::audit::Audit>>,
 }
 
 impl Generation {

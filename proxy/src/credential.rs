@@ -89,18 +89,22 @@ impl Credential {
                 false => Failure::ProxyAuthRequired,
             });
         };
-        let passes =
-            value
-                .as_bytes()
-                .split_first_chunk_of_space()
-                .is_some_and(|(scheme, token)| {
-                    scheme.eq_ignore_ascii_case(b"basic")
-                        && bool::from(token.trim_ascii().ct_eq(self.token.as_bytes()))
-                });
-        match passes {
+        match self.is_carried_by(value.as_bytes()) {
             true => Ok(()),
             false => Err(Failure::ProxyAuthInvalid),
         }
+    }
+}
+
+impl Credential {
+    /// True when an `Authorization` or `Proxy-Authorization` value is `Basic` with this
+    /// credential (compared in constant time). The metrics endpoint asks it too.
+    pub fn is_carried_by(&self, value: &[u8]) -> bool {
+        let Some((scheme, token)) = value.split_first_chunk_of_space() else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case(b"basic")
+            && bool::from(token.trim_ascii().ct_eq(self.token.as_bytes()))
     }
 }
 

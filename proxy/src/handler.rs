@@ -101,6 +101,7 @@ where
             permit: Arc::new(conn.permit),
             tasks: conn.tasks,
             exchange: exchange.clone(),
+            challenged: std::sync::Mutex::new(None),
         });
         let service = {
             let connection = connection.clone();
@@ -157,10 +158,20 @@ async fn handle(
 
 /// Serves one request under the generation in force now.
 async fn respond(connection: &Connection, req: Request<Incoming>) -> Response<ResponseBody> {
-    if let Some(credential) = &connection.shared.config.credential
-        && let Err(failure) = credential.check(req.headers())
-    {
-        return refuse_unauthorized(connection, &req, failure);
+    if let Some(credential) = &connection.shared.config.credential {
+        let checked = credential.check(req.headers());
+        // The 407 before this request, if any, is told now: answered, or refused again.
+        let challenged = connection
+            .challenged
+            .lock()
+            .map(|mut held| held.take())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().take());
+        if let (Some(mut audit), true) = (challenged, checked.is_ok()) {
+            audit.answered_challenge();
+        }
+        if let Err(failure) = checked {
+            return refuse_unauthorized(connection, &req, failure);
+        }
     }
     let generation = connection.shared.generation.load();
     // Boxed, so that the slot hyper keeps for the request in flight (boxed once per connection,
@@ -190,5 +201,12 @@ fn refuse_unauthorized(
         req.method().as_str(),
         target.clone(),
     );
-    refuse(&mut audit, &target, failure)
+    let challenge = matches!(failure, Failure::ProxyAuthRequired);
+    let response = refuse(&mut audit, &target, failure);
+    // No credential at all: the client may be waiting for this challenge to send it, on this
+    // connection. Its record waits for the next request (or the connection's end).
+    if challenge && let Ok(mut held) = connection.challenged.lock() {
+        *held = Some(audit);
+    }
+    response
 }

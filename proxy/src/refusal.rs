@@ -5,6 +5,7 @@
 //! when they print nothing else of a refused request.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use hyper::ext::ReasonPhrase;
 use policy::{Decision, Policy, Reason, Target};
@@ -52,8 +53,8 @@ pub(crate) fn body(target: &str, failure: &Failure, policy: Option<&Policy>) -> 
 /// What to do about `failure`, on one line: for a policy refusal the change that would allow
 /// it (or that no rule can), otherwise what the client can do.
 fn advice(target: &str, failure: &Failure, policy: Option<&Policy>) -> Option<String> {
-    let policy_advice = |target: &Target, decision: &Decision| {
-        let suggestion = policy?.suggest(target, decision, &[])?;
+    let policy_advice = |target: &Target, decision: &Decision, addresses: &[(IpAddr, Decision)]| {
+        let suggestion = policy?.suggest(target, decision, addresses)?;
         Some(match suggestion.toml {
             Some(toml) => format!("{} {}", suggestion.text, one_line(&toml)),
             None => suggestion.text,
@@ -61,13 +62,16 @@ fn advice(target: &str, failure: &Failure, policy: Option<&Policy>) -> Option<St
     };
     let named = parse_target(target);
     match failure {
-        Failure::Denied(decision) | Failure::AddressesDenied { decision, .. } => {
-            policy_advice(named.as_ref()?, decision)
+        Failure::Denied(decision) => policy_advice(named.as_ref()?, decision, &[]),
+        // The refused address, so that a carve-out the advice names opens the address the
+        // proxy would dial.
+        Failure::AddressesDenied { addr, decision } => {
+            policy_advice(named.as_ref()?, decision, &[(*addr, decision.clone())])
         }
         Failure::ChainDenied { via, decision } => {
             let port = named.map_or(443, |t| t.port);
             let via = Target::new(via.trim_end_matches('.'), port);
-            policy_advice(&via, decision).map(|advice| format!("for {via}: {advice}"))
+            policy_advice(&via, decision, &[]).map(|advice| format!("for {via}: {advice}"))
         }
         Failure::MalformedTarget(_) => Some(
             "write the destination as a host name, a dotted-decimal IPv4 or a bracketed IPv6 \
@@ -197,7 +201,20 @@ mod tests {
         let special = denied(&policy, "http://10.0.0.5:5432/");
         let text = body("http://10.0.0.5:5432/", &special, Some(&policy));
         assert!(text.contains("RFC 1918"), "{text}");
-        assert!(text.contains("never reachable"), "{text}");
+        assert!(
+            text.contains(
+                "reachable only through a [[danger_carve_out]] of the address and port, with a \
+                 rule that allows the destination"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "add: [[danger_carve_out]] cidr = \"10.0.0.5/32\" ports = [5432] [[allow]] \
+                 cidr = \"10.0.0.5/32\" ports = [5432]"
+            ),
+            "{text}"
+        );
         let phrase = reason_phrase("http://10.0.0.5:5432/", &special).unwrap();
         assert_eq!(
             phrase.as_bytes(),

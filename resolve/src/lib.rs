@@ -270,7 +270,10 @@ impl Resolver {
     }
 
     /// Every address of `name` the chain filter keeps, IPv4 first, for the proxy: A and AAAA
-    /// are asked at once. A failure of one family is reported only if the other has no address.
+    /// are asked at once. A failure of one family is reported only if the other has no address
+    /// and the policy removed nothing from it: a name whose answers were all refused (special
+    /// ranges, a refused CNAME target) is refused for that, not for a lookup that failed beside
+    /// it, so the refusal says what an allow rule cannot change.
     pub async fn addresses(&self, name: &DomainName) -> Result<Addresses, ResolveError> {
         let v4 = Question::new(name.clone(), RecordType::A);
         let v6 = Question::new(name.clone(), RecordType::AAAA);
@@ -291,8 +294,12 @@ impl Resolver {
                 }
             }
         }
+        let refused = found
+            .removed
+            .iter()
+            .any(|removed| !matches!(removed, Removed::OffChain));
         match failure {
-            Some(error) if found.kept.is_empty() => Err(error),
+            Some(error) if found.kept.is_empty() && !refused => Err(error),
             _ => Ok(found),
         }
     }

@@ -38,6 +38,10 @@ impl Upstream {
                 let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
                 reply.add_query(q.clone());
                 reply.answers = table(q.name(), q.query_type());
+                // One name whose AAAA lookup fails upstream.
+                if q.name().to_ascii().starts_with("half.") && q.query_type() == RecordType::AAAA {
+                    reply.metadata.response_code = ResponseCode::ServFail;
+                }
                 let _ = socket.send_to(&reply.to_vec().unwrap(), peer);
             }
         });
@@ -72,6 +76,9 @@ fn table(name: &Name, qtype: RecordType) -> Vec<Record> {
             ),
             rec("denied.test.", 30, v4([1, 2, 3, 9])),
         ],
+        ("half.allowed.test.", RecordType::A) => {
+            vec![rec("half.allowed.test.", 30, v4([10, 9, 9, 9]))]
+        }
         ("private.allowed.test.", RecordType::A) => {
             vec![rec("private.allowed.test.", 0, v4([10, 1, 1, 1]))]
         }
@@ -145,6 +152,26 @@ async fn an_answer_stripped_to_nothing_is_not_cached_longer_than_its_records_liv
         r.answer_now(&q).is_none(),
         "a TTL-0 record is not remembered as NODATA"
     );
+}
+
+/// A private A answer while the AAAA lookup failed upstream: the name is refused for its special
+/// range (an allow rule cannot open it), not reported as a DNS failure.
+#[tokio::test]
+async fn answers_all_special_win_over_a_failed_lookup_beside_them() {
+    let upstream = Upstream::start(table);
+    let r = resolver(&upstream);
+    let found = r.addresses(&name("half.allowed.test")).await.unwrap();
+    assert!(found.kept.is_empty());
+    assert!(matches!(
+        found.removed.as_slice(),
+        [Removed::Address { addr, decision }] if addr.to_string() == "10.9.9.9" && decision.reason.code() == "special-range"
+    ));
+    // A name with nothing refused and a failed lookup is still a failure.
+    let error = r
+        .addresses(&name("half.other.allowed.test"))
+        .await
+        .unwrap_err();
+    assert_eq!(error, ResolveError::Failed(ResponseCode::ServFail));
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The `/metrics` endpoint (`--metrics-listen`): the Prometheus text exposition of the
 //! [`metrics::Metrics`] registry, served over HTTP/1 by the shared serve loop, like the proxy.
-//! Only `GET` (and `HEAD`) of `/metrics`; nothing else, and nothing that changes state.
+//! Only `GET` (and `HEAD`) of `/metrics`; nothing else, and nothing that changes state. With
+//! `--metrics-require-credential`, only for a scraper that sends the sandbox's proxy credential
+//! as `Authorization: Basic` (401 otherwise, the body saying nothing of the credential).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::Metrics;
+use proxy::Credential;
 use serve::{Conn, Handler};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -26,16 +29,42 @@ pub const MAX_CONNECTIONS: usize = 16;
 #[derive(Clone)]
 pub struct Endpoint {
     metrics: Arc<Metrics>,
+    credential: Option<Credential>,
 }
 
 impl Endpoint {
     /// The endpoint for `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+        Self {
+            metrics,
+            credential: None,
+        }
+    }
+
+    /// The endpoint, answering only scrapers that send `credential` (`None`: anyone).
+    pub fn requiring(self, credential: Option<Credential>) -> Self {
+        Self { credential, ..self }
+    }
+
+    /// True when the request may read the metrics.
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(credential) = &self.credential else {
+            return true;
+        };
+        req.headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .any(|value| credential.is_carried_by(value.as_bytes()))
     }
 
     fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let (status, body, content_type) = match (req.method(), req.uri().path()) {
+            (_, "/metrics") if !self.authorized(req) => (
+                StatusCode::UNAUTHORIZED,
+                "egressd: /metrics needs this sandbox's proxy credential (Authorization: Basic)\n"
+                    .to_owned(),
+                "text/plain; charset=utf-8",
+            ),
             (&Method::GET | &Method::HEAD, "/metrics") => {
                 (StatusCode::OK, self.metrics.encode(), metrics::CONTENT_TYPE)
             }
@@ -56,6 +85,12 @@ impl Endpoint {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static(content_type),
         );
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"egressd metrics\""),
+            );
+        }
         response
     }
 }

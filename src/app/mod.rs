@@ -105,7 +105,8 @@ impl App {
             created.add(path);
         }
         if let (Some(addr), Some(registry)) = (settings.metrics_listen, metrics) {
-            let endpoint = metrics::Endpoint::new(registry);
+            let endpoint =
+                metrics::Endpoint::new(registry).requiring(settings.metrics_credential.clone());
             bound.metrics =
                 Some(listen::metrics(addr, endpoint, &metrics_server, &mut loops).await?);
         }

@@ -49,6 +49,8 @@ pub struct Settings {
     pub mode: Option<Mode>,
     /// `--metrics-listen`: where to serve `/metrics`; `None`: no metrics.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--metrics-require-credential`: the credential a scraper must send.
+    pub metrics_credential: Option<Credential>,
 }
 
 /// TLS inspection's flags (docs/tls.md).
@@ -86,6 +88,16 @@ impl Settings {
         }
         check_sandbox_id(&args.sandbox_id)?;
         let (credential, credential_source) = credential(args)?;
+        let metrics_credential = match (args.metrics_require_credential, &credential) {
+            (false, _) => None,
+            (true, Some(credential)) => Some(credential.clone()),
+            (true, None) => {
+                return Err(Failure::bad_input(anyhow!(
+                    "--metrics-require-credential needs the proxy credential, which \
+                     --no-proxy-credential turns off"
+                )));
+            }
+        };
         let l = &args.limits;
         let limits = Limits {
             connect_timeout: l.connect_timeout.0,
@@ -133,6 +145,7 @@ impl Settings {
             },
             mode: args.mode.map(Mode::from),
             metrics_listen: args.metrics_listen,
+            metrics_credential,
         })
     }
 

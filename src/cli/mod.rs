@@ -114,10 +114,11 @@ pub enum Command {
     ///
     /// Reads audit events (JSON lines from `egressd run --audit-log`, any number of sandboxes and
     /// runs) and prints on stdout a policy that allows the destinations the policy refused: host
-    /// names with the ports seen, IP literals as /32 or /128 CIDR rules, siblings under one
-    /// registrable domain as one wildcard. Special-range destinations are never suggested: they are
-    /// listed as comments. With --policy, the output is that policy with the new rules appended.
-    /// Review the output before using it; see docs/policy.md.
+    /// names with the ports seen, IP literals as /32 or /128 CIDR rules; siblings under one
+    /// registrable domain as one wildcard only with --group. Special-range destinations and names
+    /// that never resolved are never suggested: they are listed as comments. With --policy, the
+    /// output is the whole next policy: that policy with the new rules appended. Review the output
+    /// before using it; see docs/report-mode.md.
     ///
     /// Exit status: 0 on success, 2 for bad input (unreadable file, a line that is not an audit
     /// event, invalid --policy).

@@ -152,6 +152,15 @@ pub struct RunArgs {
     /// readiness line). Must be loopback unless --danger-listen-non-loopback.
     #[arg(long, env = "EGRESSD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve /metrics only to scrapers that send the sandbox's proxy credential as
+    /// `Authorization: Basic` (user egressd, the proxy URL's secret): other processes on the
+    /// host's loopback cannot read this sandbox's counters and policy hash. See docs/launcher.md.
+    #[arg(
+        long,
+        env = "EGRESSD_METRICS_REQUIRE_CREDENTIAL",
+        requires = "metrics_listen"
+    )]
+    pub metrics_require_credential: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

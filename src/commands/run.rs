@@ -30,7 +30,9 @@ pub fn run(args: &RunArgs) -> Result<Exit, Failure> {
     let (sink, audit_failed) = (logs.audit_sink(), logs.take_audit_failure());
     let metrics = settings.metrics_listen.map(|_| {
         let lost = logs.audit_lost();
-        Arc::new(Metrics::new(move || lost.get()))
+        let metrics = Metrics::new(move || lost.get());
+        metrics.build_info(env!("CARGO_PKG_VERSION"), env!("EGRESSD_BUILD_COMMIT"));
+        Arc::new(metrics)
     });
     let outcome = runtime.block_on(async move {
         let app = App::start(settings, policy, sink, metrics).await?;

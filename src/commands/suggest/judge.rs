@@ -82,6 +82,33 @@ pub(super) fn special_reason(dest: &Dest, port: Option<u16>, current: Option<&Po
     }
 }
 
+/// The special addresses a carve-out would have to open for `dest` on `port`: the literal, or the
+/// name's `[dns.static]` addresses under the current policy that it refuses on the port. Empty
+/// when they are not known (a name resolved upstream: the audit line does not say to what) or
+/// for a DNS query (no port to open).
+pub(super) fn special_addresses(
+    dest: &Dest,
+    port: Option<u16>,
+    current: Option<&Policy>,
+) -> Vec<std::net::IpAddr> {
+    let Some(port) = port else {
+        return Vec::new();
+    };
+    match dest {
+        Dest::Ip(ip) => policy::classify(*ip).map(|_| *ip).into_iter().collect(),
+        Dest::Name(name) => current
+            .and_then(|p| Some((p, p.dns().static_records.get(name)?)))
+            .map(|(p, addrs)| {
+                addrs
+                    .iter()
+                    .copied()
+                    .filter(|&a| p.check_address(a, port).is_err() && policy::classify(a).is_some())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 fn range(special: &SpecialMatch) -> String {
     let range = special.range;
     let carried = special

@@ -38,6 +38,9 @@ pub struct Note {
     pub seen: Seen,
     /// The deny rule's label, or the special range's description.
     pub why: String,
+    /// Special range: the addresses a `[[danger_carve_out]]` would have to open (known for an IP
+    /// literal, and for a name's `[dns.static]` addresses under --policy).
+    pub carve: Vec<IpAddr>,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +48,9 @@ pub struct Plan {
     pub rules: Vec<Suggestion>,
     pub denied: Vec<Note>,
     pub special: Vec<Note>,
+    /// Names let through in report mode that never reached an address (no answer, or a
+    /// failure): an allow rule would not make them work.
+    pub unresolved: Vec<Note>,
     /// Destinations seen fewer than --min-count times.
     pub rare: u64,
     /// Destinations the current policy already allows.
@@ -96,6 +102,31 @@ pub fn build(tally: &Tally, current: Option<&Policy>, min_count: u64, group: usi
                 .merge(seen),
         }
     }
+    let never: Vec<Dest> = open
+        .iter()
+        .filter(|(_, entry)| entry.seen.never_resolved())
+        .map(|(dest, _)| dest.clone())
+        .collect();
+    for dest in never {
+        if let Some(entry) = open.remove(&dest) {
+            let ports: Vec<Option<u16>> = if entry.ports.is_empty() {
+                vec![None]
+            } else {
+                entry.ports.iter().copied().map(Some).collect()
+            };
+            for port in ports {
+                plan.unresolved.push(Note {
+                    dest: dest.clone(),
+                    port,
+                    seen: entry.seen.clone(),
+                    why: "never resolved: it was let through and reached no address (the proxy \
+                          answered 502 or 504 without connecting, or the DNS stub answered NXDOMAIN or SERVFAIL)"
+                        .to_owned(),
+                    carve: Vec::new(),
+                });
+            }
+        }
+    }
     plan.rules = group::wildcards(&mut open, group);
     plan.rules
         .extend(open.into_iter().map(|(dest, entry)| Suggestion {
@@ -115,12 +146,14 @@ pub fn build(tally: &Tally, current: Option<&Policy>, min_count: u64, group: usi
             port,
             seen,
             why,
+            carve: Vec::new(),
         })
         .collect();
     plan.special = special
         .into_iter()
         .map(|((dest, port), seen)| Note {
             why: judge::special_reason(&dest, port, current),
+            carve: judge::special_addresses(&dest, port, current),
             dest,
             port,
             seen,

@@ -90,6 +90,7 @@ fn observe(event: &Map<String, Value>, tally: &mut Tally) {
     if !REFUSED.contains(&decision) {
         return;
     }
+    let port_only = text(f::REASON) == "port-not-allowed";
     let class = match text(f::REASON) {
         "default-deny" | "port-not-allowed" => Class::Open,
         "deny-rule" => Class::DenyRule(text(f::RULE).to_owned()),
@@ -112,12 +113,22 @@ fn observe(event: &Map<String, Value>, tally: &mut Tally) {
         tally.malformed += 1;
         return;
     };
+    let unresolved = if is_request {
+        let status = event.get(f::STATUS).and_then(Value::as_u64).unwrap_or(0);
+        matches!(status, 502 | 504) && text(f::RESOLVED).is_empty()
+    } else {
+        decision != "deny" && matches!(text(f::RCODE), "NXDOMAIN" | "SERVFAIL")
+    };
+    if let (true, Some(port)) = (port_only, port) {
+        tally.port_refused.insert((dest.clone(), port));
+    }
     tally.add(Observation {
         dest,
         port,
         class,
         sandbox: sandbox.to_owned(),
         time,
+        unresolved,
     });
 }
 

@@ -30,6 +30,7 @@ pub fn policy(plan: &Plan, tally: &Tally, current: Option<&str>, min_count: u64)
         }
         None => {
             header(&mut out, tally);
+            left_out(&mut out, tally);
             out.push_str("version = 1\n\n[defaults]\naction = \"deny\"\nports = [80, 443]\n");
         }
     }
@@ -46,6 +47,12 @@ pub fn policy(plan: &Plan, tally: &Tally, current: Option<&str>, min_count: u64)
         &plan.denied,
         "refused by a [[deny]] rule, which wins over every allow rule (remove or narrow the \
          rule to open these)",
+    );
+    notes(
+        &mut out,
+        &plan.unresolved,
+        "never resolved, so an allow rule would not make them work (check the name, or the \
+         resolver egressd was given)",
     );
     notes(
         &mut out,
@@ -83,6 +90,34 @@ fn allow_rule(pattern: &Pattern, ports: Option<&BTreeSet<u16>>, comment: Option<
         Pattern::Cidr(net) => (RuleKey::Cidr, net.to_string()),
     };
     allow_rule_toml(key, &value, ports, comment)
+}
+
+/// Without --policy: the output is not the whole next policy; say what the policy in force holds
+/// that this does not.
+fn left_out(out: &mut String, tally: &Tally) {
+    out.push('\n');
+    paragraph(
+        out,
+        "Written without --policy, this holds only what was refused: not what the policy in \
+         force already allows (its rules, defaults, carve-outs and dns settings). Use it as \
+         rules to add, or run `egressd suggest --policy CURRENT.toml` for the whole next policy.",
+    );
+    if !tally.port_refused.is_empty() {
+        let listed: Vec<String> = tally
+            .port_refused
+            .iter()
+            .map(|(dest, port)| destination(dest, Some(*port)))
+            .collect();
+        paragraph(
+            out,
+            &format!(
+                "Refused only for their port (the policy in force allows these hosts on other \
+                 ports, which this file does not): {}.",
+                listed.join(", ")
+            ),
+        );
+    }
+    out.push('\n');
 }
 
 fn header(out: &mut String, tally: &Tally) {
@@ -137,6 +172,12 @@ fn comment(rule: &Suggestion) -> String {
         if rule.members.len() > LISTED_MEMBERS {
             let _ = write!(text, " and {} more", rule.members.len() - LISTED_MEMBERS);
         }
+        if let Pattern::Below(domain) = &rule.pattern {
+            let _ = write!(
+                text,
+                "; newly allows every other name below {domain} on the same ports, not only these"
+            );
+        }
         text.push_str("; ");
     }
     if rule.ports.is_none() {
@@ -160,7 +201,36 @@ fn notes(out: &mut String, notes: &[Note], title: &str) {
             note.why,
             seen(&note.seen)
         );
+        carve_out(out, note);
     }
+}
+
+/// For a special-range note whose addresses are known: the carve-out and allow rule that would
+/// open it, commented out (the operator decides; docs/policy.md, "Carve-outs").
+fn carve_out(out: &mut String, note: &Note) {
+    let Some(port) = note.port else { return };
+    if note.carve.is_empty() {
+        return;
+    }
+    let ports = BTreeSet::from([port]);
+    let mut rules = String::new();
+    for addr in &note.carve {
+        let net = ipnet::IpNet::from(*addr);
+        rules.push_str(&carve_out_rule(&net, port));
+    }
+    let pattern = match &note.dest {
+        Dest::Name(name) => Pattern::Exact(name.clone()),
+        Dest::Ip(ip) => Pattern::Cidr(ipnet::IpNet::from(*ip)),
+    };
+    rules.push_str(&allow_rule(&pattern, Some(&ports), None));
+    out.push_str("#     to open it anyway, uncomment (a hole in the special ranges: be sure):\n");
+    for line in rules.lines() {
+        let _ = writeln!(out, "#     {line}");
+    }
+}
+
+fn carve_out_rule(net: &ipnet::IpNet, port: u16) -> String {
+    format!("[[danger_carve_out]]\ncidr = \"{net}\"\nports = [{port}]\n")
 }
 
 fn destination(dest: &Dest, port: Option<u16>) -> String {

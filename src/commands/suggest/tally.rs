@@ -35,6 +35,10 @@ pub struct Observation {
     pub class: Class,
     pub sandbox: String,
     pub time: Option<SystemTime>,
+    /// Report mode let it through and it reached nothing: the proxy answered 502 or 504 without
+    /// connecting to an address, or the stub answered NXDOMAIN or SERVFAIL. A name refused in enforce mode was
+    /// never asked of a resolver, so this stays false for it.
+    pub unresolved: bool,
 }
 
 /// How often, when and from which sandboxes a destination was refused.
@@ -44,6 +48,8 @@ pub struct Seen {
     pub first: Option<SystemTime>,
     pub last: Option<SystemTime>,
     pub sandboxes: BTreeSet<String>,
+    /// How many of `count` reached no address (see [`Observation::unresolved`]).
+    pub unresolved: u64,
 }
 
 impl Seen {
@@ -52,6 +58,12 @@ impl Seen {
         self.first = earliest(self.first, other.first);
         self.last = latest(self.last, other.last);
         self.sandboxes.extend(other.sandboxes.iter().cloned());
+        self.unresolved += other.unresolved;
+    }
+
+    /// Every time it was asked, it reached nothing: an allow rule would not make it work.
+    pub fn never_resolved(&self) -> bool {
+        self.count > 0 && self.unresolved == self.count
     }
 
     fn add(&mut self, observation: &Observation) {
@@ -60,6 +72,7 @@ impl Seen {
             first: observation.time,
             last: observation.time,
             sandboxes: BTreeSet::from([observation.sandbox.clone()]),
+            unresolved: u64::from(observation.unresolved),
         });
     }
 }
@@ -92,6 +105,9 @@ pub struct Tally {
     pub other_refusals: u64,
     /// The times and sandboxes of every event read, for the header (its count is unused).
     pub span: Seen,
+    /// Destinations refused only for their port (`port-not-allowed`): the policy in force allows
+    /// the host on other ports, which a new policy without --policy does not hold.
+    pub port_refused: BTreeSet<(Dest, u16)>,
 }
 
 impl Tally {
