@@ -15,6 +15,7 @@ mod faults;
 mod firewall;
 mod forwarding;
 mod inspect;
+mod memory;
 mod metrics;
 mod netns;
 mod proxy;

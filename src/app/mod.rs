@@ -6,6 +6,7 @@
 mod generations;
 mod inspect;
 mod listen;
+mod memory;
 mod metrics;
 mod ready;
 mod reload;
@@ -183,6 +184,10 @@ impl App {
         }
         self.lifecycle(Step::Ready, None);
         self.loops.open();
+        tokio::spawn(memory::watch(
+            vec![self.proxy_server.clone(), self.dns_server.clone()],
+            self.shutdown.clone(),
+        ));
         tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, metrics = ?self.bound.metrics, sandbox_id = %self.settings.sandbox_id, mode = %self.policy.mode, "ready");
         self.warn_report_mode();
         let outcome = loop {
