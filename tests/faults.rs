@@ -125,6 +125,45 @@ fn the_dns_tcp_listener_survives_running_out_of_descriptors_and_udp_keeps_answer
     assert!(sidecar.try_wait().is_none());
 }
 
+/// Out of descriptors, and kept out (the held proxy connections would wait 300 s for their
+/// request heads): a DNS query over TCP is still answered, not left waiting in the listen queue.
+/// What needs no lookup is answered as usual; an allowed name that needs one gets SERVFAIL.
+#[test]
+fn a_dns_tcp_query_is_answered_while_descriptors_stay_exhausted() {
+    let upstream = FakeDns::start(&[], false);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "version = 1\n[[allow]]\nhost = \"allowed.test\"\n[dns]\nupstreams = [\"{}\"]\n",
+            upstream.addr
+        ),
+    );
+    let sidecar = Sidecar::start_with_nofile(
+        NOFILE,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--header-read-timeout",
+            "300s",
+        ],
+    );
+    let dns = dns_addr(&sidecar);
+    let held = starve(&sidecar, sidecar.proxy());
+    let mut stream = TcpStream::connect(dns).unwrap();
+    let refused = tcp_ask_on(&mut stream, "refused.invalid.");
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    let mut stream = TcpStream::connect(dns).unwrap();
+    let allowed = tcp_ask_on(&mut stream, "allowed.test.");
+    assert_eq!(allowed.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        upstream.seen().is_empty(),
+        "no lookup while out of descriptors"
+    );
+    drop(held);
+}
+
 #[test]
 fn sigterm_drains_dns_lookups_in_flight() {
     let upstream = GatedDns::start();
