@@ -3,9 +3,10 @@
 //! Only `GET` (and `HEAD`) of `/metrics`; nothing else, and nothing that changes state.
 //!
 //! Scrapes are served under a slowloris: a connection that holds a place without finishing its
-//! request is closed after [`HEADER_READ_TIMEOUT`], and over [`MAX_CONNECTIONS`] a new connection
-//! is served all the same while the oldest one open is closed to make room ([`Open`]). Holding
-//! the endpoint would take opening connections faster than a scraper sends its request.
+//! request is closed after [`HEADER_READ_TIMEOUT`], and beyond [`MAX_CONNECTIONS`] open a new
+//! connection is served all the same while the one open longest is closed to make room
+//! ([`Open`]). Holding the endpoint would take opening connections faster than a scraper sends
+//! its request.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -20,15 +21,20 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::Metrics;
-use serve::{Conn, Handler, Peer};
+use serve::{Conn, Handler};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 /// How long a scraper may take to send its request head (and a kept-alive connection may wait
 /// for its next one): a scraper sends its head at once.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
-/// Scrapers served at once: a scrape is quick, and nobody else belongs here.
-pub const MAX_CONNECTIONS: usize = 16;
+/// Scrapers served at once: a scrape is quick, and nobody else belongs here. One more, and the
+/// connection open longest is closed.
+const MAX_CONNECTIONS: usize = 16;
+/// Connections the serve loop holds for the endpoint at once, counting those closed to make room
+/// and not gone yet; beyond it, a new one is closed unserved. Far above [`MAX_CONNECTIONS`], so
+/// that making room never waits for the connections being closed.
+pub const MAX_ACCEPTED: usize = 256;
 
 /// Serves the registry's text to scrapers.
 #[derive(Clone)]
@@ -77,22 +83,6 @@ where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn serve(self, conn: Conn<Io>) {
-        self.serve_http(conn.io, conn.shutdown, true).await;
-    }
-
-    /// Over the limit: served all the same (one request, so it ends within the header timeout
-    /// without being told of a shutdown), and the oldest connection open is closed instead.
-    async fn overloaded(self, io: Io, _: Peer) {
-        self.open.close_oldest();
-        self.serve_http(io, CancellationToken::new(), false).await;
-    }
-}
-
-impl Endpoint {
-    async fn serve_http<Io>(self, io: Io, shutdown: CancellationToken, keep_alive: bool)
-    where
-        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
         let open = self.open.clone();
         let (id, closed) = open.enter();
         let service = service_fn(move |req| {
@@ -102,13 +92,13 @@ impl Endpoint {
         let http = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            .keep_alive(keep_alive)
-            .serve_connection(TokioIo::new(io), service);
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(conn.io), service);
         tokio::pin!(http);
         let result = tokio::select! {
             result = http.as_mut() => result,
             () = closed.cancelled() => Ok(()),
-            () = shutdown.cancelled() => {
+            () = conn.shutdown.cancelled() => {
                 http.as_mut().graceful_shutdown();
                 http.await
             }
@@ -128,25 +118,25 @@ struct Open {
 }
 
 impl Open {
-    /// Adds a connection: its id, and the token cancelled to close it.
+    /// Adds a connection: its id, and the token cancelled to close it. Beyond
+    /// [`MAX_CONNECTIONS`], the connection open longest (a slowloris's, under one) is closed.
     fn enter(&self) -> (u64, CancellationToken) {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = CancellationToken::new();
-        self.lock().push_back((id, token.clone()));
+        let mut open = self.lock();
+        open.push_back((id, token.clone()));
+        while open.len() > MAX_CONNECTIONS {
+            if let Some((_, oldest)) = open.pop_front() {
+                oldest.cancel();
+            }
+        }
         (id, token)
     }
 
     fn leave(&self, id: u64) {
         self.lock().retain(|(open, _)| *open != id);
-    }
-
-    /// Closes the connection open the longest: a slowloris's, under one.
-    fn close_oldest(&self) {
-        if let Some((_, token)) = self.lock().pop_front() {
-            token.cancel();
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, CancellationToken)>> {
@@ -162,18 +152,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn over_the_limit_the_connection_open_longest_is_closed() {
+    fn beyond_the_limit_the_connection_open_longest_is_closed() {
         let open = Open::default();
         let (first, first_closed) = open.enter();
         let (_, second_closed) = open.enter();
         open.leave(first);
-        let (_, third_closed) = open.enter();
-        open.close_oldest();
+        let rest: Vec<_> = (0..MAX_CONNECTIONS - 1).map(|_| open.enter().1).collect();
         assert!(!first_closed.is_cancelled(), "it had left");
+        assert!(!second_closed.is_cancelled(), "at the limit, not beyond it");
+        let (_, newest) = open.enter();
         assert!(second_closed.is_cancelled());
-        assert!(!third_closed.is_cancelled());
-        open.close_oldest();
-        assert!(third_closed.is_cancelled());
-        open.close_oldest();
+        assert!(!newest.is_cancelled() && rest.iter().all(|t| !t.is_cancelled()));
     }
 }

@@ -76,7 +76,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let proxy_server = Server::new(settings.proxy.limits.max_connections, shutdown.clone());
         let dns_server = Server::new(settings.stub.max_tcp_connections, shutdown.clone());
-        let metrics_server = Server::new(metrics::MAX_CONNECTIONS, shutdown.clone());
+        let metrics_server = Server::new(metrics::MAX_ACCEPTED, shutdown.clone());
         let mut loops = Loops::new();
         let mut created = Created::default();
         let proxy = Proxy::with_secrets(
