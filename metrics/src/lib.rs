@@ -86,6 +86,7 @@ struct Families {
     reloads_ok: Counter,
     reloads_failed: Counter,
     policy: Family<PolicyLabels, Gauge>,
+    responses: Family<OneLabel, Counter>,
 }
 
 /// The registry and its families: built once, by the binary, when metrics are asked for.
@@ -120,6 +121,7 @@ impl Metrics {
             reloads_ok: reloads.get_or_create_owned(&[("result", "ok")]),
             reloads_failed: reloads.get_or_create_owned(&[("result", "failed")]),
             policy: Family::default(),
+            responses: Family::default(),
         };
         registry.register(
             "requests",
@@ -164,6 +166,11 @@ impl Metrics {
             "policy_info",
             "The policy in force: its SHA-256 and mode (always 1)",
             families.policy.clone(),
+        );
+        registry.register(
+            "responses",
+            "Response bodies relayed from destinations, by how they ended (complete, cut-by-origin, cut-by-stall, cut-by-client)",
+            families.responses.clone(),
         );
         registry.register_collector(Box::new(AuditLost(Box::new(audit_lost))));
         Self {
@@ -243,6 +250,14 @@ impl Handle {
         }
         if down > 0 {
             families.bytes_down.inc_by(down);
+        }
+    }
+
+    /// A response body relayed from a destination ended as `end` says (`complete`,
+    /// `cut-by-origin`, `cut-by-stall`, `cut-by-client`).
+    pub fn response(&self, end: &'static str) {
+        if let Some(families) = &self.0 {
+            families.responses.get_or_create(&[("end", end)]).inc();
         }
     }
 
@@ -341,6 +356,7 @@ mod tests {
         handle.reloaded(false);
         handle.policy("ab12", "report");
         handle.policy("cd34", "enforce");
+        handle.response("cut-by-stall");
         let text = metrics.encode();
         for line in [
             "egressd_requests_total{decision=\"allow\",reason=\"allow-rule\",kind=\"tunnel\"} 2",
@@ -354,6 +370,7 @@ mod tests {
             "egressd_reloads_total{result=\"ok\"} 0",
             "egressd_policy_info{sha256=\"cd34\",mode=\"enforce\"} 1",
             "egressd_audit_events_lost_total 7",
+            "egressd_responses_total{end=\"cut-by-stall\"} 1",
             "# TYPE egressd_upstream_connect_duration_seconds histogram",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");

@@ -96,6 +96,7 @@ impl Settings {
             max_connections: l.max_connections as usize,
             response_timeout: l.response_timeout.0,
             upload_idle_timeout: l.upload_idle_timeout.0,
+            response_idle_timeout: l.response_idle_timeout.0,
             ..Limits::DEFAULT
         };
         Ok(Self {
