@@ -454,6 +454,52 @@ fn chain_through_parent(client: Client) {
     assert!(parent_log.contains("via-parent"), "{parent_log}");
 }
 
+/// Through a parent proxy, a response body that stalls is cut after the child's
+/// `--response-idle-timeout` (the parent's is the default minute), and the child's event says so.
+#[test]
+fn a_body_that_stalls_through_a_parent_is_cut_by_the_child_and_audited() {
+    let origin = Origin::start(Behaviour::Stalls);
+    let port = origin.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let parent_policy = write(dir.path(), "parent.toml", &loopback_policy(&[port], ""));
+    let parent = Sidecar::start(&["--policy", parent_policy.to_str().unwrap()]);
+    let child_policy = write(
+        dir.path(),
+        "child.toml",
+        &format!(
+            "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\nhost = \"origin.test\"\nports = [{port}]\n{NO_RESOLVER}"
+        ),
+    );
+    let audit = dir.path().join("child-audit.jsonl");
+    let child = Sidecar::start(&[
+        "--policy",
+        child_policy.to_str().unwrap(),
+        "--parent-proxy",
+        &parent.proxy().to_string(),
+        "--response-idle-timeout",
+        "1s",
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ]);
+    let mut stream = connect_tcp(child.proxy());
+    let authority = format!("origin.test:{port}");
+    let head = request_head("GET", &format!("http://{authority}/stall"), &authority, &[]);
+    stream.write_all(head.as_bytes()).unwrap();
+    // Read to the close: it comes well before the test's patience runs out.
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200 "), "{got}");
+    assert_eq!(
+        got.split_once("\r\n\r\n").unwrap().1.len(),
+        STALLED_AFTER,
+        "{got}"
+    );
+    let event = &request_events(&audit, 1)[0];
+    assert_eq!(event["response_end"], "cut-by-stall", "{event}");
+    assert_eq!(event["bytes_down"], STALLED_AFTER, "{event}");
+}
+
 #[test]
 fn connect_to_a_parent_carries_attribution_and_credentials() {
     let echo = Echo::start();

@@ -2,27 +2,33 @@
 //! a connection waits in the listen queue, its client hears nothing, and the accept loop can only
 //! pause and try again: a DNS client over TCP sees silence for as long as the shortage lasts.
 //! Giving the reserve up lets the loop accept one waiting connection and tell it (the handler's
-//! [`crate::Handler::overloaded`]: a 503, a SERVFAIL) instead; the descriptor is taken back once
+//! [`crate::Handler::overloaded`]: the DNS stub's SERVFAIL) instead; the descriptor is taken back once
 //! that connection has closed. The same trick as nginx's and libev's idle descriptor.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
-/// The held-back descriptor of one server.
+/// The held-back descriptor of one server (none for a server made without one).
 pub struct Reserve {
+    enabled: bool,
     held: Mutex<Option<std::fs::File>>,
     /// Signalled when a connection accepted with the reserve has closed, so a loop pausing
     /// through the shortage tries again at once.
     freed: Notify,
+    /// Connections accepted with the reserve and not closed yet.
+    turning_away: AtomicUsize,
 }
 
 impl Reserve {
-    /// Takes a descriptor now.
-    pub fn new() -> Self {
+    /// Takes a descriptor now if `enabled`; without, the reserve never holds one.
+    pub fn new(enabled: bool) -> Self {
         Self {
-            held: Mutex::new(open()),
+            enabled,
+            held: Mutex::new(if enabled { open() } else { None }),
             freed: Notify::new(),
+            turning_away: AtomicUsize::new(0),
         }
     }
 
@@ -31,8 +37,22 @@ impl Reserve {
         self.lock().take().is_some()
     }
 
+    /// A connection was accepted with the reserve, to be turned away.
+    pub fn turning_away(&self) {
+        self.turning_away.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// True while the reserve is held and no connection accepted with it is still open: only
+    /// then does a successful accept mean resources are back.
+    pub fn settled(&self) -> bool {
+        !self.enabled || (self.turning_away.load(Ordering::Relaxed) == 0 && self.lock().is_some())
+    }
+
     /// Takes a descriptor back if none is held (it fails quietly while they are all in use).
     pub fn restore(&self) {
+        if !self.enabled {
+            return;
+        }
         let mut held = self.lock();
         if held.is_none() {
             *held = open();
@@ -41,6 +61,7 @@ impl Reserve {
 
     /// Says a connection accepted with the reserve has closed.
     pub fn closed(&self) {
+        self.turning_away.fetch_sub(1, Ordering::Relaxed);
         self.freed.notify_one();
     }
 

@@ -75,6 +75,17 @@ impl Server {
     /// A server of at most `max_connections` connections at once, stopping when `shutdown` is
     /// cancelled.
     pub fn new(max_connections: usize, shutdown: CancellationToken) -> Self {
+        Self::build(max_connections, shutdown, false)
+    }
+
+    /// [`Server::new`], keeping one descriptor in reserve: out of descriptors, the connections
+    /// waiting are accepted one at a time with it and handed to [`Handler::overloaded`], so each
+    /// is told (the DNS stub's SERVFAIL) rather than left waiting in silence.
+    pub fn with_reserve(max_connections: usize, shutdown: CancellationToken) -> Self {
+        Self::build(max_connections, shutdown, true)
+    }
+
+    fn build(max_connections: usize, shutdown: CancellationToken, reserve: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 limit: Arc::new(Semaphore::new(max_connections)),
@@ -82,7 +93,7 @@ impl Server {
                 tasks: TaskTracker::new(),
                 shutdown,
                 over_limit: AtomicBool::new(false),
-                reserve: Reserve::new(),
+                reserve: Reserve::new(reserve),
             }),
         }
     }
@@ -100,8 +111,7 @@ impl Server {
     /// Accepts from `listener` until shutdown, handing each connection to `handler` on a tracked
     /// task. Returns `Ok` when shut down, `Err` only if the listener is broken for good: every
     /// transient error (a reset connection, no descriptors left) is survived. Out of descriptors,
-    /// the connections waiting are accepted one at a time with the server's reserve descriptor and
-    /// handed to [`Handler::overloaded`], so each is told rather than left waiting.
+    /// a server [`Server::with_reserve`] turns the connections waiting away one at a time.
     pub async fn serve<L, H>(&self, what: &'static str, listener: L, handler: H) -> io::Result<()>
     where
         L: Listener,
@@ -111,13 +121,19 @@ impl Server {
         let mut faults = Faults::new(what);
         loop {
             inner.reserve.restore();
+            let settled = inner.reserve.settled();
             let accepted = tokio::select! {
                 () = inner.shutdown.cancelled() => return Ok(()),
                 accepted = listener.accept() => accepted,
             };
             let (io, peer) = match accepted {
                 Ok(accepted) => {
-                    faults.succeeded();
+                    // Resources are back once the reserve is too and nobody is being turned
+                    // away: a descriptor freed by a connection turned away is not the end of a
+                    // shortage.
+                    if settled {
+                        faults.succeeded();
+                    }
                     accepted
                 }
                 Err(error) => {
@@ -186,9 +202,13 @@ impl Server {
         let span = tracing::debug_span!("conn", client.addr = %peer);
         tracing::debug!(parent: &span, "out of descriptors: turning a waiting connection away");
         let rejection = handler.clone().overloaded(io, peer);
+        self.inner.reserve.turning_away();
         self.inner.tasks.spawn(
             async move {
                 rejection.await;
+                // At once, on this task: the descriptor just closed is the one most likely free,
+                // and another loop short of descriptors would take it.
+                inner.reserve.restore();
                 inner.reserve.closed();
             }
             .instrument(span),
@@ -294,7 +314,7 @@ mod tests {
                 Ok(second_server),
             ])),
         };
-        let server = Server::new(4, CancellationToken::new());
+        let server = Server::with_reserve(4, CancellationToken::new());
         let serving = tokio::spawn({
             let server = server.clone();
             async move { server.serve("test", listener, Greeter).await }

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -82,9 +83,25 @@ impl<Io> Handler<Io> for Endpoint
 where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    async fn serve(self, conn: Conn<Io>) {
+    /// Not an `async fn`: the connection takes its place among those open as it is accepted,
+    /// in the order of arrival, whenever its task first runs.
+    fn serve(self, conn: Conn<Io>) -> impl Future<Output = ()> + Send + 'static {
         let open = self.open.clone();
         let (id, closed) = open.enter();
+        async move { self.serve_http(conn, open, id, closed).await }
+    }
+}
+
+impl Endpoint {
+    async fn serve_http<Io>(
+        self,
+        conn: Conn<Io>,
+        open: Arc<Open>,
+        id: u64,
+        closed: CancellationToken,
+    ) where
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let service = service_fn(move |req| {
             let response = self.respond(&req);
             async move { Ok::<_, Infallible>(response) }

@@ -75,7 +75,9 @@ impl App {
         let resolver = generations.resolver(policy);
         let shutdown = CancellationToken::new();
         let proxy_server = Server::new(settings.proxy.limits.max_connections, shutdown.clone());
-        let dns_server = Server::new(settings.stub.max_tcp_connections, shutdown.clone());
+        // The stub's TCP clients are told SERVFAIL when descriptors run out, never left in silence; the
+        // proxy's wait in the listen queue for a descriptor to free, as they always did.
+        let dns_server = Server::with_reserve(settings.stub.max_tcp_connections, shutdown.clone());
         let metrics_server = Server::new(metrics::MAX_ACCEPTED, shutdown.clone());
         let mut loops = Loops::new();
         let mut created = Created::default();
