@@ -319,6 +319,7 @@ fn audit_request(c: &mut Criterion) {
                 bytes_up: 0,
                 bytes_down: 1256,
                 duration: std::time::Duration::from_micros(1834),
+                response_end: Some(audit::ResponseEnd::Complete),
             }))
         })
     });

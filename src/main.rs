@@ -6,6 +6,7 @@ mod app;
 mod cli;
 mod commands;
 mod exit;
+mod input_file;
 mod load;
 mod logging;
 

@@ -89,8 +89,11 @@ fn the_proxy_survives_running_out_of_descriptors() {
     assert_eq!(response.status, 200, "{response:?}");
     sidecar.stderr.wait_for("accepting again", 1);
     let log = sidecar.stderr.text();
+    // The connections still queued when the held ones closed may use up the descriptors again
+    // for a moment, a second episode; the one while they were held had one warning.
+    let first = &log[..log.find("accepting again").unwrap()];
     assert_eq!(
-        log.matches("out of resources").count(),
+        first.matches("out of resources").count(),
         1,
         "one warning per episode:\n{log}"
     );
@@ -123,6 +126,52 @@ fn the_dns_tcp_listener_survives_running_out_of_descriptors_and_udp_keeps_answer
     let answer = tcp_ask_on(&mut stream, "refused.invalid.");
     assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
     assert!(sidecar.try_wait().is_none());
+}
+
+/// Out of descriptors, and kept out (the connections holding them ask a query every second, so
+/// they never idle out): a DNS query over TCP is still answered, not left waiting in the listen
+/// queue. What needs no lookup is answered as usual; an allowed name that needs one gets SERVFAIL.
+#[test]
+fn a_dns_tcp_query_is_answered_while_descriptors_stay_exhausted() {
+    let upstream = FakeDns::start(&[], false);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "version = 1\n[[allow]]\nhost = \"allowed.test\"\n[dns]\nupstreams = [\"{}\"]\n",
+            upstream.addr
+        ),
+    );
+    let sidecar = Sidecar::start_with_nofile(NOFILE, &["--policy", policy.to_str().unwrap()]);
+    let dns = dns_addr(&sidecar);
+    let mut held = starve(&sidecar, dns);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeping = stop.clone();
+    let keeper = std::thread::spawn(move || {
+        let mut framed = dns_query("refused.invalid.");
+        framed.splice(0..0, (framed.len() as u16).to_be_bytes());
+        while !keeping.load(std::sync::atomic::Ordering::Relaxed) {
+            // Those turned away are closed: their writes fail, and that is fine.
+            for stream in &mut held {
+                let _ = stream.write_all(&framed);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        held
+    });
+    let mut stream = TcpStream::connect(dns).unwrap();
+    let refused = tcp_ask_on(&mut stream, "refused.invalid.");
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    let mut stream = TcpStream::connect(dns).unwrap();
+    let allowed = tcp_ask_on(&mut stream, "allowed.test.");
+    assert_eq!(allowed.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        upstream.seen().is_empty(),
+        "no lookup while out of descriptors"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(keeper.join().unwrap());
 }
 
 #[test]

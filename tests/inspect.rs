@@ -1203,3 +1203,32 @@ fn a_credential_value_comes_from_egressd_environment() {
     );
     assert!(missing.stdout.is_empty(), "no readiness line");
 }
+
+/// A response body that stalls inside an inspected session is cut after
+/// `--response-idle-timeout`: the client's read ends short, and the request's event says so.
+#[test]
+fn a_body_that_stalls_inside_an_inspected_session_is_cut_and_audited() {
+    let world = World::start_with(&["--response-idle-timeout", "1s"]);
+    let authority = format!("other.test:{}", world.port("other.test"));
+    let config = client_config(&world.egressd_ca());
+    let request = request("GET", "/stall", &authority, &[]);
+    let cut = fetch(
+        world.sidecar.proxy(),
+        &authority,
+        "other.test",
+        config,
+        &request,
+    );
+    assert!(cut.is_err(), "the body must end short: {cut:?}");
+    let event = request_events(&world.audit, 2)
+        .into_iter()
+        .find(|e| {
+            e["destination"]
+                .as_str()
+                .is_some_and(|d| d.ends_with("/stall"))
+        })
+        .expect("the inspected request's event");
+    assert_eq!(event["status"], 200, "{event}");
+    assert_eq!(event["response_end"], "cut-by-stall", "{event}");
+    assert_eq!(event["bytes_down"], 100, "{event}");
+}

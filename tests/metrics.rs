@@ -369,3 +369,33 @@ fn promtool_accepts_the_exposition() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn scrapes_are_served_while_a_slowloris_holds_the_endpoint() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", &loopback_policy(&[9], ""));
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--no-dns",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let addr: std::net::SocketAddr = sidecar.ready["metrics"].as_str().unwrap().parse().unwrap();
+    // Far more connections than the endpoint serves at once, each holding half a request head.
+    let slow: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: egressd\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    for _ in 0..3 {
+        let scraped = scrape(&sidecar);
+        assert_eq!(scraped.types["egressd_open_connections"], "gauge");
+    }
+    drop(slow);
+}

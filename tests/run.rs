@@ -144,6 +144,102 @@ fn bad_policy_fails_closed_without_a_readiness_line() {
     assert!(run.stderr.contains("carve-out-broad.toml:4:8"), "{run:?}");
 }
 
+/// A file egressd reads at start that is not a regular file: exit 2 at once, naming the flag (a FIFO
+/// nobody writes used to block the start for ever, with no message).
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_a_directory_given_as_a_file_exits_2_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let fifo = fifo.to_str().unwrap();
+    let ca = TestCa::new("launcher CA");
+    let cert = ca.write(dir.path(), "ca.pem");
+    let cert = cert.to_str().unwrap();
+    let key = write(dir.path(), "ca.key", &ca.key_pem);
+    let key = key.to_str().unwrap();
+    let brokered = write(
+        dir.path(),
+        "brokered.toml",
+        &format!(
+            "version = 1\n[[allow]]\nhost = \"origin.test\"\nports = [443]\ninspect = true\n\n\
+             [[credential]]\nhost = \"origin.test\"\nheader = \"Authorization\"\n\
+             placeholder = \"PLACEHOLDER_TOKEN\"\nvalue_file = \"{fifo}\"\n{NO_RESOLVER}"
+        ),
+    );
+    let directory = dir.path().to_str().unwrap();
+    let cases: [(&str, Vec<&str>, &str); 7] = [
+        (
+            "credential",
+            vec!["--proxy-credential-file", fifo],
+            "--proxy-credential-file",
+        ),
+        (
+            "credential dir",
+            vec!["--proxy-credential-file", directory],
+            "a directory",
+        ),
+        ("policy", vec!["--policy", fifo], "--policy"),
+        (
+            "ca cert",
+            vec!["--inspect-ca-cert", fifo, "--inspect-ca-key", key],
+            "--inspect-ca-cert",
+        ),
+        (
+            "ca key",
+            vec!["--inspect-ca-cert", cert, "--inspect-ca-key", fifo],
+            "--inspect-ca-key",
+        ),
+        (
+            "roots",
+            vec![
+                "--inspect-ca-cert",
+                cert,
+                "--inspect-ca-key",
+                key,
+                "--inspect-upstream-roots",
+                fifo,
+            ],
+            "--inspect-upstream-roots",
+        ),
+        (
+            "value_file",
+            vec!["--policy", brokered.to_str().unwrap()],
+            "value_file",
+        ),
+    ];
+    for (case, args, names) in cases {
+        let run = Sidecar::try_start(&args)
+            .err()
+            .unwrap_or_else(|| panic!("{case}: must not become ready"));
+        assert_eq!(run.code, 2, "{case}: {run:?}");
+        assert!(run.stdout.is_empty(), "{case}: {run:?}");
+        assert!(run.stderr.contains(names), "{case}: {run:?}");
+        assert!(run.stderr.contains("not a regular file"), "{case}: {run:?}");
+    }
+}
+
+/// SIGHUP with the policy file swapped for a FIFO: the reload fails at once, saying why, and the
+/// sidecar keeps serving under the policy it had.
+#[cfg(unix)]
+#[test]
+fn a_policy_swapped_for_a_fifo_fails_the_reload_and_the_sidecar_keeps_serving() {
+    let origin = Origin::start(Behaviour::Answer);
+    let port = origin.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", &loopback_policy(&[port], ""));
+    let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
+    std::fs::remove_file(&policy).unwrap();
+    nix::unistd::mkfifo(&policy, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    sidecar.signal(Signal::SIGHUP);
+    sidecar
+        .stderr
+        .wait_for("reload failed; keeping the current policy", 1);
+    sidecar.stderr.wait_for("not a regular file (a FIFO)", 1);
+    let url = format!("http://origin.test:{port}/");
+    assert_eq!(Client::Rust.get(sidecar.proxy(), &url).status, 200);
+}
+
 #[test]
 fn port_in_use_fails_closed_with_a_one_line_reason() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -485,6 +581,52 @@ fn chain_through_parent(client: Client) {
     let parent_log = std::fs::read_to_string(&audit).unwrap();
     assert!(!parent_log.contains("example.org"), "{parent_log}");
     assert!(parent_log.contains("via-parent"), "{parent_log}");
+}
+
+/// Through a parent proxy, a response body that stalls is cut after the child's
+/// `--response-idle-timeout` (the parent's is the default minute), and the child's event says so.
+#[test]
+fn a_body_that_stalls_through_a_parent_is_cut_by_the_child_and_audited() {
+    let origin = Origin::start(Behaviour::Stalls);
+    let port = origin.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let parent_policy = write(dir.path(), "parent.toml", &loopback_policy(&[port], ""));
+    let parent = Sidecar::start(&["--policy", parent_policy.to_str().unwrap()]);
+    let child_policy = write(
+        dir.path(),
+        "child.toml",
+        &format!(
+            "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\nhost = \"origin.test\"\nports = [{port}]\n{NO_RESOLVER}"
+        ),
+    );
+    let audit = dir.path().join("child-audit.jsonl");
+    let child = Sidecar::start(&[
+        "--policy",
+        child_policy.to_str().unwrap(),
+        "--parent-proxy",
+        &parent.proxy().to_string(),
+        "--response-idle-timeout",
+        "1s",
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ]);
+    let mut stream = connect_tcp(child.proxy());
+    let authority = format!("origin.test:{port}");
+    let head = request_head("GET", &format!("http://{authority}/stall"), &authority, &[]);
+    stream.write_all(head.as_bytes()).unwrap();
+    // Read to the close: it comes well before the test's patience runs out.
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200 "), "{got}");
+    assert_eq!(
+        got.split_once("\r\n\r\n").unwrap().1.len(),
+        STALLED_AFTER,
+        "{got}"
+    );
+    let event = &request_events(&audit, 1)[0];
+    assert_eq!(event["response_end"], "cut-by-stall", "{event}");
+    assert_eq!(event["bytes_down"], STALLED_AFTER, "{event}");
 }
 
 #[test]

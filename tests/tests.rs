@@ -17,6 +17,7 @@ mod forwarding;
 mod inspect;
 mod jobs;
 mod launcher;
+mod memory;
 mod metrics;
 mod netns;
 mod proxy;

@@ -50,6 +50,32 @@ impl Verdict {
     }
 }
 
+/// How the body of a response relayed from a destination ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseEnd {
+    /// The whole body passed: the origin's last byte (by `Content-Length`, the last chunk, or the
+    /// close that delimits the body) went to the client.
+    Complete,
+    /// The origin cut it: a reset, or its end before `Content-Length` or the last chunk.
+    CutByOrigin,
+    /// The origin sent nothing for `--response-idle-timeout`: egressd cut it.
+    CutByStall,
+    /// The client left (or stopped the request) before the end.
+    CutByClient,
+}
+
+impl ResponseEnd {
+    /// The `response_end` field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::CutByOrigin => "cut-by-origin",
+            Self::CutByStall => "cut-by-stall",
+            Self::CutByClient => "cut-by-client",
+        }
+    }
+}
+
 /// One proxied request or CONNECT tunnel (or a connection refused before its request was read),
 /// written when it ends so byte counts and duration are final.
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +104,9 @@ pub struct Request<'a> {
     pub bytes_down: u64,
     /// From the request head to the end.
     pub duration: Duration,
+    /// How the relayed response body ended; `None` when no body was relayed (a refusal,
+    /// egressd's own answer, a tunnel).
+    pub response_end: Option<ResponseEnd>,
 }
 
 impl Request<'_> {
@@ -104,6 +133,10 @@ impl Event for Request<'_> {
         out.u64(f::BYTES_UP, self.bytes_up);
         out.u64(f::BYTES_DOWN, self.bytes_down);
         out.f64(f::DURATION_MS, millis(self.duration));
+        out.str(
+            f::RESPONSE_END,
+            self.response_end.map_or("", ResponseEnd::as_str),
+        );
     }
 }
 

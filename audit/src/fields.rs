@@ -37,6 +37,9 @@ pub const BYTES_UP: &str = "bytes_up";
 pub const BYTES_DOWN: &str = "bytes_down";
 /// From the request head to the end, in milliseconds.
 pub const DURATION_MS: &str = "duration_ms";
+/// How a relayed response body ended: `complete`, `cut-by-origin`, `cut-by-stall`,
+/// `cut-by-client`; empty when none was relayed.
+pub const RESPONSE_END: &str = "response_end";
 
 /// `udp` or `tcp`.
 pub const TRANSPORT: &str = "transport";

@@ -118,6 +118,7 @@ mod tests {
             bytes_up: 1,
             bytes_down: 2,
             duration: Duration::from_micros(2518),
+            response_end: Some(crate::ResponseEnd::CutByStall),
         });
         let lines = recorded.lines();
         assert_eq!(lines.len(), 1);
@@ -133,6 +134,7 @@ mod tests {
         assert_eq!(v[f::STATUS], 200);
         assert_eq!(v[f::BYTES_DOWN], 2);
         assert_eq!(v[f::DURATION_MS], 2.518);
+        assert_eq!(v[f::RESPONSE_END], "cut-by-stall");
         let ts = v[f::TIMESTAMP].as_str().unwrap();
         assert!(humantime::parse_rfc3339(ts).is_ok(), "{ts}");
         // The documented order: timestamp, level, message first; target last.

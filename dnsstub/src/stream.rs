@@ -1,7 +1,10 @@
 //! The stream transport (TCP, and any byte stream a launcher relays): two-byte length framing
-//! (RFC 1035 §4.2.2), one query at a time per connection, an idle timeout between queries.
+//! (RFC 1035 §4.2.2), one query at a time per connection, an idle timeout between queries. A
+//! connection the server cannot take (over the limit, or out of descriptors) gets one reply that
+//! needs no lookup, or SERVFAIL, and is closed: never silence.
 
 use std::io;
+use std::time::Duration;
 
 use serve::{Conn, Handler, Peer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -9,6 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::stub::Stub;
 use crate::wire::MAX_STREAM_MESSAGE;
+
+/// How long a connection being turned away may take to send its query, and to take its reply.
+/// Short: out of descriptors, the connections waiting are turned away one at a time, and one that
+/// sends nothing holds up the rest. A client that waited in the listen queue has long sent its
+/// query; one that sends nothing is closed, which it notices at once.
+const TURN_AWAY_WAIT: Duration = Duration::from_millis(100);
 
 impl<Io> Handler<Io> for Stub
 where
@@ -22,6 +31,45 @@ where
             tracing::debug!(client = %peer, %error, "DNS stream connection ended");
         }
     }
+
+    /// One query, if it comes within [`TURN_AWAY_WAIT`], gets what needs no I/O (a refusal, a
+    /// static or cached answer) or SERVFAIL with the "overloaded" reason; then the connection
+    /// is closed.
+    async fn overloaded(self, mut io: Io, peer: Peer) {
+        let Ok(Ok(query)) = tokio::time::timeout(TURN_AWAY_WAIT, read_query(&mut io)).await else {
+            tracing::debug!(client = %peer, "turned away a DNS stream connection before its query");
+            return;
+        };
+        let reply = self.answer_at_once(&query, &peer, transport(peer), MAX_STREAM_MESSAGE);
+        if let Some(reply) = reply.as_deref().and_then(frame) {
+            let _ = tokio::time::timeout(TURN_AWAY_WAIT, io.write_all(&reply)).await;
+        }
+    }
+}
+
+fn transport(peer: Peer) -> &'static str {
+    match peer {
+        Peer::Tcp(_) => "tcp",
+        Peer::Unix => "unix",
+    }
+}
+
+/// Reads one length-prefixed query.
+async fn read_query<Io: AsyncRead + Unpin>(stream: &mut Io) -> io::Result<Vec<u8>> {
+    let len = usize::from(stream.read_u16().await?);
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// `reply` with its length prefix; `None` if it does not fit one (`encode` keeps replies within
+/// [`MAX_STREAM_MESSAGE`], so it always does).
+fn frame(reply: &[u8]) -> Option<Vec<u8>> {
+    let len = u16::try_from(reply.len()).ok()?;
+    let mut framed = Vec::with_capacity(reply.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(reply);
+    Some(framed)
 }
 
 impl Stub {
@@ -34,10 +82,7 @@ impl Stub {
         shutdown: CancellationToken,
     ) -> io::Result<()> {
         let idle = self.shared.config.tcp_idle_timeout;
-        let transport = match peer {
-            Peer::Tcp(_) => "tcp",
-            Peer::Unix => "unix",
-        };
+        let transport = transport(peer);
         loop {
             let len = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -57,12 +102,7 @@ impl Stub {
             else {
                 continue;
             };
-            // `encode` kept the reply within MAX_STREAM_MESSAGE, so it fits the length prefix.
-            let len =
-                u16::try_from(reply.len()).map_err(|_| io::Error::other("reply too large"))?;
-            let mut framed = Vec::with_capacity(reply.len() + 2);
-            framed.extend_from_slice(&len.to_be_bytes());
-            framed.extend_from_slice(&reply);
+            let framed = frame(&reply).ok_or_else(|| io::Error::other("reply too large"))?;
             // A client that sends queries and never reads the replies would hold this task, and
             // one of the stream connections served at once, for ever.
             tokio::select! {
@@ -81,7 +121,7 @@ mod tests {
     use std::time::Duration;
 
     use audit::Sink;
-    use hickory_proto::op::{Message, Query};
+    use hickory_proto::op::{Message, Query, ResponseCode};
     use hickory_proto::rr::{Name, RecordType};
     use policy::Policy;
     use resolve::{Lookups, Resolver, Settings};
@@ -145,6 +185,53 @@ mod tests {
         .ok();
         writer.abort();
         served
+    }
+
+    /// A stub whose policy allows `a.example.` (which would need an upstream lookup).
+    fn stub_allowing_a_name() -> Stub {
+        let policy = Policy::parse(
+            "version = 1\n[[allow]]\nhost = \"a.example\"\n",
+            "allow-one.toml",
+        )
+        .unwrap();
+        let resolver = Resolver::new(
+            Arc::new(policy),
+            &[],
+            &Settings::DEFAULT,
+            Lookups::new(Settings::DEFAULT.max_lookups),
+        );
+        Stub::new(Arc::new(resolver), StubConfig::default(), Sink::discard())
+    }
+
+    /// Turns `client_writes` away through `stub` and returns the reply's rcode (None: the
+    /// connection closed without one).
+    async fn turned_away(stub: Stub, client_writes: &[u8]) -> Option<ResponseCode> {
+        use serve::Handler;
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = tokio::io::duplex(4096);
+        client.write_all(client_writes).await.unwrap();
+        let turning = tokio::spawn(stub.overloaded(server, Peer::Unix));
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        turning.await.unwrap();
+        let message = reply.get(2..).filter(|m| !m.is_empty())?;
+        Some(Message::from_vec(message).unwrap().metadata.response_code)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_turned_away_gets_a_reply_that_needs_no_lookup_then_is_closed() {
+        // Refused by the policy: answered as usual.
+        assert_eq!(
+            turned_away(stub(), &framed_queries(2)).await,
+            Some(ResponseCode::Refused)
+        );
+        // Allowed, but it would need an upstream: SERVFAIL.
+        assert_eq!(
+            turned_away(stub_allowing_a_name(), &framed_queries(1)).await,
+            Some(ResponseCode::ServFail)
+        );
+        // Nothing sent: closed after a short wait, not held.
+        assert_eq!(turned_away(stub(), &[]).await, None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -84,6 +84,29 @@ impl Stub {
         }
     }
 
+    /// [`Stub::answer`] without I/O, for a client being turned away: what needs no lookup is
+    /// answered as usual; a query that would need one gets SERVFAIL with the "overloaded" reason,
+    /// as when no lookup place is free.
+    pub(crate) fn answer_at_once(
+        &self,
+        bytes: &[u8],
+        client: &(dyn fmt::Display + Sync),
+        transport: &'static str,
+        limit: usize,
+    ) -> Option<Vec<u8>> {
+        let asker = Asker {
+            client,
+            transport,
+            limit: Some(limit),
+        };
+        match self.begin(bytes, asker) {
+            Next::Reply(reply) => reply,
+            Next::Lookup(forward, _permit, _) => {
+                self.answered(&forward, Err(Failed::Overloaded), asker)
+            }
+        }
+    }
+
     /// Everything that needs no I/O: local replies, static records, cached answers, and the
     /// SERVFAIL when no lookup place is free. Otherwise a lookup place is taken and returned.
     pub(crate) fn begin(&self, bytes: &[u8], asker: Asker<'_>) -> Next {

@@ -60,6 +60,10 @@ type RequestLabels = [(&'static str, &'static str); 3];
 type QueryLabels = [(&'static str, &'static str); 2];
 /// One label.
 type OneLabel = [(&'static str, &'static str); 1];
+
+/// How a relayed response body can end (the audit event's `response_end`): each series is
+/// present from the start, at zero.
+const RESPONSE_ENDS: [&str; 4] = ["complete", "cut-by-origin", "cut-by-stall", "cut-by-client"];
 /// The policy's labels: sha256, mode.
 type PolicyLabels = [(&'static str, String); 2];
 /// The build's labels: version, commit.
@@ -116,6 +120,7 @@ struct Families {
     reloads_failed: Counter,
     policy: Family<PolicyLabels, Gauge>,
     build: Family<BuildLabels, Gauge>,
+    responses: Family<OneLabel, Counter>,
 }
 
 /// The registry and its families: built once, by the binary, when metrics are asked for.
@@ -154,6 +159,7 @@ impl Metrics {
             reloads_failed: reloads.get_or_create_owned(&[("result", "failed")]),
             policy: Family::default(),
             build: Family::default(),
+            responses: Family::default(),
         };
         for kind in [Kind::Request, Kind::Tunnel] {
             for (decision, reason) in REQUEST_SERIES {
@@ -168,6 +174,9 @@ impl Metrics {
         for (rcode, decision) in QUERY_SERIES {
             let labels = [("rcode", rcode), ("decision", decision)];
             families.dns_queries.get_or_create(&labels).inc_by(0);
+        }
+        for end in RESPONSE_ENDS {
+            families.responses.get_or_create(&[("end", end)]).inc_by(0);
         }
         registry.register(
             "requests",
@@ -217,6 +226,11 @@ impl Metrics {
             "build_info",
             "The egressd build: its version and commit (always 1)",
             families.build.clone(),
+        );
+        registry.register(
+            "responses",
+            "Response bodies relayed from destinations, by how they ended (complete, cut-by-origin, cut-by-stall, cut-by-client)",
+            families.responses.clone(),
         );
         registry.register_collector(Box::new(AuditLost(Box::new(audit_lost))));
         Self {
@@ -311,6 +325,14 @@ impl Handle {
         }
         if down > 0 {
             families.bytes_down.inc_by(down);
+        }
+    }
+
+    /// A response body relayed from a destination ended as `end` says (`complete`,
+    /// `cut-by-origin`, `cut-by-stall`, `cut-by-client`).
+    pub fn response(&self, end: &'static str) {
+        if let Some(families) = &self.0 {
+            families.responses.get_or_create(&[("end", end)]).inc();
         }
     }
 
@@ -409,6 +431,7 @@ mod tests {
         handle.reloaded(false);
         handle.policy("ab12", "report");
         handle.policy("cd34", "enforce");
+        handle.response("cut-by-stall");
         let text = metrics.encode();
         for line in [
             "egressd_requests_total{decision=\"allow\",reason=\"allow-rule\",kind=\"tunnel\"} 2",
@@ -422,6 +445,7 @@ mod tests {
             "egressd_reloads_total{result=\"ok\"} 0",
             "egressd_policy_info{sha256=\"cd34\",mode=\"enforce\"} 1",
             "egressd_audit_events_lost_total 7",
+            "egressd_responses_total{end=\"cut-by-stall\"} 1",
             "# TYPE egressd_upstream_connect_duration_seconds histogram",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");

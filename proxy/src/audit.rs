@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use audit::{Sink, Verdict};
+use audit::{ResponseEnd, Sink, Verdict};
 use policy::{Decision, Policy, Rule};
 
 use crate::error::Failure;
@@ -48,6 +48,8 @@ pub struct Audit {
     upload: Option<Arc<Progress>>,
     /// The policy that judges the request, for what its refusal says.
     policy: Option<Arc<Policy>>,
+    /// How the relayed response body ended, once one was relayed.
+    response_end: Option<ResponseEnd>,
 }
 
 impl Audit {
@@ -66,7 +68,13 @@ impl Audit {
             start: Instant::now(),
             upload: None,
             policy: None,
+            response_end: None,
         }
+    }
+
+    /// The relayed response body ended as `end` says.
+    pub fn response_ended(&mut self, end: ResponseEnd) {
+        self.response_end = Some(end);
     }
 
     /// Watches the request body: a failure after the response started (a malformed or stalled
@@ -181,6 +189,9 @@ impl Drop for Audit {
         self.caller
             .metrics
             .request(kind, self.verdict.as_str(), self.reason, up, down);
+        if let Some(end) = self.response_end {
+            self.caller.metrics.response(end.as_str());
+        }
         self.caller.sink.emit(&audit::Request {
             sandbox_id: &self.caller.sandbox_id,
             client: &self.caller.client,
@@ -194,6 +205,7 @@ impl Drop for Audit {
             bytes_up: up,
             bytes_down: down,
             duration: self.start.elapsed(),
+            response_end: self.response_end,
         });
     }
 }

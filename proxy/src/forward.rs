@@ -105,8 +105,6 @@ pub(crate) async fn forward(
     strip_hop_by_hop(&mut parts.headers);
     strip_egressd_headers(&mut parts.headers);
     let down = audit.bytes.down.clone();
-    Response::from_parts(
-        parts,
-        http_body_util::BodyExt::boxed(Counted::with_audit(body, down, audit)),
-    )
+    let body = Counted::with_audit(body, down, limits.response_idle_timeout, audit);
+    Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
 }

@@ -24,6 +24,9 @@ pub struct Limits {
     /// An upload (a request body) with no bytes for this long is cut off: `408` when the client
     /// stopped sending, `504` when the destination stopped reading.
     pub upload_idle_timeout: Duration,
+    /// A response body with no byte from the origin for this long is cut off: the client's
+    /// connection closes mid-body (plain requests, inspected sessions, through a parent alike).
+    pub response_idle_timeout: Duration,
     /// Buffer size for each direction of a tunnel.
     pub tunnel_buffer_bytes: usize,
 }
@@ -39,6 +42,7 @@ impl Limits {
         max_connections: 1024,
         response_timeout: Duration::from_secs(60),
         upload_idle_timeout: Duration::from_secs(60),
+        response_idle_timeout: Duration::from_secs(60),
         tunnel_buffer_bytes: 256 * 1024,
     };
 }

@@ -1,14 +1,18 @@
 //! The host's resolvers, for a policy that names no upstreams.
 
+use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 
 /// Where the host's resolver configuration is read from (macOS keeps a generated copy there too).
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// The host's resolvers from its configuration (`/etc/resolv.conf`), port 53. Empty, with a
 /// warning, if it cannot be read: names then fail to resolve rather than going anywhere else.
-pub fn system_upstreams() -> Vec<SocketAddr> {
-    let text = match std::fs::read(RESOLV_CONF) {
+/// `read` reads the file: the caller says how (`egressd run` takes a regular file only, opened
+/// without blocking, so a FIFO there cannot hang it).
+pub fn system_upstreams(read: impl FnOnce(&Path) -> io::Result<Vec<u8>>) -> Vec<SocketAddr> {
+    let text = match read(Path::new(RESOLV_CONF)) {
         Ok(text) => text,
         Err(error) => {
             tracing::warn!(path = RESOLV_CONF, %error, "cannot read the host's resolver configuration");

@@ -13,6 +13,7 @@
 
 mod faults;
 mod listener;
+mod reserve;
 mod server;
 mod snapshot;
 

@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::faults::Faults;
+use crate::faults::{Faults, is_shortage};
 use crate::listener::{Listener, Peer};
+use crate::reserve::Reserve;
 
 /// Connections being turned away at once, at most; beyond that a connection over the limit is
 /// closed without a word.
@@ -60,6 +61,7 @@ struct Inner {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     over_limit: AtomicBool,
+    reserve: Reserve,
 }
 
 /// What was left when draining ended.
@@ -73,6 +75,17 @@ impl Server {
     /// A server of at most `max_connections` connections at once, stopping when `shutdown` is
     /// cancelled.
     pub fn new(max_connections: usize, shutdown: CancellationToken) -> Self {
+        Self::build(max_connections, shutdown, false)
+    }
+
+    /// [`Server::new`], keeping one descriptor in reserve: out of descriptors, the connections
+    /// waiting are accepted one at a time with it and handed to [`Handler::overloaded`], so each
+    /// is told (the DNS stub's SERVFAIL) rather than left waiting in silence.
+    pub fn with_reserve(max_connections: usize, shutdown: CancellationToken) -> Self {
+        Self::build(max_connections, shutdown, true)
+    }
+
+    fn build(max_connections: usize, shutdown: CancellationToken, reserve: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 limit: Arc::new(Semaphore::new(max_connections)),
@@ -80,6 +93,7 @@ impl Server {
                 tasks: TaskTracker::new(),
                 shutdown,
                 over_limit: AtomicBool::new(false),
+                reserve: Reserve::new(reserve),
             }),
         }
     }
@@ -96,7 +110,8 @@ impl Server {
 
     /// Accepts from `listener` until shutdown, handing each connection to `handler` on a tracked
     /// task. Returns `Ok` when shut down, `Err` only if the listener is broken for good: every
-    /// transient error (a reset connection, no descriptors left) is survived.
+    /// transient error (a reset connection, no descriptors left) is survived. Out of descriptors,
+    /// a server [`Server::with_reserve`] turns the connections waiting away one at a time.
     pub async fn serve<L, H>(&self, what: &'static str, listener: L, handler: H) -> io::Result<()>
     where
         L: Listener,
@@ -105,20 +120,43 @@ impl Server {
         let inner = &*self.inner;
         let mut faults = Faults::new(what);
         loop {
+            inner.reserve.restore();
+            let settled = inner.reserve.settled();
             let accepted = tokio::select! {
                 () = inner.shutdown.cancelled() => return Ok(()),
                 accepted = listener.accept() => accepted,
             };
             let (io, peer) = match accepted {
                 Ok(accepted) => {
-                    faults.succeeded();
+                    // Resources are back once the reserve is too and nobody is being turned
+                    // away: a descriptor freed by a connection turned away is not the end of a
+                    // shortage.
+                    if settled {
+                        faults.succeeded();
+                    }
                     accepted
                 }
                 Err(error) => {
-                    if faults.recover(error, &inner.shutdown).await? {
-                        continue;
+                    let shortage = is_shortage(&error);
+                    let pause = faults.failed(error)?;
+                    if shortage && inner.reserve.release() {
+                        let retried = tokio::select! {
+                            () = inner.shutdown.cancelled() => return Ok(()),
+                            accepted = listener.accept() => accepted,
+                        };
+                        if let Ok((io, peer)) = retried {
+                            self.turn_away_with_reserve(io, peer, &handler);
+                            continue;
+                        }
                     }
-                    return Ok(());
+                    if !pause.is_zero() {
+                        tokio::select! {
+                            () = inner.shutdown.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(pause) => {}
+                            () = inner.reserve.wait_closed() => {}
+                        }
+                    }
+                    continue;
                 }
             };
             let span = tracing::debug_span!("conn", client.addr = %peer);
@@ -155,6 +193,26 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Hands `io`, accepted with the reserve descriptor, to `handler` to be told it cannot be
+    /// served now; the reserve is taken back once it has closed.
+    fn turn_away_with_reserve<Io, H: Handler<Io>>(&self, io: Io, peer: Peer, handler: &H) {
+        let inner = self.inner.clone();
+        let span = tracing::debug_span!("conn", client.addr = %peer);
+        tracing::debug!(parent: &span, "out of descriptors: turning a waiting connection away");
+        let rejection = handler.clone().overloaded(io, peer);
+        self.inner.reserve.turning_away();
+        self.inner.tasks.spawn(
+            async move {
+                rejection.await;
+                // At once, on this task: the descriptor just closed is the one most likely free,
+                // and another loop short of descriptors would take it.
+                inner.reserve.restore();
+                inner.reserve.closed();
+            }
+            .instrument(span),
+        );
     }
 
     /// Waits up to `deadline` for every tracked task to finish. Call after shutdown was
@@ -238,6 +296,31 @@ mod tests {
         });
         assert_eq!(greeting(&mut client).await, "ok");
         assert!(!serving.is_finished());
+        server.shutdown().cancel();
+        serving.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn out_of_descriptors_a_waiting_connection_is_told_not_left_waiting() {
+        let (mut first, first_server) = pair();
+        let (mut second, second_server) = pair();
+        // The first accept finds no descriptor; the reserve's lets the waiting connection in, to
+        // be turned away; the reserve is back for the next one, also turned away in its turn.
+        let listener = Scripted {
+            script: Mutex::new(VecDeque::from([
+                Err(io::Error::from_raw_os_error(libc::EMFILE)),
+                Ok(first_server),
+                Err(io::Error::from_raw_os_error(libc::EMFILE)),
+                Ok(second_server),
+            ])),
+        };
+        let server = Server::with_reserve(4, CancellationToken::new());
+        let serving = tokio::spawn({
+            let server = server.clone();
+            async move { server.serve("test", listener, Greeter).await }
+        });
+        assert_eq!(greeting(&mut first).await, "busy");
+        assert_eq!(greeting(&mut second).await, "busy");
         server.shutdown().cancel();
         serving.await.unwrap().unwrap();
     }

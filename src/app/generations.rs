@@ -7,6 +7,8 @@ use std::sync::{Arc, OnceLock};
 use policy::Policy;
 use resolve::{Lookups, Resolver};
 
+use crate::input_file;
+
 /// What every policy generation's resolver shares: settings, the bound on lookups in flight, and
 /// the host's resolvers (read once, when a policy first needs them).
 pub struct Generations {
@@ -30,7 +32,8 @@ impl Generations {
     /// A resolver (and so a policy generation) for `policy`.
     pub fn resolver(&self, policy: Policy) -> Arc<Resolver> {
         let system: &[SocketAddr] = if policy.dns().upstreams.is_empty() {
-            self.system_upstreams.get_or_init(resolve::system_upstreams)
+            self.system_upstreams
+                .get_or_init(|| resolve::system_upstreams(input_file::read))
         } else {
             &[]
         };

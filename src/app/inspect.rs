@@ -17,6 +17,7 @@ use rustls_pki_types::pem::PemObject;
 
 use super::settings::InspectSettings;
 use crate::exit::Failure;
+use crate::input_file;
 
 /// The CA's files on disk, for the readiness line, the environment and the cleanup.
 #[derive(Clone, Debug)]
@@ -87,7 +88,7 @@ pub fn prepare(
     let ca = match &settings.ca_files {
         Some((cert, key)) => {
             let read = |path: &Path, what: &str| {
-                std::fs::read_to_string(path)
+                input_file::read_to_string(path)
                     .with_context(|| format!("cannot read {what} {}", path.display()))
                     .map_err(Failure::bad_input)
             };
@@ -111,8 +112,13 @@ pub fn prepare(
     let mut roots: Vec<CertificateDer<'static>> = system.certs;
     let system_count = roots.len();
     if let Some(path) = &settings.upstream_roots {
-        let extra = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        let extra = input_file::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| {
+                CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())
+            })
             .map_err(|e| {
                 Failure::bad_input(anyhow!(
                     "cannot read --inspect-upstream-roots {}: {e}",
@@ -226,7 +232,7 @@ pub fn secrets(policy: &Policy) -> anyhow::Result<Secrets> {
     for credential in policy.credentials() {
         let label = credential.label();
         let value = match &credential.source {
-            ValueSource::File(path) => std::fs::read_to_string(path)
+            ValueSource::File(path) => input_file::read_to_string(Path::new(path))
                 .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
                 .with_context(|| format!("{label}: cannot read value_file {path}"))?,
             ValueSource::Env(name) => {

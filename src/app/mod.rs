@@ -6,6 +6,7 @@
 mod generations;
 mod inspect;
 mod listen;
+mod memory;
 mod metrics;
 mod ready;
 mod reload;
@@ -74,8 +75,10 @@ impl App {
         let resolver = generations.resolver(policy);
         let shutdown = CancellationToken::new();
         let proxy_server = Server::new(settings.proxy.limits.max_connections, shutdown.clone());
-        let dns_server = Server::new(settings.stub.max_tcp_connections, shutdown.clone());
-        let metrics_server = Server::new(metrics::MAX_CONNECTIONS, shutdown.clone());
+        // The stub's TCP clients are told SERVFAIL when descriptors run out, never left in silence; the
+        // proxy's wait in the listen queue for a descriptor to free, as they always did.
+        let dns_server = Server::with_reserve(settings.stub.max_tcp_connections, shutdown.clone());
+        let metrics_server = Server::new(metrics::MAX_ACCEPTED, shutdown.clone());
         let mut loops = Loops::new();
         let mut created = Created::default();
         let proxy = Proxy::with_secrets(
@@ -184,6 +187,10 @@ impl App {
         }
         self.lifecycle(Step::Ready, None);
         self.loops.open();
+        tokio::spawn(memory::watch(
+            vec![self.proxy_server.clone(), self.dns_server.clone()],
+            self.shutdown.clone(),
+        ));
         tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, metrics = ?self.bound.metrics, sandbox_id = %self.settings.sandbox_id, mode = %self.policy.mode, "ready");
         self.warn_report_mode();
         let outcome = loop {

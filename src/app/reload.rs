@@ -18,7 +18,7 @@ impl App {
             tracing::info!("SIGHUP: running the built-in policy; nothing to reload");
             return;
         };
-        let loaded = load::policy(Some(&path))
+        let loaded = load::sidecar_policy(Some(&path))
             .map_err(|failure| failure.error)
             .and_then(|policy| {
                 if policy.inspects() && self.settings.proxy.inspect.is_none() {

@@ -12,6 +12,7 @@ use proxy::{Credential, Limits, ParentProxy, ProxyConfig};
 
 use crate::cli::RunArgs;
 use crate::exit::Failure;
+use crate::input_file;
 
 /// What `egressd run` was asked to do.
 pub struct Settings {
@@ -108,6 +109,7 @@ impl Settings {
             max_connections: l.max_connections as usize,
             response_timeout: l.response_timeout.0,
             upload_idle_timeout: l.upload_idle_timeout.0,
+            response_idle_timeout: l.response_idle_timeout.0,
             ..Limits::DEFAULT
         };
         Ok(Self {
@@ -179,7 +181,7 @@ fn credential(args: &RunArgs) -> Result<(Option<Credential>, CredentialSource), 
             .map_err(|e| Failure::start(anyhow!("cannot make a proxy credential: {e}")))?;
         return Ok((Some(credential), CredentialSource::Generated));
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = input_file::read_to_string(path).map_err(|e| {
         Failure::bad_input(anyhow!(
             "cannot read --proxy-credential-file {}: {e}",
             path.display()

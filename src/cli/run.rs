@@ -205,6 +205,10 @@ pub struct LimitArgs {
     /// stopped sending, 504 when the destination stopped reading.
     #[arg(long, env = "EGRESSD_UPLOAD_IDLE_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.upload_idle_timeout))]
     pub upload_idle_timeout: Dur,
+    /// A response body with no byte from the destination for this long is cut off: the client's
+    /// connection closes mid-body, and the audit event says `cut-by-stall`.
+    #[arg(long, env = "EGRESSD_RESPONSE_IDLE_TIMEOUT", default_value_t = Dur(Limits::DEFAULT.response_idle_timeout))]
+    pub response_idle_timeout: Dur,
     /// Largest request head, in bytes (at least 8192); larger gets 431.
     #[arg(long, env = "EGRESSD_MAX_HEADER_BYTES", default_value_t = Limits::DEFAULT.max_header_bytes as u32,
           value_parser = clap::value_parser!(u32).range(8192..=16_777_216))]

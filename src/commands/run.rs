@@ -17,7 +17,7 @@ const RUNTIME_GRACE: Duration = Duration::from_millis(500);
 
 pub fn run(args: &RunArgs) -> Result<Exit, Failure> {
     let settings = Settings::from_args(args)?;
-    let policy = load::policy(args.policy.as_deref())?;
+    let policy = load::sidecar_policy(args.policy.as_deref())?;
     // Dropped last: flushes the log and audit writers after the runtime is gone.
     let mut logs = logging::init(
         args.log_format,

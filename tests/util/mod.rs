@@ -44,7 +44,7 @@ pub use exchange::{connect_tcp, exchange, request_head};
 pub use gated_dns::GatedDns;
 pub use http::{Response, header_value, header_values, read_head};
 pub use netns::{TestCgroups, in_netns, in_netns_with_cgroup2};
-pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, UdpEcho};
+pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, STALLED_AFTER, UdpEcho};
 pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};

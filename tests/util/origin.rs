@@ -19,7 +19,13 @@ pub enum Behaviour {
     Silent,
     /// Answer 200, with headers that pretend to be egressd's (`x-egressd-reason`, ...).
     Forges,
+    /// Answer 200 with `Content-Length: 1000`, send [`STALLED_AFTER`] bytes of the body, then
+    /// nothing more until the other side closes.
+    Stalls,
 }
+
+/// Bytes of its body a [`Behaviour::Stalls`] origin sends before it goes silent.
+pub const STALLED_AFTER: usize = 100;
 
 /// A loopback HTTP/1.1 origin that records every request head it receives.
 pub struct Origin {
@@ -82,6 +88,14 @@ fn serve_origin(mut stream: TcpStream, log: &Mutex<Vec<String>>, behaviour: Beha
         if behaviour == Behaviour::Silent {
             let mut sink = [0u8; 1];
             let _ = stream.read(&mut sink);
+            return;
+        }
+        if behaviour == Behaviour::Stalls {
+            let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+            if stream.write_all(head).is_ok() && stream.write_all(&[b'x'; STALLED_AFTER]).is_ok() {
+                let mut sink = [0u8; 1];
+                let _ = stream.read(&mut sink);
+            }
             return;
         }
         let forged = match behaviour {

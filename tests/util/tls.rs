@@ -125,6 +125,16 @@ fn serve(stream: TcpStream, config: Arc<ServerConfig>, log: &Mutex<Vec<String>>)
         }
         log.lock().unwrap().push(head.clone());
         let first = head.lines().next().unwrap_or("").to_owned();
+        // `/stall`: 100 bytes of a 1,000-byte body, then silence until the other side closes.
+        if first.contains(" /stall ") {
+            let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+            if tls.write_all(head).is_ok() && tls.write_all(&[b'x'; 100]).is_ok() {
+                let _ = tls.flush();
+                let mut rest = [0u8; 1024];
+                while tls.read(&mut rest).is_ok_and(|n| n > 0) {}
+            }
+            return;
+        }
         let authorization = header_value(&head, "authorization").unwrap_or_default();
         if let Some(response) = echo_everywhere(&first, &authorization) {
             let _ = tls.write_all(&response);

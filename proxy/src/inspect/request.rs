@@ -293,7 +293,7 @@ pub(crate) async fn handle(
     strip_hop_by_hop(&mut parts.headers);
     strip_egressd_headers(&mut parts.headers);
     let down = audit.bytes.down.clone();
-    let body = Counted::with_audit(body, down, audit);
+    let body = Counted::with_audit(body, down, limits.response_idle_timeout, audit);
     let body = if swapped.is_empty() {
         body.boxed()
     } else {

@@ -588,3 +588,151 @@ async fn an_origin_that_stops_reading_the_upload_gets_504_after_the_upload_idle_
     let up = answer.1[0][f::BYTES_UP].as_u64().unwrap();
     assert!(up > 0 && up < length, "{up}");
 }
+
+// ---- response bodies: the idle timeout, and how each ended ----
+
+fn get(port: u16) -> String {
+    format!("GET http://127.0.0.1:{port}/file HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+}
+
+/// Sends [`get`], reads until the proxy closes, and returns what came back, how long after the
+/// request it closed, and the one audit event.
+async fn fetch_to_close(port: u16) -> (String, Duration, serde_json::Value) {
+    let (mut client, recorded) = proxy_for(port);
+    let started = Instant::now();
+    client.write_all(get(port).as_bytes()).await.unwrap();
+    let response = read_all(&mut client).await;
+    let took = started.elapsed();
+    tokio::task::yield_now().await;
+    let mut events = events(&recorded);
+    assert_eq!(events.len(), 1, "{events:?}");
+    (response, took, events.remove(0))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_the_origin_stops_sending_is_cut_after_the_response_idle_timeout() {
+    // Head and 100 bytes of a 1,000-byte body, then silence (the connection stays open).
+    let port = origin(|mut stream| async move {
+        read_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            .await
+            .unwrap();
+        stream.write_all(&[b'x'; 100]).await.unwrap();
+        read_forever(&mut stream).await;
+    })
+    .await;
+    let (response, took, event) = fetch_to_close(port).await;
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(
+        body.len(),
+        100,
+        "the client sees the body end short: {response}"
+    );
+    let idle = Limits::DEFAULT.response_idle_timeout;
+    assert!(
+        took >= idle && took < idle + Duration::from_secs(1),
+        "{took:?}"
+    );
+    assert_eq!(event[f::STATUS], 200);
+    assert_eq!(event[f::RESPONSE_END], "cut-by-stall");
+    assert_eq!(event[f::BYTES_DOWN], 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_body_that_keeps_coming_is_served_whole() {
+    // One chunk every idle timeout less 10 s, four times: far longer than the timeout in all.
+    let gap = Limits::DEFAULT.response_idle_timeout - Duration::from_secs(10);
+    let port = origin(move |mut stream| async move {
+        read_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            tokio::time::sleep(gap).await;
+            stream.write_all(b"2\r\nab\r\n").await.unwrap();
+        }
+        stream.write_all(b"0\r\n\r\n").await.unwrap();
+        read_forever(&mut stream).await;
+    })
+    .await;
+    let (response, took, event) = fetch_to_close(port).await;
+    assert!(response.ends_with("0\r\n\r\n"), "{response}");
+    assert!(took >= 4 * gap, "{took:?}");
+    assert_eq!(event[f::RESPONSE_END], "complete");
+    assert_eq!(event[f::BYTES_DOWN], 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_the_origin_cuts_short_is_audited_as_cut_by_the_origin() {
+    // Content-Length says 1,000; 10 bytes come, then the origin closes.
+    let by_length = origin(|mut stream| async move {
+        read_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+            .await
+            .unwrap();
+    })
+    .await;
+    // Chunked: one chunk, then the origin closes before the last chunk.
+    let by_chunks = origin(|mut stream| async move {
+        read_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n")
+            .await
+            .unwrap();
+    })
+    .await;
+    for port in [by_length, by_chunks] {
+        let (response, _, event) = fetch_to_close(port).await;
+        assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+        assert!(
+            !response.ends_with("0\r\n\r\n"),
+            "the response must not look complete: {response}"
+        );
+        assert_eq!(event[f::RESPONSE_END], "cut-by-origin", "{response}");
+        assert_eq!(event[f::BYTES_DOWN], 10);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_leaves_mid_body_is_audited_as_cut_by_the_client() {
+    let port = origin(|mut stream| async move {
+        read_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        read_forever(&mut stream).await;
+    })
+    .await;
+    let (mut client, recorded) = proxy_for(port);
+    client.write_all(get(port).as_bytes()).await.unwrap();
+    let mut start = [0u8; 64];
+    let n = client.read(&mut start).await.unwrap();
+    assert!(start[..n].starts_with(b"HTTP/1.1 200 "));
+    drop(client);
+    // Well within the idle timeout: the client, not the clock, ended it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = events(&recorded);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0][f::RESPONSE_END], "cut-by-client");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_whole_response_is_audited_as_complete_and_a_refusal_has_no_response_end() {
+    let port = origin(|stream| answers_after_the_body(stream, 0)).await;
+    let (response, _, event) = fetch_to_close(port).await;
+    assert!(response.ends_with("\r\n\r\nok"), "{response}");
+    assert_eq!(event[f::RESPONSE_END], "complete");
+    let (refused, refusals) = send(
+        Limits::DEFAULT,
+        format!("GET {REFUSED} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        1,
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert_eq!(refusals[0][f::RESPONSE_END], "");
+}
