@@ -124,34 +124,44 @@ fn starts_egressd_and_hands_out_the_readiness_line_typed() {
 #[cfg(unix)]
 #[test]
 fn a_start_not_ready_in_time_fails_and_leaves_nothing_running() {
-    use std::os::unix::fs::OpenOptionsExt;
-    // A policy "file" that is a FIFO nobody writes: egressd blocks opening it, before readiness.
+    use std::os::unix::fs::PermissionsExt;
+    // egressd itself reaches readiness or exits promptly (even a FIFO as its policy is refused at
+    // once), so the sidecar that never gets ready is a stand-in: it notes its pid, then waits.
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("policy.toml");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let error = launcher()
-        .policy(&fifo)
-        .readiness_timeout(Duration::from_millis(300))
+    let pid_file = dir.path().join("pid");
+    let stand_in = write(
+        dir.path(),
+        "never-ready",
+        &format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec sleep 600\n",
+            pid_file.display()
+        ),
+    );
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let error = Launcher::new(&stand_in)
+        .stderr(Stderr::Discard)
+        .readiness_timeout(Duration::from_secs(2))
         .start()
         .err()
         .expect("must not become ready");
     assert!(
-        matches!(error, Error::ReadinessTimeout { after, .. } if after == Duration::from_millis(300)),
+        matches!(error, Error::ReadinessTimeout { after, .. } if after == Duration::from_secs(2)),
         "{error}"
     );
     assert!(
         error.to_string().contains("was not ready within"),
         "{error}"
     );
-    // Nobody has the FIFO open for reading any more: egressd was killed and reaped.
-    let opened = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(&fifo);
+    // The stand-in started, and is gone now: killed and reaped, not left running.
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the stand-in ran")
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(
-        opened.err().and_then(|e| e.raw_os_error()),
-        Some(nix::errno::Errno::ENXIO as i32),
-        "egressd still holds the policy FIFO"
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH),
+        "the sidecar that was not ready is still there"
     );
 }
 
