@@ -13,9 +13,10 @@
 //! 2. `request`: every request inside, checked and audited one by one.
 //! 3. `upstream`: the origin connection, TLS over the stream `connect.rs` dialed.
 //! 4. `brokered`: credential placeholders in, real values out of responses.
+//! 5. `websocket`: an upgrade the origin accepts, relayed frame bytes both ways.
 //!
-//! What it does not do: HTTP/2 (ALPN offers HTTP/1.1 only, to both sides), WebSocket upgrades
-//! (`Upgrade` is hop-by-hop and removed), or inspect anything a rule does not mark.
+//! What it does not do: HTTP/2 (ALPN offers HTTP/1.1 only, to both sides), upgrades other than
+//! WebSocket (`Upgrade` is hop-by-hop and removed), or inspect anything a rule does not mark.
 
 pub(crate) mod brokered;
 mod ca;
@@ -23,6 +24,7 @@ pub(crate) mod config;
 mod request;
 mod session;
 mod upstream;
+mod websocket;
 
 use std::io;
 use std::net::SocketAddr;
@@ -167,10 +169,28 @@ pub(crate) fn spawn(
             name,
             authority,
             upstream: Mutex::new(upstream),
+            relay: std::sync::Mutex::new(None),
         });
-        let service = service_fn(move |req| request::handle(session.clone(), req));
-        if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+        let service = {
+            let session = session.clone();
+            service_fn(move |req| request::handle(session.clone(), req))
+        };
+        let served = builder
+            .serve_connection(TokioIo::new(tls), service)
+            .with_upgrades()
+            .await;
+        if let Err(error) = served {
             tracing::debug!(%error, "inspected session ended with an error");
+        }
+        // A WebSocket its last request opened: the session (its place under the connection
+        // limit, its CONNECT event) lasts as long as the relay.
+        let relay = session
+            .relay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(relay) = relay {
+            relay.run(limits).await;
         }
         drop(audit);
     });

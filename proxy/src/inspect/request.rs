@@ -2,7 +2,8 @@
 //! the CONNECT host → the name is decided again under the policy in force now → the rule's
 //! `methods` and `paths` → no other host's credential placeholder → hop-by-hop headers out, this
 //! host's credentials in, `Host` set to the judged name, attribution headers set → the origin.
-//! Every refusal is an HTTP response inside the TLS session, with the reason (and rule) headers,
+//! A WebSocket upgrade goes the same way; the origin's `101` hands both connections to
+//! `websocket.rs`. Every refusal is an HTTP response inside the TLS session, with the reason (and rule) headers,
 //! and an audit event; so is every served request.
 
 use std::convert::Infallible;
@@ -15,10 +16,12 @@ use hyper::body::Incoming;
 use policy::{CredentialRule, Decision, RequestMiss, Target};
 
 use crate::audit::Audit;
-use crate::body::{Counted, ResponseBody, full};
+use crate::body::{Counted, ResponseBody, empty, full};
+use crate::error::Failure;
 use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
-use crate::inspect::brokered::{Redacting, scrub_headers};
+use crate::inspect::brokered::{Redacting, Swapped, scrub_headers};
 use crate::inspect::session::Session;
+use crate::inspect::websocket::{self, Relay};
 use crate::respond::{REASON_HEADER, RULE_HEADER, refuse};
 use crate::upload::{Upload, await_response};
 
@@ -155,8 +158,14 @@ pub(crate) async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
+    // Taken before anything is sent: hyper hands the client's connection over through it once
+    // the `101` has been written.
+    let upgrade = websocket::requested(&req).then(|| hyper::upgrade::on(&mut req));
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    if upgrade.is_some() {
+        websocket::restore_upgrade(headers);
+    }
     let brokered = &generation.brokered;
     if let Some(credential) = brokered.exfiltration(Some(&session.name), headers, &uri_text) {
         tracing::warn!(
@@ -216,6 +225,16 @@ pub(crate) async fn handle(
         Ok(response) => response,
     };
     audit.allowed(&decision, Some(addr), response.status().as_u16());
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(switch(
+            &session,
+            upgrade,
+            response,
+            audit,
+            destination,
+            &swapped,
+        ));
+    }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     strip_egressd_headers(&mut parts.headers);
@@ -229,6 +248,37 @@ pub(crate) async fn handle(
         Redacting::new(body, swapped).boxed()
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// The origin's `101`: when it accepts the WebSocket the client asked for, the client gets it
+/// and the session keeps both connections for the relay; any other switch is refused (502).
+fn switch(
+    session: &Session,
+    client: Option<hyper::upgrade::OnUpgrade>,
+    mut response: Response<Incoming>,
+    mut audit: Audit,
+    destination: String,
+    swapped: &[Swapped],
+) -> Response<ResponseBody> {
+    let Some(client) = client.filter(|_| websocket::accepted(&response)) else {
+        tracing::info!(%destination, "the origin switched to a protocol nobody asked for; refused");
+        let failure = Failure::Upstream(
+            "the origin switched to a protocol the request did not ask for".to_owned(),
+        );
+        return refuse(&mut audit, &destination, failure);
+    };
+    let origin = hyper::upgrade::on(&mut response);
+    let (mut parts, _) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    strip_egressd_headers(&mut parts.headers);
+    scrub_headers(&mut parts.headers, swapped);
+    websocket::restore_upgrade(&mut parts.headers);
+    let relay = Relay::new(client, origin, audit, destination);
+    *session
+        .relay
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(relay);
+    Response::from_parts(parts, empty())
 }
 
 /// `Ok` when `policy` lets a connection go to `addr` (in report mode, when it would refuse it

@@ -7,6 +7,7 @@ use policy::{DomainName, Target};
 use tokio::sync::Mutex;
 
 use super::upstream::Upstream;
+use super::websocket::Relay;
 use crate::audit::Caller;
 use crate::context::Shared;
 
@@ -19,4 +20,6 @@ pub(crate) struct Session {
     /// `host` or `host:port` (port when not 443): the Host header sent, and the URLs logged.
     pub(crate) authority: String,
     pub(crate) upstream: Mutex<Upstream>,
+    /// The WebSocket the session's last request opened, relayed once the `101` has been sent.
+    pub(crate) relay: std::sync::Mutex<Option<Relay>>,
 }

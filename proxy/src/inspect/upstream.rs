@@ -142,7 +142,8 @@ impl Upstream {
             .await
             .map_err(|e| Failure::Upstream(format!("{e:#}")))?;
         self.tasks.spawn(async move {
-            if let Err(error) = connection.await {
+            // With upgrades: a WebSocket's `101` hands the connection over to the relay.
+            if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, "inspected origin connection ended with an error");
             }
         });
