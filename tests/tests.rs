@@ -15,6 +15,7 @@ mod faults;
 mod firewall;
 mod forwarding;
 mod inspect;
+mod inspect_h2;
 mod inspect_websocket;
 mod metrics;
 mod netns;

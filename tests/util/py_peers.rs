@@ -239,3 +239,112 @@ pub fn websocket_client(
     args.extend_from_slice(headers);
     python_client(WS_CLIENT, env, &args)
 }
+
+/// The gRPC origin (grpcio, no `.proto`: generic handlers on raw bytes), service `test.Echo`:
+/// `Unary` answers `echo:` and the request, `Chat` (bidirectional streaming) answers each message
+/// likewise, `Deny` fails with `PERMISSION_DENIED`; each sets a trailer. It appends one JSON line
+/// per call to its log: the method and the metadata egressd sent it.
+const GRPC_ORIGIN: &str = r#"
+import json, sys, threading
+from concurrent import futures
+import grpc
+
+cert, key, log = sys.argv[1:4]
+lock = threading.Lock()
+
+def record(method, context):
+    metadata = {}
+    for k, v in context.invocation_metadata():
+        metadata.setdefault(k, []).append(v)
+    entry = {"method": method, "metadata": metadata}
+    with lock, open(log, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+def unary(request, context):
+    record("Unary", context)
+    context.set_trailing_metadata((("x-trailer", "unary-done"),))
+    return b"echo:" + request
+
+def chat(requests, context):
+    record("Chat", context)
+    for r in requests:
+        yield b"echo:" + r
+    context.set_trailing_metadata((("x-trailer", "chat-done"),))
+
+def deny(request, context):
+    record("Deny", context)
+    context.set_trailing_metadata((("x-trailer", "deny-done"),))
+    context.abort(grpc.StatusCode.PERMISSION_DENIED, "the origin says no")
+
+handler = grpc.method_handlers_generic_handler("test.Echo", {
+    "Unary": grpc.unary_unary_rpc_method_handler(unary),
+    "Chat": grpc.stream_stream_rpc_method_handler(chat),
+    "Deny": grpc.unary_unary_rpc_method_handler(deny),
+})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+server.add_generic_rpc_handlers((handler,))
+with open(key, "rb") as k, open(cert, "rb") as c:
+    credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+port = server.add_secure_port("127.0.0.1:0", credentials)
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"#;
+
+/// The gRPC client: `TARGET [KEY=VALUE...]` (metadata). grpcio finds the proxy in `https_proxy`
+/// itself; the roots it is given are the file `SSL_CERT_FILE` names (gRPC does not read that
+/// variable, so the script hands it over). It calls `Unary`, `Chat` (three messages), `Deny`, and
+/// a method outside the policy's paths; prints one JSON line.
+const GRPC_CLIENT: &str = r#"
+import json, os, sys
+import grpc
+
+target, *pairs = sys.argv[1:]
+metadata = tuple(tuple(p.split("=", 1)) for p in pairs)
+with open(os.environ["SSL_CERT_FILE"], "rb") as f:
+    credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+out = {}
+with grpc.secure_channel(target, credentials) as channel:
+    def failure(e):
+        return [e.code().name, e.details()]
+    try:
+        reply, call = channel.unary_unary("/test.Echo/Unary").with_call(
+            b"hello", metadata=metadata, timeout=20)
+        out["unary"] = reply.decode()
+        out["unary_trailers"] = dict(call.trailing_metadata())
+    except grpc.RpcError as e:
+        out["unary_error"] = failure(e)
+    try:
+        replies = channel.stream_stream("/test.Echo/Chat")(
+            iter([b"a", b"b", b"c"]), metadata=metadata, timeout=20)
+        out["chat"] = [r.decode() for r in replies]
+        out["chat_trailers"] = dict(replies.trailing_metadata())
+    except grpc.RpcError as e:
+        out["chat_error"] = failure(e)
+    try:
+        channel.unary_unary("/test.Echo/Deny")(b"x", metadata=metadata, timeout=20)
+    except grpc.RpcError as e:
+        out["deny"] = failure(e)
+        out["deny_trailers"] = dict(e.trailing_metadata() or ())
+    try:
+        channel.unary_unary("/test.Admin/Drop")(b"x", metadata=metadata, timeout=20)
+        out["admin"] = "served"
+    except grpc.RpcError as e:
+        out["admin"] = failure(e)
+print(json.dumps(out))
+"#;
+
+impl PeerProcess {
+    /// The gRPC origin for `names`.
+    pub fn grpc_origin(ca: &TestCa, names: &[&str]) -> Self {
+        Self::start_python(GRPC_ORIGIN, ca, names)
+    }
+}
+
+/// The gRPC client against `target` (`host:port`), sending `metadata` (`key=value`) with each
+/// call.
+pub fn grpc_client(env: &serde_json::Value, target: &str, metadata: &[&str]) -> serde_json::Value {
+    let mut args = vec![target];
+    args.extend_from_slice(metadata);
+    python_client(GRPC_CLIENT, env, &args)
+}

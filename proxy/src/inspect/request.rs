@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use policy::{CredentialRule, Decision, RequestMiss, Target};
@@ -161,10 +161,17 @@ pub(crate) async fn handle(
     // Taken before anything is sent: hyper hands the client's connection over through it once
     // the `101` has been written.
     let upgrade = websocket::requested(&req).then(|| hyper::upgrade::on(&mut req));
+    // HTTP/1.x sends one request at a time; HTTP/2 streams run at once.
+    let sequential = req.version() != Version::HTTP_2;
+    let trailers = asks_for_trailers(req.headers());
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     if upgrade.is_some() {
         websocket::restore_upgrade(headers);
+    }
+    if trailers {
+        // The one `TE` HTTP/2 allows, and what gRPC needs to get its status.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     let brokered = &generation.brokered;
     if let Some(credential) = brokered.exfiltration(Some(&session.name), headers, &uri_text) {
@@ -202,19 +209,17 @@ pub(crate) async fn handle(
     let attribution = generation.attribution.clone();
     let (body, upload) = Upload::watched(body, &mut audit, limits, attribution);
     let req = Request::from_parts(parts, body);
-    let (sent, addr) = {
-        let mut upstream = session.upstream.lock().await;
-        // The address was checked when the session began, under the policy of then; the request
-        // goes there (over the open connection, or a new one) only if the policy of now allows it.
-        if let Some(addr) = upstream.direct_addr()
-            && let Err(failure) = address_in_force(generation.router.policy(), addr)
-        {
-            return Ok(refuse(&mut audit, &destination, failure));
-        }
-        // The response timeout runs from the end of the upload, as on the plain path.
-        let sent = await_response(upstream.send(req), upload.as_deref(), limits).await;
-        (sent, upstream.addr())
-    };
+    let upstream = &session.upstream;
+    // The address was checked when the session began, under the policy of then; the request
+    // goes there (over an open connection, or a new one) only if the policy of now allows it.
+    if let Some(addr) = upstream.direct_addr()
+        && let Err(failure) = address_in_force(generation.router.policy(), addr)
+    {
+        return Ok(refuse(&mut audit, &destination, failure));
+    }
+    // The response timeout runs from the end of the upload, as on the plain path.
+    let sent = await_response(upstream.send(req, sequential), upload.as_deref(), limits).await;
+    let addr = upstream.addr();
     let response = match sent {
         Err(failure) => {
             if let crate::error::Failure::UpstreamTls(error) = &failure {
@@ -328,6 +333,20 @@ pub(crate) fn screen_plain<B>(
     );
     let refusal = Refusal::Exfiltration(credential.clone(), decision.clone());
     Some(refusal.respond(audit, destination))
+}
+
+/// True when the client's `TE` names `trailers` (a gRPC client's does).
+fn asks_for_trailers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 /// True when the request's Host header (and its URI's authority, if absolute) names the CONNECT
