@@ -372,6 +372,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn te_trailers_is_recognised_in_any_spelling() {
+        let cases = [
+            (vec!["trailers"], true),
+            (vec!["gzip, Trailers"], true),
+            (vec!["deflate", "trailers;q=0.5"], true),
+            (vec!["gzip"], false),
+            (vec![], false),
+            (vec!["trailersx"], false),
+        ];
+        for (values, want) in cases {
+            let mut headers = http::HeaderMap::new();
+            for value in &values {
+                headers.append(header::TE, HeaderValue::from_str(value).unwrap());
+            }
+            assert_eq!(asks_for_trailers(&headers), want, "{values:?}");
+        }
+    }
+
+    #[test]
     fn the_host_must_be_the_connect_host() {
         let target = Target::parse_authority("api.example.com:443").unwrap();
         let cases = [
