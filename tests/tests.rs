@@ -15,6 +15,8 @@ mod faults;
 mod firewall;
 mod forwarding;
 mod inspect;
+mod inspect_h2;
+mod inspect_websocket;
 mod jobs;
 mod launcher;
 mod memory;

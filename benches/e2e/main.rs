@@ -13,6 +13,7 @@
 //! operations. It exits non-zero if an egressd figure cannot be measured. docs/benchmarks.md
 //! explains each figure.
 
+mod h2;
 mod load;
 mod peers;
 mod report;
@@ -29,7 +30,7 @@ use report::{Report, Row};
 /// Sizes of one run.
 struct Plan {
     quick: bool,
-    /// Only these groups (startup, http, bulk, tunnels, tls, dns, idle, burst, instances); empty
+    /// Only these groups (startup, http, bulk, tunnels, tls, h2, dns, idle, burst, instances); empty
     /// for all.
     only: Vec<String>,
     /// Only these peers (squid, tinyproxy, unbound; `none`); `None` for every installed one.
@@ -398,6 +399,11 @@ async fn run(plan: &Plan) -> Report {
         )
         .await;
         report.extend(rows);
+    }
+    if plan.wants("h2") {
+        // More streams than egressd lets run at once would only queue in the client.
+        let size = if plan.quick { 4 << 20 } else { 32 << 20 };
+        report.extend(h2::rows(&current, 128, size).await);
     }
 
     let resolvers: Vec<(&peers::Peer, std::net::SocketAddr)> = [

@@ -19,6 +19,7 @@ mod env_clients;
 mod events;
 mod exchange;
 mod gated_dns;
+mod h2;
 mod http;
 mod netns;
 mod origin;
@@ -26,6 +27,7 @@ mod parent;
 mod policies;
 mod probe;
 mod proxy_env;
+mod py_peers;
 mod refusal_clients;
 mod relay;
 mod secret;
@@ -42,6 +44,7 @@ pub use env_clients::EnvClient;
 pub use events::{events_of, request_events};
 pub use exchange::{connect_tcp, exchange, request_head};
 pub use gated_dns::GatedDns;
+pub use h2::{H2Origin, h2_fetch, h2_session};
 pub use http::{Response, header_value, header_values, read_head};
 pub use netns::{TestCgroups, in_netns, in_netns_with_cgroup2};
 pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, STALLED_AFTER, UdpEcho};
@@ -49,6 +52,7 @@ pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
 pub use proxy_env::ProxyEnv;
+pub use py_peers::{PeerProcess, grpc_client, websocket_client};
 pub use refusal_clients::{
     cargo_search, curl_env, git_ls_remote, node_fetch, npm_install, pip_download, python_urlopen,
     wget, wget_with_rc,

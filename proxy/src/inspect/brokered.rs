@@ -350,7 +350,11 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.finished && self.carry.is_empty() && self.pending.is_none()
+        // An empty body says so before it is polled: over HTTP/2 the response head then ends the
+        // stream (a gRPC error is such a "trailers-only" response: its status is in the head).
+        (self.finished || self.inner.is_end_stream())
+            && self.carry.is_empty()
+            && self.pending.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -172,7 +172,8 @@ impl CertificateAuthority {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(vec![cert.der().clone()], private)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 when the client offers it (each stream a request of its own), else HTTP/1.1.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
 }

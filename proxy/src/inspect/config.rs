@@ -48,7 +48,7 @@ impl InspectConfig {
     }
 }
 
-/// The TLS client configuration for origins: the given roots, HTTP/1.1 by ALPN, ring.
+/// The TLS client configuration for origins: the given roots, HTTP/2 or HTTP/1.1 by ALPN, ring.
 pub(crate) fn client_config(
     roots: Vec<CertificateDer<'static>>,
 ) -> Result<(ClientConfig, usize), rustls::Error> {
@@ -59,6 +59,6 @@ pub(crate) fn client_config(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(store)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((config, added))
 }

@@ -1,6 +1,6 @@
 //! TLS inspection, for the hosts a policy marks `inspect = true` and no others: egressd ends the
-//! sandbox's TLS with a leaf certificate its own CA mints for the name, reads each HTTP/1.1
-//! request, applies the rule's `methods` and `paths`, swaps brokered credentials in, sets the
+//! sandbox's TLS with a leaf certificate its own CA mints for the name, reads each request
+//! (HTTP/1.1, or each stream of HTTP/2, as ALPN agreed), applies the rule's `methods` and `paths`, swaps brokered credentials in, sets the
 //! attribution headers, and sends the request on over its own TLS connection to the origin,
 //! whose certificate it verifies against the name the policy judged.
 //!
@@ -11,18 +11,23 @@
 //! 1. `ca`: read the ClientHello; no SNI, or an SNI that is not the CONNECT host (domain
 //!    fronting), ends the connection; otherwise the leaf for that name (cached) is presented.
 //! 2. `request`: every request inside, checked and audited one by one.
-//! 3. `upstream`: the origin connection, TLS over the stream `connect.rs` dialed.
+//! 3. `upstream`: the origin connections, TLS over the stream `connect.rs` dialed (then redialed
+//!    to the same address), HTTP/2 or HTTP/1.1 as the origin agrees; `flow`: HTTP/2's memory
+//!    bounds on both sides.
 //! 4. `brokered`: credential placeholders in, real values out of responses.
+//! 5. `websocket`: an upgrade the origin accepts, relayed frame bytes both ways.
 //!
-//! What it does not do: HTTP/2 (ALPN offers HTTP/1.1 only, to both sides), WebSocket upgrades
-//! (`Upgrade` is hop-by-hop and removed), or inspect anything a rule does not mark.
+//! What it does not do: upgrades other than WebSocket over HTTP/1.1 (`Upgrade` is hop-by-hop and
+//! removed; no extended CONNECT over HTTP/2), or inspect anything a rule does not mark.
 
 pub(crate) mod brokered;
 mod ca;
 pub(crate) mod config;
+mod flow;
 mod request;
 mod session;
 mod upstream;
+mod websocket;
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,12 +38,11 @@ use std::task::{Context, Poll};
 
 use http::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use policy::{Decision, DomainName, Host, Target};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Mutex;
 use tokio_rustls::LazyConfigAcceptor;
 
 pub use brokered::{CredentialValueError, Secrets};
@@ -129,6 +133,7 @@ pub(crate) fn spawn(
                 return;
             }
         };
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let parent = shared
             .config
             .parent
@@ -142,7 +147,7 @@ pub(crate) fn spawn(
             inspect.upstream.clone(),
             parent,
             limits.clone(),
-            tasks,
+            tasks.clone(),
         ) {
             Ok(upstream) => upstream,
             Err(failure) => {
@@ -166,11 +171,55 @@ pub(crate) fn spawn(
             target,
             name,
             authority,
-            upstream: Mutex::new(upstream),
+            upstream,
+            relay: std::sync::Mutex::new(None),
         });
-        let service = service_fn(move |req| request::handle(session.clone(), req));
-        if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+        let service = {
+            let session = session.clone();
+            service_fn(move |req| request::handle(session.clone(), req))
+        };
+        let served = if h2 {
+            let mut builder = http2::Builder::new(flow::Tracked(tasks));
+            builder.timer(TokioTimer::new());
+            flow::client_facing(&mut builder, limits);
+            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            let mut connection = std::pin::pin!(connection);
+            // No request head bounds an idle HTTP/2 connection, as one does HTTP/1.1's: a
+            // session that moved no byte either way for the tunnel idle timeout is told to go
+            // (GOAWAY; streams in flight finish).
+            let moved = || {
+                audit.bytes.up.load(Ordering::Relaxed) + audit.bytes.down.load(Ordering::Relaxed)
+            };
+            let mut last = moved();
+            loop {
+                tokio::select! {
+                    served = connection.as_mut() => break served,
+                    () = tokio::time::sleep(limits.tunnel_idle_timeout) => {
+                        if moved() == last {
+                            connection.as_mut().graceful_shutdown();
+                        }
+                        last = moved();
+                    }
+                }
+            }
+        } else {
+            builder
+                .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades()
+                .await
+        };
+        if let Err(error) = served {
             tracing::debug!(%error, "inspected session ended with an error");
+        }
+        // A WebSocket its last request opened: the session (its place under the connection
+        // limit, its CONNECT event) lasts as long as the relay.
+        let relay = session
+            .relay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(relay) = relay {
+            relay.run(limits).await;
         }
         drop(audit);
     });

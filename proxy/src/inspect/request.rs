@@ -2,24 +2,26 @@
 //! the CONNECT host → the name is decided again under the policy in force now → the rule's
 //! `methods` and `paths` → no other host's credential placeholder → hop-by-hop headers out, this
 //! host's credentials in, `Host` set to the judged name, attribution headers set → the origin.
-//! Every refusal is an HTTP response inside the TLS session, with the reason (and rule) headers,
+//! A WebSocket upgrade goes the same way; the origin's `101` hands both connections to
+//! `websocket.rs`. Every refusal is an HTTP response inside the TLS session, with the reason (and rule) headers,
 //! and an audit event; so is every served request.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use policy::{CredentialRule, Decision, METHOD_OVERRIDE_HEADERS, RequestMiss, Target};
 
 use crate::audit::Audit;
-use crate::body::{Counted, ResponseBody, full};
+use crate::body::{Counted, ResponseBody, empty, full};
 use crate::error::Failure;
 use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
-use crate::inspect::brokered::{Encoded, Redacting, scrub_head};
+use crate::inspect::brokered::{Encoded, Redacting, Swapped, scrub_head, scrub_headers};
 use crate::inspect::session::Session;
+use crate::inspect::websocket::{self, Relay};
 use crate::respond::{REASON_HEADER, RULE_HEADER, refuse};
 use crate::upload::{Upload, await_response};
 
@@ -222,8 +224,21 @@ pub(crate) async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
+    // Taken before anything is sent: hyper hands the client's connection over through it once
+    // the `101` has been written.
+    let upgrade = websocket::requested(&req).then(|| hyper::upgrade::on(&mut req));
+    // HTTP/1.x sends one request at a time; HTTP/2 streams run at once.
+    let sequential = req.version() != Version::HTTP_2;
+    let trailers = asks_for_trailers(req.headers());
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    if upgrade.is_some() {
+        websocket::restore_upgrade(headers);
+    }
+    if trailers {
+        // The one `TE` HTTP/2 allows, and what gRPC needs to get its status.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     let brokered = &generation.brokered;
     if let Some(credential) = brokered.exfiltration(Some(&session.name), headers, &uri_text) {
         tracing::warn!(
@@ -260,19 +275,17 @@ pub(crate) async fn handle(
     let attribution = generation.attribution.clone();
     let (body, upload) = Upload::watched(body, &mut audit, limits, attribution);
     let req = Request::from_parts(parts, body);
-    let (sent, addr) = {
-        let mut upstream = session.upstream.lock().await;
-        // The address was checked when the session began, under the policy of then; the request
-        // goes there (over the open connection, or a new one) only if the policy of now allows it.
-        if let Some(addr) = upstream.direct_addr()
-            && let Err(failure) = address_in_force(generation.router.policy(), addr)
-        {
-            return Ok(refuse(&mut audit, &destination, failure));
-        }
-        // The response timeout runs from the end of the upload, as on the plain path.
-        let sent = await_response(upstream.send(req), upload.as_deref(), limits).await;
-        (sent, upstream.addr())
-    };
+    let upstream = &session.upstream;
+    // The address was checked when the session began, under the policy of then; the request
+    // goes there (over an open connection, or a new one) only if the policy of now allows it.
+    if let Some(addr) = upstream.direct_addr()
+        && let Err(failure) = address_in_force(generation.router.policy(), addr)
+    {
+        return Ok(refuse(&mut audit, &destination, failure));
+    }
+    // The response timeout runs from the end of the upload, as on the plain path.
+    let sent = await_response(upstream.send(req, sequential), upload.as_deref(), limits).await;
+    let addr = upstream.addr();
     let response = match sent {
         Err(failure) => {
             if let Failure::UpstreamTls(error) = &failure {
@@ -282,6 +295,17 @@ pub(crate) async fn handle(
         }
         Ok(response) => response,
     };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        audit.allowed(&decision, Some(addr), response.status().as_u16());
+        return Ok(switch(
+            &session,
+            upgrade,
+            response,
+            audit,
+            destination,
+            &swapped,
+        ));
+    }
     let (mut parts, body) = response.into_parts();
     if !swapped.is_empty()
         && let Err(encoded) = scrub_head(&mut parts, &swapped)
@@ -301,6 +325,41 @@ pub(crate) async fn handle(
         Redacting::new(body, swapped).boxed()
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// The origin's `101`: when it accepts the WebSocket the client asked for, the client gets it
+/// and the session keeps both connections for the relay; any other switch is refused (502).
+fn switch(
+    session: &Session,
+    client: Option<hyper::upgrade::OnUpgrade>,
+    mut response: Response<Incoming>,
+    mut audit: Audit,
+    destination: String,
+    swapped: &[Swapped],
+) -> Response<ResponseBody> {
+    let Some(client) = client.filter(|_| websocket::accepted(&response)) else {
+        tracing::info!(%destination, "the origin switched to a protocol nobody asked for; refused");
+        let failure = Failure::Upstream(
+            "the origin switched to a protocol the request did not ask for".to_owned(),
+        );
+        return refuse(&mut audit, &destination, failure);
+    };
+    let origin = hyper::upgrade::on(&mut response);
+    let (mut parts, _) = response.into_parts();
+    if !swapped.is_empty() {
+        // As for every response to a brokered request: the origin's reason phrase goes nowhere.
+        parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    strip_egressd_headers(&mut parts.headers);
+    scrub_headers(&mut parts.headers, swapped);
+    websocket::restore_upgrade(&mut parts.headers);
+    let relay = Relay::new(client, origin, audit, destination);
+    *session
+        .relay
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(relay);
+    Response::from_parts(parts, empty())
 }
 
 /// `Ok` when `policy` lets a connection go to `addr` (in report mode, when it would refuse it
@@ -368,6 +427,20 @@ fn is_authority_form<B>(req: &Request<B>) -> bool {
         || (req.uri().scheme().is_none() && req.uri().authority().is_some())
 }
 
+/// True when the client's `TE` names `trailers` (a gRPC client's does).
+fn asks_for_trailers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// True when the request's Host header (and its URI's authority, if absolute) names the CONNECT
 /// host, and a port when given names the CONNECT port.
 fn names_connect_host<B>(req: &Request<B>, target: &Target) -> bool {
@@ -389,6 +462,25 @@ fn names_connect_host<B>(req: &Request<B>, target: &Target) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn te_trailers_is_recognised_in_any_spelling() {
+        let cases = [
+            (vec!["trailers"], true),
+            (vec!["gzip, Trailers"], true),
+            (vec!["deflate", "trailers;q=0.5"], true),
+            (vec!["gzip"], false),
+            (vec![], false),
+            (vec!["trailersx"], false),
+        ];
+        for (values, want) in cases {
+            let mut headers = http::HeaderMap::new();
+            for value in &values {
+                headers.append(header::TE, HeaderValue::from_str(value).unwrap());
+            }
+            assert_eq!(asks_for_trailers(&headers), want, "{values:?}");
+        }
+    }
 
     #[test]
     fn the_host_must_be_the_connect_host() {

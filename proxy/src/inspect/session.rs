@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use policy::{DomainName, Target};
-use tokio::sync::Mutex;
 
 use super::upstream::Upstream;
+use super::websocket::Relay;
 use crate::audit::Caller;
 use crate::context::Shared;
 
@@ -18,5 +18,8 @@ pub(crate) struct Session {
     pub(crate) name: DomainName,
     /// `host` or `host:port` (port when not 443): the Host header sent, and the URLs logged.
     pub(crate) authority: String,
-    pub(crate) upstream: Mutex<Upstream>,
+    /// The origin connections, shared by the session's requests (HTTP/2 streams run at once).
+    pub(crate) upstream: Upstream,
+    /// The WebSocket the session's last request opened, relayed once the `101` has been sent.
+    pub(crate) relay: std::sync::Mutex<Option<Relay>>,
 }

@@ -1,0 +1,192 @@
+//! WebSocket on an inspected host (docs/tls.md, "WebSocket"): the upgrade request is decided like
+//! any request inside the session, then the 101 and the frames both ways are relayed, counted and
+//! audited once at the end. Real peers: Python's `websockets` as the origin and as the client,
+//! which finds the proxy and trusts egressd's CA through the readiness line's `env` alone.
+
+use std::path::PathBuf;
+
+use crate::util::*;
+
+const SECRET: &str = "real-ws-secret-0123456789";
+const PLACEHOLDER: &str = "PLACEHOLDER_WS_TOKEN";
+
+/// A WebSocket origin at `origin.test` (inspected: `GET` only, paths `/ok/*`, a brokered
+/// credential) and an egressd in front of it.
+struct World {
+    origin: PeerProcess,
+    sidecar: Sidecar,
+    audit: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    fn start() -> Self {
+        let ca = TestCa::new("test origin CA");
+        let origin = PeerProcess::websocket_origin(&ca, &["origin.test"]);
+        let dir = tempfile::tempdir().unwrap();
+        let token = write(dir.path(), "token", SECRET);
+        let port = origin.port;
+        let policy = format!(
+            r#"version = 1
+[defaults]
+action = "deny"
+
+[[allow]]
+host = "origin.test"
+ports = [{port}]
+inspect = true
+methods = ["GET"]
+paths = ["/ok/*"]
+
+[[danger_carve_out]]
+cidr = "127.0.0.1/32"
+ports = [{port}]
+
+[[credential]]
+host = "origin.test"
+header = "Authorization"
+placeholder = "{PLACEHOLDER}"
+value_file = "{}"
+
+[headers]
+"X-Egressd-Sandbox" = "{{sandbox_id}}"
+
+[dns.static]
+"origin.test" = ["127.0.0.1"]
+{NO_RESOLVER}"#,
+            token.display()
+        );
+        let policy = write(dir.path(), "policy.toml", &policy);
+        let roots = ca.write(dir.path(), "origin-ca.pem");
+        let audit = dir.path().join("audit.jsonl");
+        let ready = dir.path().join("egressd.json");
+        let sidecar = Sidecar::start(&[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--sandbox-id",
+            "sb-ws",
+            "--inspect-upstream-roots",
+            roots.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ]);
+        Self {
+            origin,
+            sidecar,
+            audit,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("wss://origin.test:{}{path}", self.origin.port)
+    }
+
+    fn client(&self, path: &str, deflate: bool, closer: &str) -> serde_json::Value {
+        let bearer = format!("Authorization: Bearer {PLACEHOLDER}");
+        let env = &self.sidecar.ready["env"];
+        websocket_client(env, &self.url(path), deflate, closer, &[&bearer])
+    }
+}
+
+/// The 1 MiB binary message the client sends (and gets back).
+const BIG: u64 = 1 << 20;
+
+#[test]
+#[ignore = "needs python3 with websockets 15 or later: run by .ci/run"]
+fn websocket_sessions_are_decided_relayed_and_audited_once() {
+    let world = World::start();
+
+    // Compressed, closed by the client.
+    let compressed = world.client("/ok/chat", true, "client");
+    assert_eq!(
+        compressed["extensions"],
+        serde_json::json!(["permessage-deflate"]),
+        "{compressed}"
+    );
+    assert_eq!(compressed["text"], "hello", "{compressed}");
+    assert_eq!(compressed["binary_echoed"], true, "{compressed}");
+    assert_eq!(compressed["close_sent"], 1000, "{compressed}");
+    assert_eq!(compressed["close_received"][0], 1000, "{compressed}");
+
+    // Plain frames, closed by the origin.
+    let plain = world.client("/ok/plain", false, "origin");
+    assert_eq!(plain["extensions"], serde_json::json!([]), "{plain}");
+    assert_eq!(plain["binary_echoed"], true, "{plain}");
+    assert_eq!(
+        plain["close_received"],
+        serde_json::json!([4001, "bye from the origin"]),
+        "{plain}"
+    );
+
+    // Outside the rule's paths: refused before anything reaches the origin.
+    let refused = world.client("/admin", true, "client");
+    assert_eq!(refused["status"], 403, "{refused}");
+    assert_eq!(refused["reason"], "path-not-allowed", "{refused}");
+
+    let records = world.origin.records(2);
+    assert_eq!(
+        records.len(),
+        2,
+        "the refused upgrade reached the origin: {records:#?}"
+    );
+    let (first, second) = (&records[0], &records[1]);
+    assert_eq!(first["path"], "/ok/chat");
+    assert_eq!(
+        first["extensions"],
+        serde_json::json!(["permessage-deflate"])
+    );
+    assert_eq!(first["close_received"], 1000, "{first}");
+    assert_eq!(second["path"], "/ok/plain");
+    assert_eq!(second["close_sent"], 4001, "{second}");
+    for record in &records {
+        assert_eq!(
+            record["authorization"],
+            format!("Bearer {SECRET}"),
+            "the origin gets the real value: {record}"
+        );
+        assert_eq!(record["sandbox"], serde_json::json!(["sb-ws"]), "{record}");
+    }
+
+    // One event per upgrade, written when the session ended, with the frames' bytes.
+    let events = request_events(&world.audit, 6);
+    let inner: Vec<_> = events.iter().filter(|e| e["method"] == "GET").collect();
+    assert_eq!(inner.len(), 3, "{events:#?}");
+    let port = world.origin.port;
+    let by_path = |path: &str| {
+        let destination = format!("https://origin.test:{port}{path}");
+        inner
+            .iter()
+            .find(|e| e["destination"] == destination)
+            .unwrap_or_else(|| panic!("no event for {destination}: {inner:#?}"))
+    };
+    for path in ["/ok/chat", "/ok/plain"] {
+        let event = by_path(path);
+        assert_eq!(
+            (&event["decision"], &event["reason"], &event["status"]),
+            (&"allow".into(), &"allow-rule".into(), &101.into()),
+            "{event}"
+        );
+        assert_eq!(event["resolved"], format!("127.0.0.1:{port}"), "{event}");
+    }
+    // Both messages, each way: compressed they take a small part of their size, plain all of it.
+    let bytes = |path: &str, field: &str| by_path(path)[field].as_u64().unwrap();
+    for field in ["bytes_up", "bytes_down"] {
+        assert!(bytes("/ok/plain", field) > BIG, "{field}: {inner:#?}");
+        assert!(bytes("/ok/chat", field) < BIG / 4, "{field}: {inner:#?}");
+        assert!(bytes("/ok/chat", field) > 0, "{field}: {inner:#?}");
+    }
+    let denied = by_path("/admin");
+    assert_eq!(
+        (&denied["decision"], &denied["reason"], &denied["status"]),
+        (&"deny".into(), &"path-not-allowed".into(), &403.into()),
+        "{denied}"
+    );
+    let everything = std::fs::read_to_string(&world.audit).unwrap() + &world.sidecar.stderr.text();
+    assert!(
+        !everything.contains(SECRET),
+        "the real value is never logged"
+    );
+}
