@@ -42,6 +42,7 @@ mod refusal;
 mod refused_tunnel;
 mod respond;
 mod route;
+pub mod socks;
 mod tunnel;
 mod upload;
 
