@@ -5,8 +5,8 @@
 pub const TIMESTAMP: &str = "timestamp";
 /// Always `INFO`: kept so audit lines have the shape of the JSON log's lines.
 pub const LEVEL: &str = "level";
-/// What kind of event: [`crate::Request::MESSAGE`], [`crate::DnsQuery::MESSAGE`],
-/// [`crate::Lifecycle::MESSAGE`].
+/// What kind of event: [`crate::Request::MESSAGE`], [`crate::Socks::MESSAGE`],
+/// [`crate::DnsQuery::MESSAGE`], [`crate::Lifecycle::MESSAGE`].
 pub const MESSAGE: &str = "message";
 /// Always [`crate::TARGET`].
 pub const TARGET: &str = "target";
@@ -37,6 +37,11 @@ pub const BYTES_UP: &str = "bytes_up";
 pub const BYTES_DOWN: &str = "bytes_down";
 /// From the request head to the end, in milliseconds.
 pub const DURATION_MS: &str = "duration_ms";
+
+/// The SOCKS command (`CONNECT`, `BIND`, `UDP ASSOCIATE`, `UNKNOWN`).
+pub const COMMAND: &str = "command";
+/// The SOCKS reply code sent (RFC 1928 §6); absent when none was.
+pub const REPLY: &str = "reply";
 
 /// `udp` or `tcp`.
 pub const TRANSPORT: &str = "transport";
