@@ -10,7 +10,7 @@ use audit::{Sink, Verdict};
 use policy::{Decision, Policy, Rule};
 
 use crate::error::Failure;
-use crate::upload::Progress;
+use crate::progress::Progress;
 
 /// Byte counters shared with the bodies and tunnels that move the bytes.
 #[derive(Clone, Debug, Default)]

@@ -10,18 +10,12 @@ use tokio::net::TcpStream;
 use crate::audit::Audit;
 use crate::body::{ResponseBody, empty};
 use crate::client_io::ClientIo;
+use crate::context::{Connection, Generation};
 use crate::error::Failure;
-use crate::forward::loggable_authority;
-use crate::handler::{Connection, Generation};
 use crate::refused_tunnel;
 use crate::respond::refuse;
-use crate::tunnel::{self, TunnelEnd};
-
-/// The far side of a tunnel (or of an inspected session).
-pub(crate) enum Origin {
-    Direct(tokio::net::TcpStream),
-    Parent(TokioIo<hyper::upgrade::Upgraded>),
-}
+use crate::target::loggable_authority;
+use crate::tunnel::{self, Origin, TunnelEnd};
 
 pub(crate) async fn connect(
     connection: &Connection,

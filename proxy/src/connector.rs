@@ -14,8 +14,8 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::Limits;
 use crate::error::Failure;
+use crate::limits::Limits;
 use crate::parent::ParentProxy;
 use crate::route::Router;
 use crate::upload::Stalling;
@@ -65,7 +65,7 @@ impl tower::Service<Uri> for Connector {
                     let host = uri
                         .host()
                         .ok_or(Failure::BadRequest("request URI has no host"))?;
-                    let target = crate::forward::target_of(&uri, host)?;
+                    let target = crate::target::target_of(&uri, host)?;
                     let opened = router.open(&target).await?;
                     Ok(OriginIo {
                         io: Stalling::new(

@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::audit::{Audit, Caller};
 use crate::client_io::ClientIo;
-use crate::config::Limits;
 use crate::error::Failure;
+use crate::limits::Limits;
 use crate::respond::failure_bytes;
 
 /// How a client's HTTP/2 connection preface begins (RFC 9113 §3.4); enough of it to know, even

@@ -209,3 +209,22 @@ impl Failure {
         }
     }
 }
+
+/// The failure behind a client error (the pool's, or an inspected session's connection): the
+/// connector's own, the request body's (`upload`), the origin connection's (carried in an
+/// `io::Error`, whose `source` skips it), or else an upstream failure in the error's words.
+pub(crate) fn failure_in(error: &(dyn std::error::Error + 'static)) -> Failure {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        let failure = e.downcast_ref::<Failure>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<Failure>())
+        });
+        if let Some(failure) = failure {
+            return failure.clone();
+        }
+        source = e.source();
+    }
+    Failure::Upstream(format!("{error:#}"))
+}

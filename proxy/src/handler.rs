@@ -11,97 +11,25 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use resolve::Resolver;
 use serve::{Conn, Handler, Peer, Snapshot};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::task::TaskTracker;
 
 use crate::audit::{Audit, Caller};
 use crate::body::ResponseBody;
 use crate::client_io::{Answer, ClientIo, Exchange};
 use crate::config::ProxyConfig;
-use crate::connector::Connector;
+use crate::context::{Connection, Generation, Shared};
 use crate::error::Failure;
-use crate::headers::Attribution;
-use crate::inspect::{Brokered, Secrets};
+use crate::inspect::Secrets;
 use crate::respond::{OVERLOADED, OVERLOADED_STATUS, refuse};
-use crate::route::Router;
-use crate::upload::Upload;
-
-/// How long an idle pooled origin connection is kept.
-const POOL_IDLE: Duration = Duration::from_secs(90);
-/// Idle pooled connections kept per origin.
-const POOL_PER_HOST: usize = 32;
+use crate::target::{loggable_authority, loggable_uri};
 
 /// The forward proxy. Cheap to clone; every clone serves the same state.
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) generation: Snapshot<Generation>,
-    pub(crate) config: ProxyConfig,
-    sandbox_id: Arc<str>,
-    sink: Sink,
-}
-
-/// Everything that changes when the policy is reloaded.
-pub(crate) struct Generation {
-    pub(crate) router: Arc<Router>,
-    pub(crate) attribution: Arc<Attribution>,
-    pub(crate) client: Client<Connector, Upload>,
-    /// The policy's `[[credential]]` entries with their real values.
-    pub(crate) brokered: Brokered,
-}
-
-/// What every request of one connection shares.
-pub(crate) struct Connection {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) caller: Caller,
-    /// The connection's place under the limit; tunnels keep it for their whole life.
-    pub(crate) permit: Arc<OwnedSemaphorePermit>,
-    /// Where tunnels run, drained at shutdown.
-    pub(crate) tasks: TaskTracker,
-    /// Whether a response is owed on the connection, for [`ClientIo`].
-    pub(crate) exchange: Exchange,
-}
-
-impl Generation {
-    fn new(resolver: Arc<Resolver>, config: &ProxyConfig, secrets: &Secrets) -> Self {
-        let policy = resolver.policy().clone();
-        let brokered = Brokered::new(&policy, secrets);
-        let attribution = Arc::new(Attribution::render(
-            policy.headers(),
-            &config.extra_headers,
-            &config.sandbox_id,
-        ));
-        let router = Arc::new(Router {
-            resolver,
-            limits: config.limits.clone(),
-            metrics: config.metrics.clone(),
-        });
-        let connector = match &config.parent {
-            None => Connector::Direct(router.clone()),
-            Some(parent) => Connector::Parent(parent.clone(), config.limits.clone()),
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            // Without a timer hyper-util never closes an idle pooled connection on its own.
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(POOL_PER_HOST)
-            .set_host(true)
-            .build(connector);
-        Self {
-            router,
-            attribution,
-            client,
-            brokered,
-        }
-    }
 }
 
 impl Proxy {
@@ -254,8 +182,8 @@ fn refuse_unauthorized(
     failure: Failure,
 ) -> Response<ResponseBody> {
     let target = match req.method() {
-        &Method::CONNECT => crate::forward::loggable_authority(req.uri()).0,
-        _ => crate::forward::loggable_uri(req.uri()),
+        &Method::CONNECT => loggable_authority(req.uri()).0,
+        _ => loggable_uri(req.uri()),
     };
     let mut audit = Audit::new(
         connection.caller.clone(),
@@ -263,23 +191,4 @@ fn refuse_unauthorized(
         target.clone(),
     );
     refuse(&mut audit, &target, failure)
-}
-
-/// The failure behind a client error (the pool's, or an inspected session's connection): the
-/// connector's own, the request body's (`upload`), the origin connection's (carried in an
-/// `io::Error`, whose `source` skips it), or else an upstream failure in the error's words.
-pub(crate) fn failure_in(error: &(dyn std::error::Error + 'static)) -> Failure {
-    let mut source = Some(error);
-    while let Some(e) = source {
-        let failure = e.downcast_ref::<Failure>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<Failure>())
-        });
-        if let Some(failure) = failure {
-            return failure.clone();
-        }
-        source = e.source();
-    }
-    Failure::Upstream(format!("{error:#}"))
 }

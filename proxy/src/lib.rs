@@ -9,12 +9,18 @@
 //! the same names; hop-by-hop headers are stripped. One [`audit::Request`] event is emitted per
 //! request or tunnel.
 //!
-//! The path of a request, file by file: `handler` (connection, dispatch, generation) →
+//! The path of a request, file by file: `handler` (connection, dispatch; the generation in `context`) →
 //! `connect` or `forward` (with `upload` for the request body) → `route` (resolve, check, dial)
 //! or `parent` (chaining) → `tunnel` / the pooled client (`connector`) → `respond` for refusals,
 //! `audit` for the event. docs/architecture.md draws it. Between the client's socket and hyper
 //! sits `client_io`, which keeps hyper's own error responses off the wire; `edge` answers the
 //! requests hyper gave up on (heads too large or malformed, the HTTP/2 preface) instead.
+//!
+//! Imports point down: what several files share lives in a module of its own below them, never
+//! in the first file that used it: `context` (the proxy's, the generation's and a connection's
+//! state), `target` (reading and spelling a destination), `limits`, `progress` (an upload's),
+//! `inspect::config`, `inspect::session`; the one report-mode address check is
+//! `route::address_passes`. The dispatcher (`handler`) imports its workers, never the reverse.
 //!
 //! TLS is terminated only for the hosts a policy rule marks `inspect = true` (`inspect`: a CA of
 //! egressd's own, leaf certificates per name, request rules, brokered credentials); every other
@@ -30,6 +36,7 @@ mod client_io;
 mod config;
 mod connect;
 mod connector;
+mod context;
 mod credential;
 mod edge;
 mod error;
@@ -37,16 +44,19 @@ mod forward;
 mod handler;
 mod headers;
 mod inspect;
+mod limits;
 mod parent;
+mod progress;
 mod refusal;
 mod refused_tunnel;
 mod respond;
 mod route;
 pub mod socks;
+mod target;
 mod tunnel;
 mod upload;
 
-pub use config::{Limits, ProxyConfig};
+pub use config::ProxyConfig;
 pub use credential::{Credential, MIN_SECRET_LEN, SecretError, USER as CREDENTIAL_USER};
 pub use error::Failure;
 pub use handler::Proxy;
@@ -55,6 +65,7 @@ pub use inspect::{
     CaError, CertificateAuthority, CredentialValueError, InspectConfig, LEAF_LIFETIME, Secrets,
     certificate_pem,
 };
+pub use limits::Limits;
 pub use parent::ParentProxy;
 pub use respond::{REASON_HEADER, RULE_HEADER};
 

@@ -10,9 +10,9 @@ use policy::Target;
 use tokio::net::TcpStream;
 
 use crate::body::empty;
-use crate::config::Limits;
 use crate::error::Failure;
 use crate::headers::Attribution;
+use crate::limits::Limits;
 use crate::route::dial;
 
 /// A parent HTTP proxy that egressd forwards everything through, after enforcing the policy.

@@ -23,8 +23,8 @@ use policy::Target;
 
 use crate::audit::Audit;
 use crate::body::{ResponseBody, empty};
+use crate::context::Connection;
 use crate::error::Failure;
-use crate::handler::Connection;
 use crate::respond::failure_response;
 
 /// The port whose refused tunnels are answered inside.

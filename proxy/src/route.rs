@@ -11,8 +11,8 @@ use policy::{Decision, DomainName, Host, Policy, Reason, Target};
 use resolve::{Removed, ResolveError, Resolver, UpstreamError};
 use tokio::net::TcpStream;
 
-use crate::config::Limits;
 use crate::error::Failure;
+use crate::limits::Limits;
 
 /// What routing needs: one generation's resolver (and its policy), and the limits.
 pub struct Router {
@@ -100,31 +100,24 @@ impl Router {
             .map_err(resolve_failure)?;
         let mut refused: Option<(IpAddr, Decision)> = None;
         let policy = self.policy();
-        // Report mode: addresses only a deny rule refuses (in the answer or on this port) are
-        // dialed too, after the allowed ones; special ranges never.
-        let reported = found.removed.iter().filter_map(|removed| match removed {
-            Removed::Address { addr, decision }
-                if policy.reports_address(decision, *addr, port) =>
-            {
-                Some(*addr)
-            }
-            _ => None,
-        });
-        let allowed: Vec<IpAddr> = found
-            .kept
-            .iter()
-            .copied()
-            .chain(reported)
-            .filter(|&addr| match policy.check_address(addr, port) {
-                Ok(_) => true,
-                Err(decision) if policy.reports_address(&decision, addr, port) => true,
+        let mut allowed = Vec::new();
+        for &addr in &found.kept {
+            match address_passes(policy, addr, port) {
+                Ok(()) => allowed.push(addr),
                 Err(decision) => {
                     tracing::debug!(%addr, reason = decision.reason.code(), "skipping refused address");
                     refused.get_or_insert((addr, decision));
-                    false
                 }
-            })
-            .collect();
+            }
+        }
+        // Report mode: addresses the resolver removed that the mode lets through (only a deny
+        // rule refuses them) are dialed too, after the allowed ones; special ranges never.
+        allowed.extend(found.removed.iter().filter_map(|removed| match removed {
+            Removed::Address { addr, .. } if address_passes(policy, *addr, port).is_ok() => {
+                Some(*addr)
+            }
+            _ => None,
+        }));
         if !allowed.is_empty() {
             return Ok(allowed);
         }
@@ -146,6 +139,17 @@ impl Router {
             Some((addr, decision)) => Err(Failure::AddressesDenied { addr, decision }),
             None => Err(Failure::NoAddress),
         }
+    }
+}
+
+/// The address check every path makes before a connection goes to `addr` on `port`: `Ok` when
+/// `policy` allows it, or refuses it in a way report mode lets through (a deny rule; never a
+/// special range that no carve-out opens on `port`); otherwise the refusal.
+pub(crate) fn address_passes(policy: &Policy, addr: IpAddr, port: u16) -> Result<(), Decision> {
+    match policy.check_address(addr, port) {
+        Ok(_) => Ok(()),
+        Err(decision) if policy.reports_address(&decision, addr, port) => Ok(()),
+        Err(decision) => Err(decision),
     }
 }
 

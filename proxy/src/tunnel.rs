@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -26,6 +27,12 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::audit::Bytes;
+
+/// The far side of a tunnel (or of an inspected session).
+pub(crate) enum Origin {
+    Direct(tokio::net::TcpStream),
+    Parent(TokioIo<hyper::upgrade::Upgraded>),
+}
 
 /// How a tunnel ended.
 #[derive(Debug)]

@@ -17,69 +17,21 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::rt::{Read, ReadBufCursor, Write};
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::audit::Audit;
-use crate::config::Limits;
 use crate::error::Failure;
 use crate::headers::Attribution;
-
-/// What the request's task and its audit record know of an upload in flight.
-pub struct Progress {
-    start: Instant,
-    /// Nanoseconds from `start` to the end of the body; `u64::MAX` while sending.
-    sent: AtomicU64,
-    failure: OnceLock<Failure>,
-    /// Notified when the body ends or fails.
-    ended: Notify,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            sent: AtomicU64::new(u64::MAX),
-            failure: OnceLock::new(),
-            ended: Notify::new(),
-        }
-    }
-
-    /// Why the upload failed, if it did.
-    pub fn failure(&self) -> Option<&Failure> {
-        self.failure.get()
-    }
-
-    fn since_start(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
-    }
-
-    fn finish(&self) {
-        self.sent.store(self.since_start(), Ordering::Relaxed);
-        self.ended.notify_one();
-    }
-
-    fn fail(&self, failure: Failure) -> Failure {
-        let _ = self.failure.set(failure.clone());
-        self.ended.notify_one();
-        failure
-    }
-
-    fn sent_at(&self) -> Option<Instant> {
-        match self.sent.load(Ordering::Relaxed) {
-            u64::MAX => None,
-            nanos => Some(self.start + Duration::from_nanos(nanos)),
-        }
-    }
-}
+use crate::limits::Limits;
+use crate::progress::Progress;
 
 /// The request body as sent to the destination: counts bytes for the audit record, times the
 /// client with the upload idle timeout, and reports malformed bodies as [`Failure::RequestBody`].

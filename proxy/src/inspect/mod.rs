@@ -17,9 +17,11 @@
 //! What it does not do: HTTP/2 (ALPN offers HTTP/1.1 only, to both sides), WebSocket upgrades
 //! (`Upgrade` is hop-by-hop and removed), or inspect anything a rule does not mark.
 
-mod brokered;
+pub(crate) mod brokered;
 mod ca;
+pub(crate) mod config;
 mod request;
+mod session;
 mod upstream;
 
 use std::io;
@@ -35,76 +37,25 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use policy::{Decision, DomainName, Host, Target};
-use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Mutex;
 use tokio_rustls::LazyConfigAcceptor;
 
-pub(crate) use brokered::Brokered;
 pub use brokered::{CredentialValueError, Secrets};
 pub use ca::{CaError, CertificateAuthority, LEAF_LIFETIME, certificate_pem};
+pub use config::InspectConfig;
 pub(crate) use request::screen_plain;
 
-use crate::audit::{Audit, Bytes, Caller};
-use crate::connect::Origin;
-use crate::handler::{Connection, Shared};
+use crate::audit::{Audit, Bytes};
+use crate::context::Connection;
+use crate::tunnel::Origin;
+use session::Session;
 use upstream::Upstream;
-
-/// Inspection settings that do not change with the policy: the CA, and the TLS client
-/// configuration for origins (their roots).
-#[derive(Clone)]
-pub struct InspectConfig {
-    /// Mints the leaf certificates clients see.
-    pub ca: Arc<CertificateAuthority>,
-    upstream: Arc<rustls::ClientConfig>,
-    roots: usize,
-}
-
-impl std::fmt::Debug for InspectConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "InspectConfig {{ ca: {:?}, roots: {} }}",
-            self.ca, self.roots
-        )
-    }
-}
-
-impl InspectConfig {
-    /// Inspection with `ca`, trusting `roots` (the system's, plus any given) for origins.
-    pub fn new(
-        ca: CertificateAuthority,
-        roots: Vec<CertificateDer<'static>>,
-    ) -> Result<Self, rustls::Error> {
-        let (config, roots) = upstream::client_config(roots)?;
-        Ok(Self {
-            ca: Arc::new(ca),
-            upstream: Arc::new(config),
-            roots,
-        })
-    }
-
-    /// How many origin roots were usable.
-    pub fn roots(&self) -> usize {
-        self.roots
-    }
-}
 
 /// True when the rule that allowed `decision` asks for inspection.
 pub(crate) fn wanted(decision: &Decision) -> bool {
     // A report-mode refusal let through (port-not-allowed names its allow rule) is a tunnel.
     decision.is_allowed() && decision.rule.as_ref().is_some_and(|r| r.inspect.is_some())
-}
-
-/// What the requests of one inspected session share.
-pub(crate) struct Session {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) caller: Caller,
-    pub(crate) target: Target,
-    pub(crate) name: DomainName,
-    /// `host` or `host:port` (port when not 443): the Host header sent, and the URLs logged.
-    pub(crate) authority: String,
-    pub(crate) upstream: Mutex<Upstream>,
 }
 
 /// Why the TLS session with the client was not opened; the CONNECT's audit reason.

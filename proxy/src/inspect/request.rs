@@ -17,8 +17,8 @@ use policy::{CredentialRule, Decision, RequestMiss, Target};
 use crate::audit::Audit;
 use crate::body::{Counted, ResponseBody, full};
 use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
-use crate::inspect::Session;
 use crate::inspect::brokered::{Redacting, scrub_headers};
+use crate::inspect::session::Session;
 use crate::respond::{REASON_HEADER, RULE_HEADER, refuse};
 use crate::upload::{Upload, await_response};
 
@@ -237,14 +237,12 @@ fn address_in_force(
     policy: &policy::Policy,
     addr: std::net::SocketAddr,
 ) -> Result<(), crate::error::Failure> {
-    match policy.check_address(addr.ip(), addr.port()) {
-        Ok(_) => Ok(()),
-        Err(decision) if policy.reports_address(&decision, addr.ip(), addr.port()) => Ok(()),
-        Err(decision) => Err(crate::error::Failure::AddressesDenied {
+    crate::route::address_passes(policy, addr.ip(), addr.port()).map_err(|decision| {
+        crate::error::Failure::AddressesDenied {
             addr: addr.ip(),
             decision,
-        }),
-    }
+        }
+    })
 }
 
 /// The checks that need no TLS, for a plain-HTTP request in absolute form: an inspected rule's
@@ -252,7 +250,7 @@ fn address_in_force(
 /// credential placeholder may go to a host it is not for. Credentials are never put into plain
 /// HTTP: the value would cross the network in clear. `Some`: the refusal to send.
 pub(crate) fn screen_plain<B>(
-    brokered: &crate::inspect::Brokered,
+    brokered: &crate::inspect::brokered::Brokered,
     decision: &Decision,
     target: &Target,
     req: &Request<B>,

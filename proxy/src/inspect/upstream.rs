@@ -12,33 +12,18 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use policy::{DomainName, Target};
 use rustls::ClientConfig;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Limits;
-use crate::connect::Origin;
 use crate::error::Failure;
 use crate::headers::Attribution;
+use crate::limits::Limits;
 use crate::parent::ParentProxy;
 use crate::route::dial;
+use crate::tunnel::Origin;
 use crate::upload::{Stalling, Upload};
-
-/// The TLS client configuration for origins: the given roots, HTTP/1.1 by ALPN, ring.
-pub(crate) fn client_config(
-    roots: Vec<CertificateDer<'static>>,
-) -> Result<(ClientConfig, usize), rustls::Error> {
-    let mut store = rustls::RootCertStore::empty();
-    let (added, _ignored) = store.add_parsable_certificates(roots);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((config, added))
-}
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -115,7 +100,7 @@ impl Upstream {
         sender
             .send_request(req)
             .await
-            .map_err(|e| crate::handler::failure_in(&e))
+            .map_err(|e| crate::error::failure_in(&e))
     }
 
     async fn ready(&mut self) -> Result<&mut SendRequest<Upload>, Failure> {

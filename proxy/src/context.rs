@@ -1,0 +1,92 @@
+//! What the requests of one proxy share (`Shared`), what changes when the policy is reloaded
+//! (`Generation`), and what the requests of one client connection share (`Connection`): the
+//! context every worker (`connect`, `forward`, `inspect`, ...) is handed by the dispatcher
+//! (`handler`), defined below both so that workers never import the dispatcher.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit::Sink;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use resolve::Resolver;
+use serve::Snapshot;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::Caller;
+use crate::client_io::Exchange;
+use crate::config::ProxyConfig;
+use crate::connector::Connector;
+use crate::headers::Attribution;
+use crate::inspect::brokered::{Brokered, Secrets};
+use crate::route::Router;
+use crate::upload::Upload;
+
+/// How long an idle pooled origin connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+/// Idle pooled connections kept per origin.
+const POOL_PER_HOST: usize = 32;
+
+/// What every connection of the proxy shares.
+pub(crate) struct Shared {
+    pub(crate) generation: Snapshot<Generation>,
+    pub(crate) config: ProxyConfig,
+    pub(crate) sandbox_id: Arc<str>,
+    pub(crate) sink: Sink,
+}
+
+/// Everything that changes when the policy is reloaded.
+pub(crate) struct Generation {
+    pub(crate) router: Arc<Router>,
+    pub(crate) attribution: Arc<Attribution>,
+    pub(crate) client: Client<Connector, Upload>,
+    /// The policy's `[[credential]]` entries with their real values.
+    pub(crate) brokered: Brokered,
+}
+
+/// What every request of one connection shares.
+pub(crate) struct Connection {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) caller: Caller,
+    /// The connection's place under the limit; tunnels keep it for their whole life.
+    pub(crate) permit: Arc<OwnedSemaphorePermit>,
+    /// Where tunnels run, drained at shutdown.
+    pub(crate) tasks: TaskTracker,
+    /// Whether a response is owed on the connection, for [`ClientIo`].
+    pub(crate) exchange: Exchange,
+}
+
+impl Generation {
+    pub(crate) fn new(resolver: Arc<Resolver>, config: &ProxyConfig, secrets: &Secrets) -> Self {
+        let policy = resolver.policy().clone();
+        let brokered = Brokered::new(&policy, secrets);
+        let attribution = Arc::new(Attribution::render(
+            policy.headers(),
+            &config.extra_headers,
+            &config.sandbox_id,
+        ));
+        let router = Arc::new(Router {
+            resolver,
+            limits: config.limits.clone(),
+            metrics: config.metrics.clone(),
+        });
+        let connector = match &config.parent {
+            None => Connector::Direct(router.clone()),
+            Some(parent) => Connector::Parent(parent.clone(), config.limits.clone()),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            // Without a timer hyper-util never closes an idle pooled connection on its own.
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(POOL_PER_HOST)
+            .set_host(true)
+            .build(connector);
+        Self {
+            router,
+            attribution,
+            client,
+            brokered,
+        }
+    }
+}
