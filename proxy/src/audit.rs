@@ -1,5 +1,6 @@
 //! The audit record of one request or tunnel: filled in as the request is decided and served,
-//! emitted as one [`audit::Request`] event when dropped (so byte counts and duration are final).
+//! emitted as one [`audit::Request`] event when dropped (so byte counts and duration are final);
+//! for the SOCKS listener, one [`audit::Socks`] event, with the reply code sent for a status.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct Audit {
     upload: Option<Arc<Progress>>,
     /// The policy that judges the request, for what its refusal says.
     policy: Option<Arc<Policy>>,
+    /// The SOCKS listener's record: the reply code sent, once one was (the status is not used).
+    socks: Option<Option<u8>>,
 }
 
 impl Audit {
@@ -66,7 +69,27 @@ impl Audit {
             start: Instant::now(),
             upload: None,
             policy: None,
+            socks: None,
         }
+    }
+
+    /// A record for a SOCKS request (`command` empty until one was read); emitted as an
+    /// [`audit::Socks`] event.
+    pub fn socks(caller: Caller, command: &str, target: String) -> Self {
+        let mut record = Self::new(caller, command, target);
+        record.socks = Some(None);
+        record
+    }
+
+    /// The SOCKS request was read: its command and destination.
+    pub fn requested(&mut self, command: &str, target: String) {
+        command.clone_into(&mut self.method);
+        self.target = target;
+    }
+
+    /// The SOCKS reply code sent.
+    pub fn replied(&mut self, code: u8) {
+        self.socks = Some(Some(code));
     }
 
     /// Watches the request body: a failure after the response started (a malformed or stalled
@@ -164,9 +187,10 @@ impl Drop for Audit {
             self.verdict = Verdict::Error;
             self.reason = failure.reason_code();
         }
-        let kind = match self.method.as_str() {
-            "CONNECT" => metrics::Kind::Tunnel,
-            _ => metrics::Kind::Request,
+        let kind = match (self.socks, self.method.as_str()) {
+            (Some(_), _) => metrics::Kind::Socks,
+            (None, "CONNECT") => metrics::Kind::Tunnel,
+            (None, _) => metrics::Kind::Request,
         };
         let (up, down) = (
             self.bytes.up.load(Ordering::Relaxed),
@@ -175,6 +199,23 @@ impl Drop for Audit {
         self.caller
             .metrics
             .request(kind, self.verdict.as_str(), self.reason, up, down);
+        if let Some(reply) = self.socks {
+            self.caller.sink.emit(&audit::Socks {
+                sandbox_id: &self.caller.sandbox_id,
+                client: &self.caller.client,
+                command: &self.method,
+                destination: &self.target,
+                resolved: self.resolved,
+                verdict: self.verdict,
+                reason: self.reason,
+                rule: self.rule.as_deref(),
+                reply,
+                bytes_up: up,
+                bytes_down: down,
+                duration: self.start.elapsed(),
+            });
+            return;
+        }
         self.caller.sink.emit(&audit::Request {
             sandbox_id: &self.caller.sandbox_id,
             client: &self.caller.client,

@@ -45,6 +45,7 @@ mod handler;
 mod headers;
 mod inspect;
 mod limits;
+mod open;
 mod parent;
 mod progress;
 mod refusal;

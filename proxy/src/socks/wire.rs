@@ -37,6 +37,16 @@ pub enum Parsed<T> {
     Incomplete,
 }
 
+impl<T> Parsed<T> {
+    /// The bytes a whole message took; `None` while incomplete.
+    pub fn used(&self) -> Option<usize> {
+        match self {
+            Self::Complete(_, used) => Some(*used),
+            Self::Incomplete => None,
+        }
+    }
+}
+
 /// A message that is not SOCKS5 as RFC 1928 and RFC 1929 write it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
