@@ -22,5 +22,6 @@ mod refusal;
 mod report;
 mod roundtrip;
 mod run;
+mod socks;
 mod suggest;
 mod tunnel;
