@@ -337,3 +337,318 @@ fn a_non_loopback_socks_address_needs_the_danger_flag() {
     assert!(r.stderr.contains("--socks-listen"), "{r:?}");
     assert!(r.stdout.is_empty());
 }
+
+/// Runs `script` under `sh` with the readiness line's `env` (and `args` as `$0`, `$1`...).
+fn with_env(sidecar: &Sidecar, script: &str, args: &[&str], extra: &[(&str, &str)]) -> Run {
+    let mut command = std::process::Command::new("sh");
+    command.arg("-c").arg(script).args(args);
+    ProxyEnv::from_ready(&sidecar.ready).apply(&mut command);
+    command.envs(extra.iter().copied());
+    output_within(&mut command, PATIENCE)
+}
+
+#[test]
+#[ignore = "needs curl: run by .ci/run"]
+fn curl_socks5h_from_the_env_reaches_what_the_policy_allows_and_nothing_else() {
+    let (origin, sidecar, dir) = origin_and_sidecar("", None, &[]);
+    let url = format!("http://origin.test:{}/", origin.addr.port());
+    let curl = r#"curl -sS --max-time 20 -x "$EGRESSD_SOCKS_URL" "$0""#;
+    let ok = with_env(&sidecar, curl, &[&url], &[]);
+    assert_eq!((ok.code, ok.stdout.as_str()), (0, ORIGIN_BODY), "{ok:?}");
+    let refused = with_env(&sidecar, curl, &["http://example.org/"], &[]);
+    // curl: "(97) Can't complete SOCKS5 connection to example.org. (2)": the reply code alone.
+    assert_eq!(refused.code, 97, "{refused:?}");
+    assert!(refused.stderr.contains("(2)"), "{refused:?}");
+    // The reason is in the audit event and the log.
+    let event = event_for(&audit_log(&dir), 2, "example.org:80");
+    assert_eq!(event["reason"], "default-deny");
+    sidecar.stderr.wait_for(
+        "SOCKS request refused target=example.org:80 reason=\"default-deny\"",
+        1,
+    );
+    // A wrong secret in the URL: the login is refused.
+    let secret = secret_of(&sidecar.ready);
+    let wrong = with_env(
+        &sidecar,
+        r#"curl -sS --max-time 20 -x "$(echo "$EGRESSD_SOCKS_URL" | sed "s/$1/$2/")" "$0""#,
+        &[&url, &secret, &altered(&secret)],
+        &[],
+    );
+    assert_eq!(wrong.code, 97, "{wrong:?}");
+    assert_eq!(origin.seen().len(), 1);
+}
+
+#[test]
+#[ignore = "needs python3 with PySocks: run by .ci/run"]
+fn python_pysocks_from_the_env_reaches_what_the_policy_allows_and_nothing_else() {
+    let (origin, sidecar, _dir) = origin_and_sidecar("", None, &[]);
+    let script = r#"
+import os, sys, urllib.parse, socks
+url = urllib.parse.urlsplit(os.environ["EGRESSD_SOCKS_URL"])
+for host, port in ((sys.argv[1], int(sys.argv[2])), ("example.org", 443)):
+    s = socks.socksocket()
+    s.set_proxy(socks.SOCKS5, url.hostname, url.port, rdns=True, username=url.username, password=url.password)
+    s.settimeout(20)
+    try:
+        s.connect((host, port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n")
+        print(s.recv(12).decode())
+    except socks.ProxyError as e:
+        print("refused:", e.msg)
+    s.close()
+"#;
+    let port = origin.addr.port().to_string();
+    let run = with_env(
+        &sidecar,
+        r#"exec python3 -c "$0" "$1" "$2""#,
+        &[script, "origin.test", &port],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "HTTP/1.1 200",
+            "refused: Socket error: 0x02: Connection not allowed by ruleset"
+        ],
+        "{run:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs root, network namespaces: run by .ci/run"]
+fn lan_destinations_are_refused_through_socks_without_a_connection_attempt() {
+    const LAN_V4: &str = "10.99.0.1";
+    const LAN_V6: &str = "fd00::99";
+    in_netns(
+        "socks::lan_destinations_are_refused_through_socks_without_a_connection_attempt",
+        &[&format!("{LAN_V4}/32"), &format!("{LAN_V6}/128")],
+        || {
+            let v4 = Origin::bind(format!("{LAN_V4}:8080").parse().unwrap(), Behaviour::Answer);
+            let v6 = Origin::bind(
+                format!("[{LAN_V6}]:8080").parse().unwrap(),
+                Behaviour::Answer,
+            );
+            let dns = FakeDns::start(&[("lan.test", LAN_V4.parse().unwrap())], false);
+            let dir = tempfile::tempdir().unwrap();
+            let allow_all_names = format!(
+                "version = 1\n[defaults]\naction = \"allow\"\nports = \"any\"\n[dns]\nupstreams = [\"{}\"]\n",
+                dns.addr
+            );
+            let policy = write(dir.path(), "policy.toml", &allow_all_names);
+            let sidecar = Sidecar::start(&[
+                "--policy",
+                policy.to_str().unwrap(),
+                "--socks-listen",
+                "127.0.0.1:0",
+            ]);
+            let client = SocksClient::from_ready(&sidecar.ready);
+            for host in lan_hosts(LAN_V4, LAN_V6) {
+                assert_eq!(
+                    client.connect(&host, 8080).unwrap_err(),
+                    Refused::Reply(2),
+                    "{host}"
+                );
+            }
+            let builtin = Sidecar::start(&["--socks-listen", "127.0.0.1:0"]);
+            let client = SocksClient::from_ready(&builtin.ready);
+            for host in builtin_refused(LAN_V4, LAN_V6) {
+                assert_eq!(
+                    client.connect(&host, 8080).unwrap_err(),
+                    Refused::Reply(2),
+                    "{host}"
+                );
+            }
+            assert_eq!(v4.connections.get(), 0, "a LAN listener saw a connection");
+            assert_eq!(v6.connections.get(), 0, "a LAN listener saw a connection");
+            assert!(dns.seen().iter().any(|q| q.starts_with("lan.test.")));
+        },
+    );
+}
+
+/// An OpenSSH server started by hand on 127.0.0.1:2222 (inside the test's network namespace),
+/// with its own host key and config, letting in the key at `dir/id`; killed on drop.
+struct Sshd {
+    child: std::process::Child,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Self {
+        for key in ["host", "id"] {
+            let status = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(key))
+                .status()
+                .expect("ssh-keygen runs (.ci/run installs openssh-client)");
+            assert!(status.success());
+        }
+        std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
+        let config = format!(
+            "Port 2222\nListenAddress 127.0.0.1\nHostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n",
+            d = dir.display()
+        );
+        let config = write(dir, "sshd_config", &config);
+        // Privilege separation needs its directory; the package makes it at boot only.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = std::process::Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sshd starts (.ci/run installs openssh-server)");
+        // Listening once a connection is accepted; bounded by PATIENCE.
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while TcpStream::connect("127.0.0.1:2222").is_err() {
+            assert!(std::time::Instant::now() < deadline, "sshd did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { child }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, openssh-server, connect-proxy, netcat-openbsd and git: run by .ci/run"]
+fn git_over_ssh_through_a_proxy_command_reaches_an_allowed_host_only() {
+    in_netns(
+        "socks::git_over_ssh_through_a_proxy_command_reaches_an_allowed_host_only",
+        &[],
+        git_over_ssh,
+    );
+}
+
+fn git_over_ssh() {
+    let dir = tempfile::tempdir().unwrap();
+    let _sshd = Sshd::start(dir.path());
+    let repo = dir.path().join("repo.git");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    let src = dir.path().join("src");
+    git(&["init", "-q", src.to_str().unwrap()]);
+    git(&[
+        "-C",
+        src.to_str().unwrap(),
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "through socks",
+    ]);
+    git(&[
+        "clone",
+        "-q",
+        "--bare",
+        src.to_str().unwrap(),
+        repo.to_str().unwrap(),
+    ]);
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        &format!(
+            "version = 1\n[defaults]\naction = \"deny\"\n[[allow]]\nhost = \"git.test\"\nports = [2222]\n\
+             [[danger_carve_out]]\ncidr = \"127.0.0.1/32\"\nports = [2222]\n[dns.static]\n\"git.test\" = [\"127.0.0.1\"]\n{NO_RESOLVER}"
+        ),
+    );
+    let audit = dir.path().join("audit.jsonl");
+    let ssh = format!(
+        "ssh -i {}/id -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o BatchMode=yes",
+        dir.path().display()
+    );
+    // With the credential (the default): connect-proxy sends the login (RFC 1929), user egressd
+    // and the secret from SOCKS5_PASSWORD; both are read from EGRESSD_SOCKS_URL.
+    let sidecar = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--socks-listen",
+        "127.0.0.1:0",
+        "--audit-log",
+        audit.to_str().unwrap(),
+        "--proxy-credential-default",
+    ]);
+    let clone = r#"hostport=${EGRESSD_SOCKS_URL##*@}; secret=${EGRESSD_SOCKS_URL#socks5h://egressd:}; \
+        export SOCKS5_PASSWORD=${secret%@*}; \
+        GIT_SSH_COMMAND="$0 -o ProxyCommand='connect -5 -R remote -S egressd@$hostport %h %p'" \
+        git clone -q "ssh://root@$1:2222$2" "$3""#;
+    let out = dir.path().join("out");
+    let run = with_env(
+        &sidecar,
+        clone,
+        &[
+            &ssh,
+            "git.test",
+            repo.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let log = std::process::Command::new("git")
+        .args(["-C", out.to_str().unwrap(), "log", "--format=%s"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "through socks");
+    // A host the policy does not allow: the clone fails, and the audit event says why.
+    let denied = dir.path().join("denied");
+    let run = with_env(
+        &sidecar,
+        clone,
+        &[
+            &ssh,
+            "other.test",
+            repo.to_str().unwrap(),
+            denied.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(!denied.exists());
+    let event = event_for(&audit, 2, "other.test:2222");
+    assert_eq!(
+        (event["reason"].as_str(), event["reply"].as_u64()),
+        (Some("default-deny"), Some(2))
+    );
+    let allowed = event_for(&audit, 2, "git.test:2222");
+    assert_eq!(allowed["decision"], "allow");
+    assert!(allowed["bytes_down"].as_u64().unwrap() > 0);
+    drop(sidecar);
+
+    // Without a credential (--no-proxy-credential), OpenBSD netcat's SOCKS5 (no login) works.
+    let open = Sidecar::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--socks-listen",
+        "127.0.0.1:0",
+    ]);
+    let nc = r#"hostport=${EGRESSD_SOCKS_URL#socks5h://}; \
+        GIT_SSH_COMMAND="$0 -o ProxyCommand='nc -X 5 -x $hostport %h %p'" \
+        git clone -q "ssh://root@git.test:2222$1" "$2""#;
+    let out = dir.path().join("out-nc");
+    let run = with_env(
+        &open,
+        nc,
+        &[&ssh, repo.to_str().unwrap(), out.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(out.join(".git").exists());
+}

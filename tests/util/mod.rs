@@ -51,7 +51,7 @@ pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, UdpEcho};
 pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
-pub use proxy_env::ProxyEnv;
+pub use proxy_env::{ProxyEnv, output_within};
 pub use refusal_clients::{node_fetch, npm_install, pip_download, wget};
 pub use relay::Relay;
 pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};
