@@ -640,7 +640,7 @@ fn git_over_ssh() {
         "127.0.0.1:0",
     ]);
     let nc = r#"hostport=${EGRESSD_SOCKS_URL#socks5h://}; \
-        GIT_SSH_COMMAND="$0 -o ProxyCommand='nc -X 5 -x $hostport %h %p'" \
+        GIT_SSH_COMMAND="$0 -o ProxyCommand='nc.openbsd -X 5 -x $hostport %h %p'" \
         git clone -q "ssh://root@git.test:2222$1" "$2""#;
     let out = dir.path().join("out-nc");
     let run = with_env(
