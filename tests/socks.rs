@@ -272,6 +272,23 @@ fn a_socks_tunnel_holds_its_place_under_the_limit_and_lives_through_the_drain() 
 }
 
 #[test]
+fn a_reload_puts_the_new_policy_in_force_for_socks_too() {
+    let (origin, sidecar, dir) = origin_and_sidecar("", None, &[]);
+    let client = SocksClient::from_ready(&sidecar.ready);
+    let port = origin.addr.port();
+    assert!(client.connect("origin.test", port).is_ok());
+    // The same file without the origin's port: origin.test is now refused on it.
+    let other = if port == 65535 { 65534 } else { port + 1 };
+    write(dir.path(), "policy.toml", &loopback_policy(&[other], ""));
+    sidecar.signal(Signal::SIGHUP);
+    sidecar.stderr.wait_for("policy reloaded", 1);
+    assert_eq!(
+        client.connect("origin.test", port).unwrap_err(),
+        Refused::Reply(2)
+    );
+}
+
+#[test]
 fn report_mode_lets_a_refused_socks_request_through_and_says_would_deny() {
     let other = Origin::start(Behaviour::Answer);
     let (origin, sidecar, dir) = origin_and_sidecar(
@@ -280,7 +297,7 @@ fn report_mode_lets_a_refused_socks_request_through_and_says_would_deny() {
             other.addr.port()
         ),
         None,
-        &["--mode", "report"],
+        &["--mode", "report", "--metrics-listen", "127.0.0.1:0"],
     );
     let client = SocksClient::from_ready(&sidecar.ready);
     let url = format!("http://origin.test:{}/", other.addr.port());
@@ -300,6 +317,18 @@ fn report_mode_lets_a_refused_socks_request_through_and_says_would_deny() {
     assert_eq!(event["decision"], "would-deny", "{event}");
     assert_eq!(event["reason"], "port-not-allowed");
     assert_eq!(event["reply"], 0);
+    // Counted as the audit event is written, under the kind `socks`.
+    let metrics = sidecar.ready["metrics"].as_str().unwrap();
+    let mut scrape = ureq::get(&format!("http://{metrics}/metrics"))
+        .call()
+        .unwrap();
+    let text = scrape.body_mut().read_to_string().unwrap();
+    for line in [
+        r#"egressd_requests_total{decision="would-deny",reason="port-not-allowed",kind="socks"} 1"#,
+        r#"egressd_requests_total{decision="deny",reason="special-range",kind="socks"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
 }
 
 #[cfg(unix)]
