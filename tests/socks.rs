@@ -289,6 +289,49 @@ fn a_reload_puts_the_new_policy_in_force_for_socks_too() {
 }
 
 #[test]
+fn with_a_parent_proxy_socks_tunnels_go_through_it_after_the_decision() {
+    let origin = Origin::start(Behaviour::Answer);
+    let parent = RecordingParent::start(origin.addr);
+    let parent_addr = parent.addr.to_string();
+    let (_unused, sidecar, dir) = origin_and_sidecar(
+        "[[allow]]\nhost = \"via-parent.test\"\nports = [443]\n",
+        None,
+        // The recording parent keeps its side open: the idle timeout ends the tunnel (and
+        // writes its event) soon after the client left.
+        &[
+            "--parent-proxy",
+            &parent_addr,
+            "--tunnel-idle-timeout",
+            "1s",
+        ],
+    );
+    let client = SocksClient::from_ready(&sidecar.ready);
+    let mut tunnel = client.connect("via-parent.test", 443).unwrap();
+    assert_eq!(origin_exchange(&mut tunnel, "/p"), ORIGIN_BODY);
+    drop(tunnel);
+    assert_eq!(
+        client.connect("example.org", 443).unwrap_err(),
+        Refused::Reply(2)
+    );
+    let heads = parent.heads.lock().unwrap().clone();
+    assert_eq!(
+        heads.len(),
+        1,
+        "a refused request never reaches the parent: {heads:?}"
+    );
+    assert!(
+        heads[0].starts_with("CONNECT via-parent.test:443 HTTP/1.1"),
+        "{heads:?}"
+    );
+    assert!(
+        header_value(&heads[0], "x-egressd-sandbox").as_deref() == Some("sb-socks"),
+        "{heads:?}"
+    );
+    let event = event_for(&audit_log(&dir), 2, "via-parent.test:443");
+    assert_eq!(event["resolved"], parent_addr);
+}
+
+#[test]
 fn report_mode_lets_a_refused_socks_request_through_and_says_would_deny() {
     let other = Origin::start(Behaviour::Answer);
     let (origin, sidecar, dir) = origin_and_sidecar(
