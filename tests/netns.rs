@@ -52,13 +52,8 @@ fn lan_answers_are_refused(client: Client) {
     );
     let policy = write(dir.path(), "policy.toml", &allow_all_names);
     let sidecar = Sidecar::start(&["--policy", policy.to_str().unwrap()]);
-    for url in [
-        "http://lan.test:8080/".to_owned(),
-        format!("http://{LAN_V4}:8080/"),
-        format!("http://[{LAN_V6}]:8080/"),
-        format!("http://[::ffff:{LAN_V4}]:8080/"),
-        format!("http://[::ffff:0:{LAN_V4}]:8080/"),
-    ] {
+    for host in lan_hosts(LAN_V4, LAN_V6) {
+        let url = format!("http://{host}:8080/");
         let r = client.get(sidecar.proxy(), &url);
         assert_eq!(r.status, 403, "{url}: {r:?}");
         assert!(
@@ -119,13 +114,8 @@ fn builtin_policy_refuses_the_lan_with_curl() {
 fn builtin_policy_refuses(client: Client) {
     let origin = Origin::bind(format!("{LAN_V4}:80").parse().unwrap(), Behaviour::Answer);
     let sidecar = Sidecar::start(&[]);
-    for url in [
-        format!("http://{LAN_V4}/"),
-        "http://192.168.1.1/".to_owned(),
-        format!("http://[{LAN_V6}]/"),
-        "http://169.254.169.254/latest/meta-data/".to_owned(),
-        "http://100.64.0.1/".to_owned(),
-    ] {
+    for host in builtin_refused(LAN_V4, LAN_V6) {
+        let url = format!("http://{host}/");
         let r = client.get(sidecar.proxy(), &url);
         assert_eq!(r.status, 403, "{url}: {r:?}");
         assert!(

@@ -205,13 +205,7 @@ fn port_rules_and_ip_literals(client: Client) {
     // Spellings parsers disagree on are malformed when they reach egressd as written, whatever
     // they would mean. curl rewrites them to dotted decimal itself (its URL parser follows
     // WHATWG), so through curl they arrive as 127.0.0.1 and are judged as that.
-    let ambiguous = [
-        "2130706433",
-        "0x7f.0.0.1",
-        "127.1",
-        "0177.0.0.1",
-        "127.000.000.001",
-    ];
+    let ambiguous = AMBIGUOUS_IPV4;
     for host in ambiguous {
         let r = client.get(sidecar.proxy(), &format!("http://{host}:{port}/"));
         match client {
@@ -226,23 +220,8 @@ fn port_rules_and_ip_literals(client: Client) {
             Client::Curl => assert_eq!(r.status, 200, "{host}: {r:?}"),
         }
     }
-    let other_port = if port == 65535 { 65534 } else { port + 1 };
-    for (url, reason) in [
-        (
-            format!("http://origin.test:{other_port}/"),
-            "port-not-allowed",
-        ),
-        (format!("http://127.0.0.2:{port}/"), "special-range"),
-        (
-            format!("http://[::ffff:127.0.0.2]:{port}/"),
-            "special-range",
-        ),
-        (
-            format!("http://[::ffff:0:127.0.0.2]:{port}/"),
-            "special-range",
-        ),
-        (format!("http://127.0.0.1:{other_port}/"), "special-range"),
-    ] {
+    for (host, port, reason) in refused_on_loopback(port) {
+        let url = format!("http://{host}:{port}/");
         let r = client.get(sidecar.proxy(), &url);
         assert_eq!(r.status, 403, "{url}: {r:?}");
         assert!(

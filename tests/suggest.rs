@@ -63,6 +63,29 @@ fn dns(second: u32, sandbox: &str, name: &str, decision: &str, reason: &str) -> 
     .to_string()
 }
 
+/// A SOCKS event: `destination` as the SOCKS listener logs it (`host:port`).
+fn socks(second: u32, command: &str, destination: &str, decision: &str, reason: &str) -> String {
+    json!({
+        f::TIMESTAMP: format!("2026-05-01T10:02:{second:02}.000001Z"),
+        f::LEVEL: "INFO",
+        f::MESSAGE: audit::Socks::MESSAGE,
+        f::TARGET: audit::TARGET,
+        f::SANDBOX_ID: "ci-1",
+        f::CLIENT: "127.0.0.1:40002",
+        f::COMMAND: command,
+        f::DESTINATION: destination,
+        f::RESOLVED: "",
+        f::DECISION: decision,
+        f::REASON: reason,
+        f::RULE: "",
+        f::REPLY: 2,
+        f::BYTES_UP: 0,
+        f::BYTES_DOWN: 0,
+        f::DURATION_MS: 0.2,
+    })
+    .to_string()
+}
+
 fn denied(second: u32, destination: &str) -> String {
     request(second, "ci-1", destination, "deny", "default-deny")
 }
@@ -129,6 +152,41 @@ fn names_ports_and_ip_literals_become_rules_that_allow_them() {
     }
     assert!(!allows(&policy, "api.example.org:22"), "{text}");
     assert!(!allows(&policy, "example.org:443"), "{text}");
+}
+
+#[test]
+fn socks_refusals_are_suggested_like_connect_ones_and_other_commands_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log(
+        dir.path(),
+        "audit.jsonl",
+        &[
+            socks(1, "CONNECT", "git.example.org:22", "deny", "default-deny"),
+            socks(
+                2,
+                "CONNECT",
+                "db.example.org:5432",
+                "would-deny",
+                "default-deny",
+            ),
+            socks(
+                3,
+                "BIND",
+                "bind.example.org:22",
+                "deny",
+                "socks-command-unsupported",
+            ),
+        ],
+    );
+    let (text, policy) = suggest(&[path.to_str().unwrap()]);
+    assert_eq!(
+        rules(&text),
+        ["host = \"db.example.org\"", "host = \"git.example.org\""],
+        "{text}"
+    );
+    assert!(allows(&policy, "git.example.org:22"), "{text}");
+    assert!(allows(&policy, "db.example.org:5432"), "{text}");
+    assert!(!allows(&policy, "bind.example.org:22"), "{text}");
 }
 
 #[test]

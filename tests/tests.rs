@@ -27,5 +27,6 @@ mod refusal;
 mod report;
 mod roundtrip;
 mod run;
+mod socks;
 mod suggest;
 mod tunnel;

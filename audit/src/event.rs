@@ -140,6 +140,66 @@ impl Event for Request<'_> {
     }
 }
 
+/// One SOCKS5 request (a `CONNECT` tunnel, or a refused command), or a SOCKS connection that
+/// ended before its request was read, written when it ends so byte counts and duration are final.
+#[derive(Clone, Copy, Debug)]
+pub struct Socks<'a> {
+    /// The sandbox.
+    pub sandbox_id: &'a str,
+    /// The client's address.
+    pub client: &'a str,
+    /// `CONNECT`, `BIND`, `UDP ASSOCIATE`, `UNKNOWN`; empty when no request was read.
+    pub command: &'a str,
+    /// `HOST:PORT` as requested (`[v6]:port` for IPv6); empty when no request was read.
+    pub destination: &'a str,
+    /// The address connected to (the parent proxy's when chaining).
+    pub resolved: Option<SocketAddr>,
+    /// Allow, deny or error.
+    pub verdict: Verdict,
+    /// Policy reason or failure code.
+    pub reason: &'a str,
+    /// The deciding rule.
+    pub rule: Option<&'a Rule>,
+    /// The RFC 1928 reply code sent (0 for success); `None` (the field left out) when no reply
+    /// was sent: a refused login, a client that left before its request.
+    pub reply: Option<u8>,
+    /// Bytes client → destination.
+    pub bytes_up: u64,
+    /// Bytes destination → client.
+    pub bytes_down: u64,
+    /// From the connection's first byte to the end.
+    pub duration: Duration,
+}
+
+impl Socks<'_> {
+    /// The `message` of SOCKS events.
+    pub const MESSAGE: &'static str = "socks";
+}
+
+impl Event for Socks<'_> {
+    fn message(&self) -> &'static str {
+        Self::MESSAGE
+    }
+
+    fn write_fields(&self, out: &mut Object<'_>) {
+        out.str(f::SANDBOX_ID, self.sandbox_id);
+        out.str(f::CLIENT, self.client);
+        out.str(f::COMMAND, self.command);
+        out.str(f::DESTINATION, self.destination);
+        out.socket_addr_or_empty(f::RESOLVED, self.resolved);
+        out.str(f::DECISION, self.verdict.as_str());
+        out.str(f::REASON, self.reason);
+        let label = self.rule.map(Rule::label);
+        out.display_or_empty(f::RULE, label.as_ref().map(|l| l as _));
+        if let Some(code) = self.reply {
+            out.u64(f::REPLY, u64::from(code));
+        }
+        out.u64(f::BYTES_UP, self.bytes_up);
+        out.u64(f::BYTES_DOWN, self.bytes_down);
+        out.f64(f::DURATION_MS, millis(self.duration));
+    }
+}
+
 /// One DNS query answered (or refused) by the stub.
 #[derive(Clone, Copy)]
 pub struct DnsQuery<'a> {

@@ -5,8 +5,8 @@
 pub const TIMESTAMP: &str = "timestamp";
 /// Always `INFO`: kept so audit lines have the shape of the JSON log's lines.
 pub const LEVEL: &str = "level";
-/// What kind of event: [`crate::Request::MESSAGE`], [`crate::DnsQuery::MESSAGE`],
-/// [`crate::Lifecycle::MESSAGE`].
+/// What kind of event: [`crate::Request::MESSAGE`], [`crate::Socks::MESSAGE`],
+/// [`crate::DnsQuery::MESSAGE`], [`crate::Lifecycle::MESSAGE`].
 pub const MESSAGE: &str = "message";
 /// Always [`crate::TARGET`].
 pub const TARGET: &str = "target";
@@ -40,6 +40,11 @@ pub const DURATION_MS: &str = "duration_ms";
 /// How a relayed response body ended: `complete`, `cut-by-origin`, `cut-by-stall`,
 /// `cut-by-client`; empty when none was relayed.
 pub const RESPONSE_END: &str = "response_end";
+
+/// The SOCKS command (`CONNECT`, `BIND`, `UDP ASSOCIATE`, `UNKNOWN`).
+pub const COMMAND: &str = "command";
+/// The SOCKS reply code sent (RFC 1928 §6); absent when none was.
+pub const REPLY: &str = "reply";
 
 /// `udp` or `tcp`.
 pub const TRANSPORT: &str = "transport";

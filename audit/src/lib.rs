@@ -20,7 +20,7 @@ mod output;
 mod sink;
 
 pub use batch::{Batched, Guard, LostCount, spawn_writer};
-pub use event::{DnsQuery, Event, Lifecycle, Lost, Request, ResponseEnd, Step, Verdict};
+pub use event::{DnsQuery, Event, Lifecycle, Lost, Request, ResponseEnd, Socks, Step, Verdict};
 pub use output::{Destination, OnFailure};
 pub use sink::{Recorded, Sink};
 

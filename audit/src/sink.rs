@@ -93,7 +93,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::event::{DnsQuery, Lifecycle, Request, Step, Verdict};
+    use crate::event::{DnsQuery, Lifecycle, Request, Socks, Step, Verdict};
 
     fn parse(line: &str) -> serde_json::Value {
         serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
@@ -172,6 +172,36 @@ mod tests {
         assert_eq!(first[f::RULE], "");
         assert!(first.get(f::UPSTREAM_MS).is_none());
         assert_eq!(second[f::UPSTREAM_MS], 3.0);
+    }
+
+    #[test]
+    fn a_socks_event_says_its_command_and_reply_and_omits_a_reply_never_sent() {
+        let (sink, recorded) = Sink::memory();
+        let mut event = Socks {
+            sandbox_id: "s",
+            client: "127.0.0.1:7",
+            command: "BIND",
+            destination: "a.test:22",
+            resolved: None,
+            verdict: Verdict::Deny,
+            reason: "socks-command-unsupported",
+            rule: None,
+            reply: Some(7),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration: Duration::from_millis(1),
+        };
+        sink.emit(&event);
+        event.reply = None;
+        sink.emit(&event);
+        let lines = recorded.lines();
+        let (first, second) = (parse(&lines[0]), parse(&lines[1]));
+        assert_eq!(first[f::MESSAGE], Socks::MESSAGE);
+        assert_eq!(first[f::COMMAND], "BIND");
+        assert_eq!(first[f::DESTINATION], "a.test:22");
+        assert_eq!(first[f::RESOLVED], "");
+        assert_eq!(first[f::REPLY], 7);
+        assert!(second.get(f::REPLY).is_none(), "{second}");
     }
 
     #[test]

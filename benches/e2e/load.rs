@@ -19,6 +19,9 @@ pub enum Via {
     /// Through an HTTP proxy at this address, sending this header line (empty, or
     /// `Proxy-Authorization: ...\r\n`) with every request.
     Proxy(SocketAddr, &'static str),
+    /// Through egressd's SOCKS5 listener at this address, logging in with this secret (empty:
+    /// no login). Tunnels only: it carries no absolute-form requests.
+    Socks(SocketAddr, &'static str),
 }
 
 /// Completed operations and their latencies.
@@ -70,15 +73,17 @@ const MAX_OPS_PER_WORKER: u64 = 10_000_000;
 
 /// `concurrency` keep-alive connections, each sending GETs back to back for `duration`.
 pub async fn http(via: Via, origin: SocketAddr, concurrency: usize, duration: Duration) -> Stats {
-    let request = match via {
-        Via::Direct => format!("GET /bench HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
-        Via::Proxy(_, auth) => {
-            format!("GET http://{origin}/bench HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\n")
-        }
-    };
-    let target = match via {
-        Via::Direct => origin,
-        Via::Proxy(proxy, _) => proxy,
+    let (request, target) = match via {
+        Via::Direct => (
+            format!("GET /bench HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
+            origin,
+        ),
+        Via::Proxy(proxy, auth) => (
+            format!("GET http://{origin}/bench HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\n"),
+            proxy,
+        ),
+        // SOCKS carries tunnels only.
+        Via::Socks(..) => return Stats::default(),
     };
     run_workers(concurrency, duration, move |stop| {
         let request = request.clone();
@@ -131,7 +136,7 @@ pub async fn tunnels(
     duration: Duration,
 ) -> Stats {
     let auth = match via {
-        Via::Direct => "",
+        Via::Direct | Via::Socks(..) => "",
         Via::Proxy(_, auth) => auth,
     };
     let connect = format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\n");
@@ -157,6 +162,7 @@ pub async fn tunnels(
                             }
                             s
                         }
+                        Via::Socks(socks, secret) => socks_open(socks, secret, origin).await?,
                     };
                     let _ = stream.set_nodelay(true);
                     stream.write_all(get.as_bytes()).await.ok()?;
@@ -175,6 +181,37 @@ pub async fn tunnels(
         }
     })
     .await
+}
+
+/// A SOCKS5 `CONNECT` to `dest` through `socks` (with the RFC 1929 login `egressd`/`secret`
+/// unless `secret` is empty): the stream once the reply says success.
+async fn socks_open(socks: SocketAddr, secret: &str, dest: SocketAddr) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(socks).await.ok()?;
+    let method = if secret.is_empty() { 0 } else { 2 };
+    s.write_all(&[5, 1, method]).await.ok()?;
+    let mut answer = [0u8; 2];
+    s.read_exact(&mut answer).await.ok()?;
+    if answer[1] == 2 {
+        let mut login = vec![1, 7];
+        login.extend_from_slice(b"egressd");
+        login.push(u8::try_from(secret.len()).ok()?);
+        login.extend_from_slice(secret.as_bytes());
+        s.write_all(&login).await.ok()?;
+        s.read_exact(&mut answer).await.ok()?;
+    }
+    if answer[1] != 0 {
+        return None;
+    }
+    let std::net::IpAddr::V4(ip) = dest.ip() else {
+        return None;
+    };
+    let mut request = vec![5, 1, 0, 1];
+    request.extend_from_slice(&ip.octets());
+    request.extend_from_slice(&dest.port().to_be_bytes());
+    s.write_all(&request).await.ok()?;
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).await.ok()?;
+    (reply[1] == 0).then_some(s)
 }
 
 /// Downloads `total` bytes from the bulk source (through a CONNECT tunnel when proxied); MB/s.
@@ -196,6 +233,7 @@ pub async fn bulk(via: Via, source: SocketAddr, total: usize) -> Option<f64> {
             // Bytes after the head belong to the body; the source has not sent any yet.
             s
         }
+        Via::Socks(socks, secret) => socks_open(socks, secret, source).await?,
     };
     let started = Instant::now();
     stream.write_all(b"g").await.ok()?;

@@ -216,7 +216,17 @@ async fn run(plan: &Plan) -> Report {
         instances(plan, &builds, upstream, &mut report);
     }
 
-    let egressd = peers::egressd(&current, &ports, upstream, true);
+    // The current build also serves SOCKS5, measured beside its CONNECT (tunnels, bulk).
+    let egressd = peers::egressd_with(
+        &current,
+        &ports,
+        upstream,
+        true,
+        &["--socks-listen", "127.0.0.1:0"],
+    );
+    let socks = egressd
+        .socks
+        .map(|(addr, secret)| (SOCKS, Via::Socks(addr, secret)));
     let egressd_base = baseline
         .as_ref()
         .map(|build| peers::egressd(build, &ports, upstream, true));
@@ -317,7 +327,7 @@ async fn run(plan: &Plan) -> Report {
     ];
     let mut samples: Vec<(&str, Vec<[f64; 4]>)> = Vec::new();
     for _ in 0..if plan.wants("bulk") { plan.rounds } else { 0 } {
-        for (name, via) in contenders(&proxies) {
+        for (name, via) in contenders(&proxies).chain(socks) {
             let proxy = proxies.iter().find(|p| p.name == name);
             let proxy_cpu = proxy.map(|p| p.cpu_secs());
             let before = peers::machine_ticks();
@@ -343,7 +353,9 @@ async fn run(plan: &Plan) -> Report {
     }
     set_medians(&mut bulk, &samples);
     if plan.wants("bulk") {
+        let socks_rows = socks_rows(&bulk[0], "SOCKS5 bulk download", "MB/s");
         report.extend(bulk);
+        report.extend(socks_rows);
     }
 
     let mut rows = [
@@ -359,7 +371,7 @@ async fn run(plan: &Plan) -> Report {
     } else {
         0
     } {
-        for (name, via) in contenders(&proxies) {
+        for (name, via) in contenders(&proxies).chain(socks) {
             let cpu_before = peers::cpu_secs(std::process::id());
             let mut s = load::tunnels(via, origin, plan.tunnel_concurrency, plan.duration).await;
             let cores = (peers::cpu_secs(std::process::id()) - cpu_before) / s.secs.max(0.001);
@@ -382,7 +394,13 @@ async fn run(plan: &Plan) -> Report {
         rows[3].set(name, median(values));
     }
     if plan.wants("tunnels") {
+        let socks_rows = socks_rows(
+            &rows[0],
+            "SOCKS5 new tunnels (connect, login, CONNECT, GET, close)",
+            "tunnels/s",
+        );
         report.extend(rows);
+        report.extend(socks_rows);
     }
 
     if plan.wants("tls") {
@@ -634,6 +652,24 @@ async fn cpu_ratio(
 }
 
 /// The direct path, then each proxy: who a load is measured through.
+/// The contender name of egressd's SOCKS5 listener in a row's values (not a table column: its
+/// figures get rows of their own, [`socks_rows`]).
+const SOCKS: &str = "egressd socks";
+
+/// From a CONNECT row that also holds the SOCKS5 listener's figure: the SOCKS5 row (egressd's
+/// column is the SOCKS figure, beside the direct path) and the same-run ratio SOCKS5 / CONNECT.
+fn socks_rows(connect: &Row, name: &str, unit: &'static str) -> Vec<Row> {
+    let (Some(socks), Some(via_connect)) = (connect.get(SOCKS), connect.get("egressd")) else {
+        return Vec::new();
+    };
+    let mut row = Row::new(name, unit).egressd(socks);
+    if let Some(direct) = connect.get("direct") {
+        row.set("direct", direct);
+    }
+    let ratio = Row::new(&format!("{name}: SOCKS5 / CONNECT"), "x").egressd(socks / via_connect);
+    vec![row, ratio]
+}
+
 fn contenders<'a>(proxies: &'a [&'a peers::Peer]) -> impl Iterator<Item = (&'a str, Via)> + 'a {
     std::iter::once(("direct", Via::Direct)).chain(proxies.iter().map(|p| (p.name, p.via())))
 }

@@ -19,6 +19,9 @@ pub struct Peer {
     pub startup: Duration,
     /// egressd's readiness line (null for the other programs).
     pub ready: serde_json::Value,
+    /// egressd's SOCKS5 listener and the secret to log in with (empty without a credential),
+    /// when it was started with `--socks-listen`.
+    pub socks: Option<(SocketAddr, &'static str)>,
     _dir: tempfile::TempDir,
 }
 
@@ -204,6 +207,10 @@ pub fn egressd_with_policy(
         .and_then(|s| s.parse().ok())
         .expect("proxy address");
     let dns = ready["dns"].as_str().and_then(|s| s.parse().ok());
+    let socks = ready["socks"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .map(|addr| (addr, socks_secret(&ready)));
     Peer {
         name: build.name,
         child,
@@ -212,8 +219,20 @@ pub fn egressd_with_policy(
         dns,
         startup,
         ready,
+        socks,
         _dir: dir,
     }
+}
+
+/// The secret of the readiness line's `socks_url` (`socks5h://egressd:SECRET@...`), or empty.
+/// Leaked: one per egressd started.
+fn socks_secret(ready: &serde_json::Value) -> &'static str {
+    let url = ready["socks_url"].as_str().unwrap_or("");
+    let secret = url
+        .trim_start_matches("socks5h://egressd:")
+        .split_once('@')
+        .map_or("", |(secret, _)| secret);
+    Box::leak(secret.to_owned().into_boxed_str())
 }
 
 /// The `Proxy-Authorization` header line for the credential in the readiness line's proxy URL
@@ -350,6 +369,7 @@ fn spawn_proxy(
         dns: None,
         startup,
         ready: serde_json::Value::Null,
+        socks: None,
         _dir: dir,
     })
 }
@@ -407,6 +427,7 @@ pub fn unbound(upstream: SocketAddr) -> Option<Peer> {
         dns: Some(addr),
         startup,
         ready: serde_json::Value::Null,
+        socks: None,
         _dir: dir,
     })
 }

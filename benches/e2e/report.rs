@@ -26,7 +26,7 @@ impl Row {
         self.values.push((who.to_owned(), value));
     }
 
-    fn get(&self, who: &str) -> Option<f64> {
+    pub fn get(&self, who: &str) -> Option<f64> {
         self.values.iter().find(|(w, _)| w == who).map(|(_, v)| *v)
     }
 }

@@ -24,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
         Action::Drop => {}
         Action::Reply(reply) => {
             let limit = reply.udp_limit;
-            let bytes = wire::encode(&reply.message, limit).expect("a local reply encodes within its limit");
+            let bytes = wire::encode(&reply.message, limit)
+                .expect("a local reply encodes within its limit");
             assert!(bytes.len() <= limit);
             let back = Message::from_vec(&bytes).expect("our reply parses");
             assert_eq!(back.metadata.id, u16::from_be_bytes([data[0], data[1]]));

@@ -14,16 +14,28 @@ use policy::Policy;
 use resolve::Settings;
 
 static POLICY: LazyLock<Policy> = LazyLock::new(|| {
-    Policy::parse("version = 1\n[[allow]]\nhost = \"*.allowed.test\"\n", "fuzz.toml").expect("valid")
+    Policy::parse(
+        "version = 1\n[[allow]]\nhost = \"*.allowed.test\"\n",
+        "fuzz.toml",
+    )
+    .expect("valid")
 });
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(upstream) = Message::from_vec(data) else { return };
+    let Ok(upstream) = Message::from_vec(data) else {
+        return;
+    };
     let settings = Settings::DEFAULT;
-    let qtype = upstream.queries.first().map_or(RecordType::A, |q| q.query_type());
+    let qtype = upstream
+        .queries
+        .first()
+        .map_or(RecordType::A, |q| q.query_type());
     let mut query = Message::query();
     query.metadata.id = 99;
-    query.add_query(Query::query(Name::from_ascii("a.allowed.test.").expect("valid name"), qtype));
+    query.add_query(Query::query(
+        Name::from_ascii("a.allowed.test.").expect("valid name"),
+        qtype,
+    ));
     let Action::Forward(forward) = classify(&query.to_vec().expect("encodes"), &POLICY) else {
         return;
     };
@@ -35,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
             RData::AAAA(a) => IpAddr::V6(a.0),
             _ => continue,
         };
-        assert!(POLICY.screen_answer(addr).is_ok(), "a refused address survived: {addr}");
+        assert!(
+            POLICY.screen_answer(addr).is_ok(),
+            "a refused address survived: {addr}"
+        );
     }
     let reply = wire::reply(&forward.query, filtered.rcode, filtered.records, None);
     if let Some(bytes) = wire::encode(&reply, 65535) {

@@ -6,8 +6,12 @@ use libfuzzer_sys::fuzz_target;
 use policy::{Policy, Target};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let (policy_text, target) = text.split_once('\u{1}').unwrap_or((text, "example.com:443"));
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (policy_text, target) = text
+        .split_once('\u{1}')
+        .unwrap_or((text, "example.com:443"));
     match Policy::parse(policy_text, "fuzz.toml") {
         Ok(policy) => {
             let decision = policy.decide(&Target::new(target, 443));

@@ -88,13 +88,16 @@ const QUERY_SERIES: [(&str, &str); 3] = [
     ("REFUSED", "deny"),
 ];
 
-/// What a proxied exchange was: an absolute-form request, or a CONNECT tunnel.
+/// What a proxied exchange was: an absolute-form request, a CONNECT tunnel, or a SOCKS5 request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `GET http://...` and the like (also a connection refused before a request was read).
     Request,
     /// `CONNECT host:port`.
     Tunnel,
+    /// A SOCKS5 request (`CONNECT`, or a refused command), or a SOCKS connection that ended
+    /// before its request was read.
+    Socks,
 }
 
 impl Kind {
@@ -102,6 +105,7 @@ impl Kind {
         match self {
             Self::Request => "request",
             Self::Tunnel => "tunnel",
+            Self::Socks => "socks",
         }
     }
 }
@@ -425,6 +429,7 @@ mod tests {
         handle.request(Kind::Tunnel, "allow", "allow-rule", 10, 20);
         handle.request(Kind::Tunnel, "allow", "allow-rule", 1, 2);
         handle.request(Kind::Request, "would-deny", "default-deny", 0, 0);
+        handle.request(Kind::Socks, "deny", "special-range", 0, 0);
         handle.dns_query("REFUSED", "deny");
         let open = handle.tunnel();
         handle.upstream_connect(Duration::from_millis(3));
@@ -436,6 +441,7 @@ mod tests {
         for line in [
             "egressd_requests_total{decision=\"allow\",reason=\"allow-rule\",kind=\"tunnel\"} 2",
             "egressd_requests_total{decision=\"would-deny\",reason=\"default-deny\",kind=\"request\"} 1",
+            "egressd_requests_total{decision=\"deny\",reason=\"special-range\",kind=\"socks\"} 1",
             "egressd_dns_queries_total{rcode=\"REFUSED\",decision=\"deny\"} 1",
             "egressd_open_tunnels 1",
             "egressd_proxied_bytes_total{direction=\"up\"} 11",

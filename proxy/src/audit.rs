@@ -1,5 +1,6 @@
 //! The audit record of one request or tunnel: filled in as the request is decided and served,
-//! emitted as one [`audit::Request`] event when dropped (so byte counts and duration are final).
+//! emitted as one [`audit::Request`] event when dropped (so byte counts and duration are final);
+//! for the SOCKS listener, one [`audit::Socks`] event, with the reply code sent for a status.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct Audit {
     policy: Option<Arc<Policy>>,
     /// How the relayed response body ended, once one was relayed.
     response_end: Option<ResponseEnd>,
+    /// The SOCKS listener's record: the reply code sent, once one was (the status is not used).
+    socks: Option<Option<u8>>,
 }
 
 impl Audit {
@@ -69,7 +72,27 @@ impl Audit {
             upload: None,
             policy: None,
             response_end: None,
+            socks: None,
         }
+    }
+
+    /// A record for a SOCKS request (`command` empty until one was read); emitted as an
+    /// [`audit::Socks`] event.
+    pub fn socks(caller: Caller, command: &str, target: String) -> Self {
+        let mut record = Self::new(caller, command, target);
+        record.socks = Some(None);
+        record
+    }
+
+    /// The SOCKS request was read: its command and destination.
+    pub fn requested(&mut self, command: &str, target: String) {
+        command.clone_into(&mut self.method);
+        self.target = target;
+    }
+
+    /// The SOCKS reply code sent.
+    pub fn replied(&mut self, code: u8) {
+        self.socks = Some(Some(code));
     }
 
     /// The relayed response body ended as `end` says.
@@ -178,9 +201,10 @@ impl Drop for Audit {
             self.verdict = Verdict::Error;
             self.reason = failure.reason_code();
         }
-        let kind = match self.method.as_str() {
-            "CONNECT" => metrics::Kind::Tunnel,
-            _ => metrics::Kind::Request,
+        let kind = match (self.socks, self.method.as_str()) {
+            (Some(_), _) => metrics::Kind::Socks,
+            (None, "CONNECT") => metrics::Kind::Tunnel,
+            (None, _) => metrics::Kind::Request,
         };
         let (up, down) = (
             self.bytes.up.load(Ordering::Relaxed),
@@ -191,6 +215,23 @@ impl Drop for Audit {
             .request(kind, self.verdict.as_str(), self.reason, up, down);
         if let Some(end) = self.response_end {
             self.caller.metrics.response(end.as_str());
+        }
+        if let Some(reply) = self.socks {
+            self.caller.sink.emit(&audit::Socks {
+                sandbox_id: &self.caller.sandbox_id,
+                client: &self.caller.client,
+                command: &self.method,
+                destination: &self.target,
+                resolved: self.resolved,
+                verdict: self.verdict,
+                reason: self.reason,
+                rule: self.rule.as_deref(),
+                reply,
+                bytes_up: up,
+                bytes_down: down,
+                duration: self.start.elapsed(),
+            });
+            return;
         }
         self.caller.sink.emit(&audit::Request {
             sandbox_id: &self.caller.sandbox_id,

@@ -12,6 +12,7 @@ use crate::body::{ResponseBody, empty};
 use crate::client_io::ClientIo;
 use crate::context::{Connection, Generation};
 use crate::error::Failure;
+use crate::open::{Reached, open};
 use crate::refused_tunnel;
 use crate::respond::refuse;
 use crate::target::loggable_authority;
@@ -49,30 +50,18 @@ pub(crate) async fn connect(
         },
     };
     audit.reported(&decision);
-    let limits = &config.limits;
-    let opened = match &config.parent {
-        None => generation
-            .router
-            .open(&target)
-            .await
-            .map(|opened| (Origin::Direct(opened.stream), opened.addr)),
-        Some(parent) => parent
-            .tunnel(&target, &generation.attribution, limits)
-            .await
-            .map(|upgraded| (Origin::Parent(TokioIo::new(upgraded)), parent.addr)),
-    };
-    let (origin, addr) = match opened {
-        Ok(opened) => opened,
+    let Reached {
+        origin,
+        addr,
+        decision,
+    } = match open(config, generation, &target, decision).await {
+        Ok(reached) => reached,
         Err(failure) => match refused_tunnel::wanted(config, policy, &target, &failure) {
             Some(inside) => {
                 return refused_tunnel::answer(connection, req, audit, authority, failure, inside);
             }
             None => return refuse(&mut audit, &authority, failure),
         },
-    };
-    let decision = match &config.parent {
-        None => generation.router.settle(decision, Some(addr)),
-        Some(_) => decision,
     };
     audit.allowed(&decision, Some(addr), 200);
     if crate::inspect::wanted(&decision) {

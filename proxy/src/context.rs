@@ -62,6 +62,18 @@ pub(crate) struct Connection {
     pub(crate) challenged: std::sync::Mutex<Option<crate::audit::Audit>>,
 }
 
+impl Shared {
+    /// Who is asking, for the audit records of one client connection.
+    pub(crate) fn caller(&self, peer: serve::Peer) -> Caller {
+        Caller {
+            sink: self.sink.clone(),
+            sandbox_id: self.sandbox_id.clone(),
+            client: Arc::from(peer.to_string()),
+            metrics: self.config.metrics.clone(),
+        }
+    }
+}
+
 impl Generation {
     pub(crate) fn new(resolver: Arc<Resolver>, config: &ProxyConfig, secrets: &Secrets) -> Self {
         let policy = resolver.policy().clone();

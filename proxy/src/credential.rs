@@ -106,6 +106,18 @@ impl Credential {
         scheme.eq_ignore_ascii_case(b"basic")
             && bool::from(token.trim_ascii().ct_eq(self.token.as_bytes()))
     }
+
+    /// Checks a SOCKS username/password (RFC 1929): user [`USER`] and the secret. Both are
+    /// compared whole, the secret in constant time.
+    pub(crate) fn check_login(&self, user: &[u8], password: &[u8]) -> Result<(), Failure> {
+        let user_ok = user == USER.as_bytes();
+        let secret_ok = bool::from(password.ct_eq(self.secret.as_bytes()));
+        if user_ok && secret_ok {
+            Ok(())
+        } else {
+            Err(Failure::ProxyAuthInvalid)
+        }
+    }
 }
 
 /// `Basic dG9r` → (`Basic`, `dG9r`).
@@ -175,6 +187,24 @@ mod tests {
             let values: Vec<&str> = values.iter().map(String::as_str).collect();
             let got = c.check(&headers(&values)).map_err(|f| f.reason_code());
             assert_eq!(got, want, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_user_egressd_with_the_secret_logs_in() {
+        let c = Credential::new("0123456789abcdef0123456789abcdef").unwrap();
+        let secret = b"0123456789abcdef0123456789abcdef";
+        assert!(c.check_login(b"egressd", secret).is_ok());
+        for (user, password) in [
+            (&b"egressd"[..], &b"0123456789abcdef0123456789abcdeF"[..]),
+            (b"egressd", b"0123456789abcdef0123456789abcdef0"),
+            (b"egressd", b""),
+            (b"Egressd", secret),
+            (b"", secret),
+            (b"egressd\0", secret),
+        ] {
+            let got = c.check_login(user, password).map_err(|f| f.reason_code());
+            assert_eq!(got, Err("proxy-auth-invalid"), "{user:?}");
         }
     }
 

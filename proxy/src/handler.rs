@@ -24,6 +24,7 @@ use crate::context::{Connection, Generation, Shared};
 use crate::error::Failure;
 use crate::inspect::Secrets;
 use crate::respond::{OVERLOADED, OVERLOADED_STATUS, refuse};
+use crate::socks::Socks;
 use crate::target::{loggable_authority, loggable_uri};
 
 /// The forward proxy. Cheap to clone; every clone serves the same state.
@@ -70,13 +71,14 @@ impl Proxy {
         self.shared.generation.store(generation);
     }
 
+    /// The SOCKS5 listener's handler (`--socks-listen`, `--socks-unix`) for this proxy: the same
+    /// policy generation, credential, limits, audit sink and metrics.
+    pub fn socks(&self) -> Socks {
+        Socks::new(self.shared.clone())
+    }
+
     fn caller(&self, peer: Peer) -> Caller {
-        Caller {
-            sink: self.shared.sink.clone(),
-            sandbox_id: self.shared.sandbox_id.clone(),
-            client: Arc::from(peer.to_string()),
-            metrics: self.shared.config.metrics.clone(),
-        }
+        self.shared.caller(peer)
     }
 }
 

@@ -77,6 +77,32 @@ pub async fn proxy_tcp(
     Ok(bound)
 }
 
+/// Binds the SOCKS5 listener's TCP socket (`--socks-listen`) and starts it on the proxy's server
+/// (its connection limit and drain).
+pub async fn socks_tcp(
+    addr: SocketAddr,
+    socks: proxy::socks::Socks,
+    server: &Server,
+    loops: &mut Loops,
+) -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (SOCKS)"))
+        .map_err(Failure::start)?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound SOCKS address")
+        .map_err(Failure::start)?;
+    let server = server.clone();
+    loops.spawn(async move {
+        server
+            .serve("socks", listener, socks)
+            .await
+            .map_err(|e| anyhow!("SOCKS listener: {e}"))
+    });
+    Ok(bound)
+}
+
 /// Binds the metrics endpoint's TCP listener (`--metrics-listen`) and starts it.
 pub async fn metrics(
     addr: SocketAddr,

@@ -94,6 +94,8 @@ impl App {
             dns: None,
             dns_unix: settings.dns_unix.clone(),
             metrics: None,
+            socks: None,
+            socks_unix: settings.socks_unix.clone(),
         };
         if let Some(path) = &settings.proxy_unix {
             let mode = settings.proxy_unix_mode;
@@ -102,6 +104,22 @@ impl App {
                 path,
                 mode,
                 proxy.clone(),
+                &proxy_server,
+                &mut loops,
+            )?;
+            created.add(path);
+        }
+        if let Some(addr) = settings.socks_listen {
+            bound.socks =
+                Some(listen::socks_tcp(addr, proxy.socks(), &proxy_server, &mut loops).await?);
+        }
+        if let Some(path) = &settings.socks_unix {
+            let mode = settings.socks_unix_mode;
+            listen::unix(
+                "socks unix",
+                path,
+                mode,
+                proxy.socks(),
                 &proxy_server,
                 &mut loops,
             )?;
@@ -191,7 +209,7 @@ impl App {
             vec![self.proxy_server.clone(), self.dns_server.clone()],
             self.shutdown.clone(),
         ));
-        tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, metrics = ?self.bound.metrics, sandbox_id = %self.settings.sandbox_id, mode = %self.policy.mode, "ready");
+        tracing::info!(proxy = %self.bound.proxy, dns = ?self.bound.dns, metrics = ?self.bound.metrics, socks = ?self.bound.socks, sandbox_id = %self.settings.sandbox_id, mode = %self.policy.mode, "ready");
         self.warn_report_mode();
         let outcome = loop {
             tokio::select! {

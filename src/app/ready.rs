@@ -32,6 +32,9 @@ pub struct Ready {
     mode: &'static str,
     mode_detail: Option<&'static str>,
     metrics: Option<String>,
+    socks: Option<String>,
+    socks_url: Option<String>,
+    socks_unix: Option<String>,
     inspect_ca: Option<String>,
     inspect_ca_bundle: Option<String>,
     env: BTreeMap<&'static str, String>,
@@ -76,7 +79,15 @@ pub struct Bound {
     pub dns_unix: Option<PathBuf>,
     /// The metrics endpoint's address.
     pub metrics: Option<SocketAddr>,
+    /// The SOCKS5 listener's TCP address.
+    pub socks: Option<SocketAddr>,
+    /// The SOCKS5 listener's Unix socket.
+    pub socks_unix: Option<PathBuf>,
 }
+
+/// The variable of the readiness line's `env` that carries the SOCKS5 listener's URL. Not
+/// `ALL_PROXY`: curl, Python and git read that one for HTTP too, and keep the HTTP proxy.
+pub const SOCKS_URL_VARIABLE: &str = "EGRESSD_SOCKS_URL";
 
 impl Ready {
     /// The line for `bound` listeners. With a credential, the proxy URL carries it as userinfo,
@@ -92,6 +103,11 @@ impl Ready {
             Some(c) => format!("http://{CREDENTIAL_USER}:{}@{}", c.secret(), bound.proxy),
             None => format!("http://{}", bound.proxy),
         };
+        // socks5h: the client sends names, egressd resolves them (never the sandbox).
+        let socks_url = bound.socks.map(|addr| match credential.0 {
+            Some(c) => format!("socks5h://{CREDENTIAL_USER}:{}@{addr}", c.secret()),
+            None => format!("socks5h://{addr}"),
+        });
         let no_proxy = "localhost,127.0.0.1,::1".to_owned();
         let mut env = BTreeMap::from([
             ("HTTP_PROXY", url.clone()),
@@ -104,6 +120,9 @@ impl Ready {
             ("no_proxy", no_proxy),
         ]);
         env.extend(ca.map(CaFiles::env).unwrap_or_default());
+        if let Some(url) = &socks_url {
+            env.insert(SOCKS_URL_VARIABLE, url.clone());
+        }
         Self {
             event: "ready",
             version: env!("CARGO_PKG_VERSION"),
@@ -118,6 +137,9 @@ impl Ready {
             mode: policy.mode.as_str(),
             mode_detail: (policy.mode == Mode::Report).then_some(REPORT_MODE_DETAIL),
             metrics: bound.metrics.map(|a| a.to_string()),
+            socks: bound.socks.map(|a| a.to_string()),
+            socks_url,
+            socks_unix: bound.socks_unix.as_ref().map(|p| p.display().to_string()),
             policy,
             inspect_ca: ca.map(|files| files.cert.display().to_string()),
             inspect_ca_bundle: ca.map(|files| files.bundle.display().to_string()),

@@ -52,6 +52,12 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// `--metrics-require-credential`: the credential a scraper must send.
     pub metrics_credential: Option<Credential>,
+    /// `--socks-listen`: the SOCKS5 listener's address; `None`: none.
+    pub socks_listen: Option<SocketAddr>,
+    /// `--socks-unix`: the SOCKS5 listener's Unix socket, if any.
+    pub socks_unix: Option<PathBuf>,
+    /// Its permissions.
+    pub socks_unix_mode: u32,
 }
 
 /// TLS inspection's flags (docs/tls.md).
@@ -71,6 +77,7 @@ impl Settings {
             ("--proxy-listen", Some(args.proxy_listen)),
             ("--dns-listen", dns_listen),
             ("--metrics-listen", args.metrics_listen),
+            ("--socks-listen", args.socks_listen),
         ] {
             if let Some(addr) = addr
                 && !addr.ip().is_loopback()
@@ -82,9 +89,9 @@ impl Settings {
             }
         }
         #[cfg(not(unix))]
-        if args.proxy_unix.is_some() || args.dns_unix.is_some() {
+        if args.proxy_unix.is_some() || args.dns_unix.is_some() || args.socks_unix.is_some() {
             return Err(Failure::bad_input(anyhow!(
-                "--proxy-unix and --dns-unix need a Unix system"
+                "--proxy-unix, --dns-unix and --socks-unix need a Unix system"
             )));
         }
         check_sandbox_id(&args.sandbox_id)?;
@@ -148,6 +155,9 @@ impl Settings {
             mode: args.mode.map(Mode::from),
             metrics_listen: args.metrics_listen,
             metrics_credential,
+            socks_listen: args.socks_listen,
+            socks_unix: args.socks_unix.clone(),
+            socks_unix_mode: args.socks_unix_mode.unwrap_or(0o600),
         })
     }
 

@@ -67,7 +67,7 @@ pub struct RunArgs {
     /// Do not start the DNS stub.
     #[arg(long, env = "EGRESSD_NO_DNS")]
     pub no_dns: bool,
-    /// Allow --proxy-listen, --dns-listen and --metrics-listen on non-loopback addresses. Anyone who can reach them
+    /// Allow --proxy-listen, --dns-listen, --metrics-listen and --socks-listen on non-loopback addresses. Anyone who can reach them
     /// can then use the proxy and stub under this sandbox's identity.
     #[arg(long, env = "EGRESSD_DANGER_LISTEN_NON_LOOPBACK")]
     pub danger_listen_non_loopback: bool,
@@ -161,6 +161,20 @@ pub struct RunArgs {
         requires = "metrics_listen"
     )]
     pub metrics_require_credential: bool,
+    /// Also serve a SOCKS5 proxy (RFC 1928, CONNECT only; names resolved by egressd, as
+    /// socks5h) on ADDR, under the same policy and credential as the HTTP proxy (port 0 picks a
+    /// free port, reported on the readiness line). Must be loopback unless
+    /// --danger-listen-non-loopback.
+    #[arg(long, env = "EGRESSD_SOCKS_LISTEN", value_name = "ADDR")]
+    pub socks_listen: Option<SocketAddr>,
+    /// Also serve the SOCKS5 proxy on this Unix socket path (created; removed at exit; must not
+    /// exist).
+    #[arg(long, env = "EGRESSD_SOCKS_UNIX", value_name = "PATH")]
+    pub socks_unix: Option<PathBuf>,
+    /// Permissions of the --socks-unix socket, in octal: 0600 by default, as --proxy-unix-mode.
+    #[arg(long, env = "EGRESSD_SOCKS_UNIX_MODE", value_name = "OCTAL", requires = "socks_unix",
+          value_parser = unix_mode)]
+    pub socks_unix_mode: Option<u32>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

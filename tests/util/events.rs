@@ -19,19 +19,28 @@ pub fn events_of(text: &str, message: &str) -> Vec<serde_json::Value> {
 /// Waits until the audit log at `path` holds at least `count` request events (lifecycle events
 /// are not counted) and returns them; panics after [`PATIENCE`] with what the file held.
 pub fn request_events(path: &Path, count: usize) -> Vec<serde_json::Value> {
+    wait_for_events(path, audit::Request::MESSAGE, count)
+}
+
+/// [`request_events`] for the SOCKS listener's events.
+pub fn socks_events(path: &Path, count: usize) -> Vec<serde_json::Value> {
+    wait_for_events(path, audit::Socks::MESSAGE, count)
+}
+
+fn wait_for_events(path: &Path, message: &str, count: usize) -> Vec<serde_json::Value> {
     let read = || std::fs::read_to_string(path).unwrap_or_default();
     let deadline = Instant::now() + PATIENCE;
     loop {
         let text = read();
         // Only whole lines: the writer may be part-way through one.
         let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
-        let events = events_of(whole, audit::Request::MESSAGE);
+        let events = events_of(whole, message);
         if events.len() >= count {
             return events;
         }
         assert!(
             Instant::now() < deadline,
-            "gave up waiting for {count} request events in:\n{text}"
+            "gave up waiting for {count} {message} events in:\n{text}"
         );
         // The file gives no wake-up; a short pause between reads leaves the CPU to egressd.
         thread::sleep(Duration::from_millis(5));

@@ -82,7 +82,7 @@ pub fn header_values(head: &str, name: &str) -> Vec<String> {
 }
 
 /// `http://AUTHORITY/PATH` split into the authority and the path ("/" when absent).
-fn split_url(url: &str) -> (&str, &str) {
+pub(super) fn split_url(url: &str) -> (&str, &str) {
     let rest = url
         .strip_prefix("http://")
         .unwrap_or_else(|| panic!("the test client speaks http:// only: {url}"));
@@ -99,7 +99,7 @@ fn connect(proxy: SocketAddr) -> TcpStream {
     stream
 }
 
-fn request(method: &str, target: &str, authority: &str, headers: &[&str]) -> String {
+pub(super) fn request(method: &str, target: &str, authority: &str, headers: &[&str]) -> String {
     let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {authority}\r\n");
     for header in headers {
         request.push_str(header);
@@ -115,7 +115,7 @@ fn request(method: &str, target: &str, authority: &str, headers: &[&str]) -> Str
     request
 }
 
-fn read_response(stream: &mut TcpStream) -> Response {
+pub(super) fn read_response(stream: &mut TcpStream) -> Response {
     let head = read_response_head(stream);
     read_body(stream, head)
 }

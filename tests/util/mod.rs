@@ -3,8 +3,8 @@
 //! for files by path), a fake DNS server (`dns`) and one that holds its answers (`gated_dns`), a
 //! recording parent proxy (`parent`), raw HTTP and the Rust proxy client (`http`; `exchange` on a
 //! kept connection), a TCP-to-Unix relay (`relay`), the clients a scenario runs with (`clients`),
-//! the proxy credential (`secret`), real clients configured from the readiness line's environment
-//! (`proxy_env`, `env_clients`, and `refusal_clients` for what they print of a refusal), test policies (`policies`), network namespaces (`netns`), a small
+//! the proxy credential (`secret`), a SOCKS5 client (`socks`), real clients configured from the readiness line's environment
+//! (`proxy_env`, `env_clients`, and `refusal_clients` for what they print of a refusal), test policies (`policies`), the adversarial destinations every tunnel is tried with (`cases`), network namespaces (`netns`), a small
 //! disk (`small_disk`), one DNS query to the stub (`stub_query`), the other-user prober (`probe`) and TLS origins, CAs and clients for
 //! inspection (`tls`, `tls_clients`). Nothing here sends a packet beyond
 //! loopback (or beyond a network namespace a test made).
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod cases;
 mod clients;
 mod dns;
 mod env_clients;
@@ -34,14 +35,16 @@ mod secret;
 mod sidecar;
 mod site;
 mod small_disk;
+mod socks;
 mod stub_query;
 mod tls;
 mod tls_clients;
 
+pub use cases::{AMBIGUOUS_IPV4, builtin_refused, lan_hosts, refused_on_loopback};
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
 pub use env_clients::EnvClient;
-pub use events::{events_of, request_events};
+pub use events::{events_of, request_events, socks_events};
 pub use exchange::{connect_tcp, exchange, request_head};
 pub use gated_dns::GatedDns;
 pub use h2::{H2Origin, h2_fetch, h2_session};
@@ -51,7 +54,7 @@ pub use origin::{Behaviour, Echo, ORIGIN_BODY, Origin, STALLED_AFTER, UdpEcho};
 pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
-pub use proxy_env::ProxyEnv;
+pub use proxy_env::{ProxyEnv, output_within};
 pub use py_peers::{PeerProcess, grpc_client, websocket_client};
 pub use refusal_clients::{
     cargo_search, curl_env, git_ls_remote, node_fetch, npm_install, pip_download, python_urlopen,
@@ -62,6 +65,7 @@ pub use secret::{altered, basic, leak_forms, proxy_authorization, secret_of};
 pub use sidecar::{Sidecar, Signal};
 pub use site::Site;
 pub use small_disk::with_small_disk;
+pub use socks::{BIND, CONNECT, Refused, SocksClient, UDP_ASSOCIATE};
 pub use stub_query::stub_query;
 pub use tls::{
     Fetched, Session, TestCa, TlsOrigin, client_config, fetch, pem_certificates, request,

@@ -73,10 +73,16 @@ fn bad_line(name: &str, number: usize, why: &str) -> Failure {
 fn observe(event: &Map<String, Value>, tally: &mut Tally) {
     let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or("");
     let message = text(f::MESSAGE);
-    let (is_request, is_dns) = (
+    let (is_request, is_socks, is_dns) = (
         message == audit::Request::MESSAGE,
+        message == audit::Socks::MESSAGE,
         message == audit::DnsQuery::MESSAGE,
     );
+    // A SOCKS request names its destination as a CONNECT does (`host:port`).
+    let (is_request, method) = match is_socks {
+        true => (true, text(f::COMMAND)),
+        false => (is_request, text(f::METHOD)),
+    };
     if !is_request && !is_dns {
         return;
     }
@@ -105,7 +111,7 @@ fn observe(event: &Map<String, Value>, tally: &mut Tally) {
         }
     };
     let destination = if is_request {
-        request_destination(text(f::METHOD), text(f::DESTINATION))
+        request_destination(method, text(f::DESTINATION))
     } else {
         dns_destination(text(f::NAME))
     };
