@@ -89,6 +89,9 @@ fn a_start_that_fails_after_binding_its_unix_socket_removes_it_and_the_next_star
     assert!(failed.stdout.is_empty(), "{failed:?}");
     assert!(!socket.exists(), "the socket file was left behind");
     drop(taken);
+    // The same socket path again; a DNS port of its own (the freed one may be another test's now).
+    let mut args = args;
+    args[5] = "127.0.0.1:0";
     let mut sidecar = Sidecar::start(&args);
     assert_eq!(sidecar.ready["proxy_unix"], socket.to_str().unwrap());
     sidecar.signal(Signal::SIGTERM);
