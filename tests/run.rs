@@ -339,6 +339,11 @@ fn launcher_input_with_control_characters_exits_two_before_anything_is_bound() {
         ),
         (
             &[],
+            &["--header", "Authorization: Bearer ab{cd-token-value"],
+            "--header #1: the value of \"Authorization\" has a brace that is not {sandbox_id}",
+        ),
+        (
+            &[],
             &["--proxy-unix-mode", "666"],
             "666 lets every user of the host connect",
         ),
@@ -362,6 +367,10 @@ fn launcher_input_with_control_characters_exits_two_before_anything_is_bound() {
         assert_eq!(run.code, 2, "{env:?} {args:?}: {run:?}");
         assert!(run.stdout.is_empty(), "{env:?} {args:?}: {run:?}");
         assert!(run.stderr.contains(needle), "{env:?} {args:?}: {run:?}");
+        assert!(
+            !run.stderr.contains("token-value"),
+            "a value is never printed: {run:?}"
+        );
         assert!(!socket.exists(), "{env:?} {args:?}: nothing is bound");
     }
     // The variable is one header per line; each is set, none is split further.

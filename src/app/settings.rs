@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use dnsstub::StubConfig;
-use policy::{HeaderTemplate, Mode, Policy};
+use policy::{HeaderError, HeaderTemplate, Mode, Policy};
 use proxy::{Credential, Limits, ParentProxy, ProxyConfig};
 
 use crate::cli::RunArgs;
@@ -248,8 +248,13 @@ fn extra_headers(headers: &[String], from_env: bool) -> Result<Vec<HeaderTemplat
                     u32::from(c)
                 )));
             }
-            HeaderTemplate::parse(name, value.trim())
-                .map_err(|e| Failure::bad_input(anyhow!("{source} #{n}: {e}")))
+            HeaderTemplate::parse(name, value.trim()).map_err(|error| match error {
+                // The placeholder's text is a piece of the value, which may be a token.
+                HeaderError::Placeholder { name, .. } => Failure::bad_input(anyhow!(
+                    "{source} #{n}: the value of {name:?} has a brace that is not {{sandbox_id}} (write {{{{ and }}}} for literal braces)"
+                )),
+                error => Failure::bad_input(anyhow!("{source} #{n}: {error}")),
+            })
         })
         .collect()
 }

@@ -257,11 +257,15 @@ pub(crate) async fn handle(
         }
     };
     if !swapped.is_empty() {
-        // So that the response can be scrubbed of the value, should the origin echo it.
+        // So that the response can be scrubbed of the value, should the origin echo it: whole
+        // (a range of an echo could hold a slice of the value, too short to be recognised, and
+        // slices add up) and not encoded.
         headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
+        headers.remove(header::RANGE);
+        headers.remove(header::IF_RANGE);
     }
     if let Ok(host) = HeaderValue::from_str(&session.authority) {
         headers.insert(header::HOST, host);
