@@ -116,7 +116,35 @@ fn a_scrape_parses_and_its_counters_move_with_traffic() {
     assert_eq!(stub_query(dns, "example.org.").rcode, "REFUSED");
     assert_eq!(stub_query(dns, "origin.test.").rcode, "NOERROR");
 
-    let after = scrape(&sidecar);
+    // A request or tunnel is counted when its record is dropped, just after the client has its
+    // answer: scrape until the last of them is in (or the patience runs out, and the asserts
+    // below say what is missing).
+    let counted = [
+        (
+            r#"egressd_requests_total{decision="allow",reason="allow-rule",kind="request"}"#,
+            3.0,
+        ),
+        (
+            r#"egressd_requests_total{decision="allow",reason="allow-rule",kind="tunnel"}"#,
+            1.0,
+        ),
+        (
+            r#"egressd_requests_total{decision="deny",reason="default-deny",kind="request"}"#,
+            1.0,
+        ),
+    ];
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let after = loop {
+        let after = scrape(&sidecar);
+        let settled = counted
+            .iter()
+            .all(|(series, n)| after.get(series) - before.get(series) >= *n)
+            && after.get("egressd_open_tunnels") == 0.0;
+        if settled || std::time::Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let moved = |series: &str| after.get(series) - before.get(series);
     for (name, kind) in [
         ("egressd_requests_total", "counter"),

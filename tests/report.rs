@@ -223,6 +223,8 @@ fn the_flag_wins_and_a_reload_switches_modes() {
     s.sidecar.signal(Signal::SIGHUP);
     s.sidecar.stderr.wait_for("SIGHUP: policy reloaded", 1);
     assert_eq!(Client::Rust.get(s.sidecar.proxy(), &url).status, 200);
+    // The request's own event is written after the reload's: once it is in the file, so is that.
+    request_events(&s.audit, 2);
     let events = events_of(
         &std::fs::read_to_string(&s.audit).unwrap(),
         audit::Lifecycle::MESSAGE,
