@@ -499,11 +499,12 @@ fn nft_sidecar_only_rules() {
 
 /// Many jobs of one service user (docs/pf.md, "Many jobs under one service user"): one
 /// `loopback-only` rule set for the uid, loaded once, and two egressd sidecars on loopback. The job
-/// user reaches both sidecars and nothing off loopback (a LAN address, a public one, IPv6 too);
+/// user reaches both sidecars and nothing off loopback (a LAN address, a public one, IPv6 too;
+/// TCP, UDP and UDP-Lite, the one other IP protocol a user may send without privilege here);
 /// sidecars come and go with no rule change; reloading the rules, or another user's rules coming and
 /// going, changes nothing for it; another user is untouched.
 #[test]
-#[ignore = "needs root, network namespaces, nft and setpriv: run by .ci/run"]
+#[ignore = "needs root, network namespaces, nft, setpriv and python3: run by .ci/run"]
 fn nft_loopback_only_rules_hold_for_many_jobs_of_one_user() {
     in_netns(
         "firewall::nft_loopback_only_rules_hold_for_many_jobs_of_one_user",
@@ -568,6 +569,24 @@ fn loopback_only_rules() {
     assert_eq!(reach(SANDBOX_UID, &[&job1, &job2]), shut, "two jobs up");
     assert!(offsite.iter().all(|o| o.connections.get() == 0));
     assert_eq!(lan_udp.datagrams.get(), 0);
+    // Every other IP protocol too: UDP-Lite (a user sends it without privilege) is refused off
+    // loopback, both families, and sent to loopback; another user's is untouched.
+    let public: SocketAddr = format!("{PUBLIC4}:8081").parse().unwrap();
+    for (uid, to, want) in [
+        (SANDBOX_UID, lan(8081, false), "refused"),
+        (SANDBOX_UID, lan(8081, true), "refused"),
+        (SANDBOX_UID, public, "refused"),
+        (SANDBOX_UID, "127.0.0.1:8081".parse().unwrap(), "sent"),
+        (SANDBOX_UID, "[::1]:8081".parse().unwrap(), "sent"),
+        (OTHER_UID, lan(8081, false), "sent"),
+        (OTHER_UID, public, "sent"),
+    ] {
+        assert_eq!(
+            prober.run(uid, &[], &format!("udplite {to}")),
+            want,
+            "UDP-Lite as uid {uid} to {to}"
+        );
+    }
 
     // Job 2 ends and job 3 starts on new ports: no rule changes, and job 1 is unaffected.
     drop(job2);

@@ -57,6 +57,21 @@ pub fn render(plan: &Plan, table: &str) -> String {
                 "# icmp:   open (--allow-icmp): this file refuses none of the user's ICMP.",
         }
     );
+    let _ = writeln!(
+        out,
+        "# other:  every other IP protocol from this user (SCTP, UDP-Lite, raw IP...) is refused\n\
+         #         {} (loopback excepted).",
+        if plan
+            .sections
+            .iter()
+            .flat_map(|s| &s.rules)
+            .any(|r| r.other_protocols && r.dest == Dest::Special)
+        {
+            "to the special ranges"
+        } else {
+            "everywhere"
+        }
+    );
     let _ = write!(
         out,
         "#\n\
@@ -154,6 +169,23 @@ fn rule_lines(rule: &Rule, plan: &Plan) -> Vec<String> {
             )];
         }
         None => {}
+    }
+    if rule.other_protocols {
+        // Everything but what the rules above decide: TCP and UDP (passed or refused by port and
+        // address), ICMP (refused above unless --allow-icmp). `meta l4proto` is the transport
+        // header past IPv6 extension headers.
+        let known = match rule.family {
+            Family::V4 => "{ tcp, udp, icmp }",
+            Family::V6 => "{ tcp, udp, ipv6-icmp }",
+        };
+        let to = match &rule.dest {
+            Dest::Any => String::new(),
+            _ => daddr,
+        };
+        return vec![format!(
+            "meta skuid {uid} meta l4proto != {known} {ip} daddr != {loopback}{to} {}",
+            drop_or_reject(plan, None)
+        )];
     }
     let ports = rule
         .port_list("-", ", ")

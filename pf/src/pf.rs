@@ -54,6 +54,12 @@ pub fn render(plan: &Plan, anchor: &str) -> String {
     } else {
         let _ = writeln!(out, "# icmp:   open (--allow-icmp).");
     }
+    let _ = writeln!(
+        out,
+        "# other:  IP protocols but TCP and UDP (SCTP, raw IP...) NOT closed by user: pf's `user`\n\
+         #         matches TCP and UDP only. macOS gives a non-root user no raw or SCTP socket\n\
+         #         (ICMP only, refused by the sandbox-exec section's (deny network-outbound))."
+    );
     let host_wide = plan
         .sections
         .iter()
@@ -134,6 +140,10 @@ fn rule_line(rule: &Rule, plan: &Plan) -> String {
     };
     if rule.icmp == Some(IcmpScope::Subject) {
         return "# (none: pf's `user` matches TCP and UDP only; the sandbox-exec section refuses it)"
+            .to_owned();
+    }
+    if rule.other_protocols {
+        return "# (none: pf's `user` matches TCP and UDP only; on macOS a non-root user has no other)"
             .to_owned();
     }
     if rule.icmp == Some(IcmpScope::HostEcho) {

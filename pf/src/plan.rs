@@ -46,7 +46,8 @@ pub struct Section {
 }
 
 /// One rule, independent of firewall syntax. All rules are "quick" (first match wins) and apply
-/// to outgoing TCP and UDP of the sandbox user (and cgroup), except ICMP rules.
+/// to outgoing TCP and UDP of the sandbox user (and cgroup), except ICMP rules and the rules of
+/// every other protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Pass or block.
@@ -61,6 +62,10 @@ pub struct Rule {
     pub udp: bool,
     /// ICMP instead of TCP/UDP, and whose.
     pub icmp: Option<IcmpScope>,
+    /// Every other layer-4 protocol instead of TCP/UDP: all but TCP, UDP and ICMP (SCTP,
+    /// UDP-Lite, raw IP...), loopback excepted. ICMP is left to the ICMP rules, so `--allow-icmp`
+    /// keeps meaning ICMP open.
+    pub other_protocols: bool,
 }
 
 /// Whose ICMP an ICMP rule matches.
@@ -182,9 +187,11 @@ impl Plan {
                     ports: None,
                     udp: false,
                     icmp: Some(IcmpScope::Subject),
+                    other_protocols: false,
                 }),
             });
         }
+        sections.push(other_protocols_section(&options.mode));
         if options.block_icmp {
             sections.push(icmp_section());
         }
@@ -313,6 +320,34 @@ fn refuse_everything_else() -> Section {
     }
 }
 
+/// Every layer-4 protocol but TCP, UDP and ICMP from the user (SCTP, UDP-Lite, raw IP...),
+/// loopback excepted: to the special ranges in `--mode lan` (as its TCP and UDP), anywhere in the
+/// other modes, so "everything else from this user is refused" holds for every protocol.
+fn other_protocols_section(mode: &Mode) -> Section {
+    let (dest, comment) = match mode {
+        Mode::Lan => (
+            Dest::Special,
+            "Every other IP protocol (SCTP, UDP-Lite, raw...) from this user to the special ranges (loopback excepted).",
+        ),
+        Mode::SidecarOnly { .. } | Mode::LoopbackOnly => (
+            Dest::Any,
+            "Every other IP protocol (SCTP, UDP-Lite, raw...) from this user (loopback excepted).",
+        ),
+    };
+    Section {
+        comment: comment.into(),
+        rules: both_families(|family| Rule {
+            verdict: Verdict::Block,
+            family,
+            dest: dest.clone(),
+            ports: None,
+            udp: false,
+            icmp: None,
+            other_protocols: true,
+        }),
+    }
+}
+
 /// `--block-icmp` (pf): echo requests to the special ranges from every user (loopback
 /// excepted).
 fn icmp_section() -> Section {
@@ -326,6 +361,7 @@ fn icmp_section() -> Section {
             ports: None,
             udp: false,
             icmp: Some(IcmpScope::HostEcho),
+            other_protocols: false,
         }),
     }
 }
@@ -354,6 +390,7 @@ fn refuse(dest: Dest) -> Vec<Rule> {
         ports: None,
         udp: true,
         icmp: None,
+        other_protocols: false,
     })
 }
 
@@ -370,6 +407,7 @@ fn to_net(verdict: Verdict, net: IpNet, ports: Option<PortSet>, udp: bool) -> Ru
         ports,
         udp,
         icmp: None,
+        other_protocols: false,
     }
 }
 

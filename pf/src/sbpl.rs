@@ -11,7 +11,8 @@
 //!    server there would resolve for the job), then the other jobs' egressd ports
 //!    (`--deny-loopback-port`);
 //! 3. allow Unix-socket connects: every socket, or only under the launcher's paths
-//!    (`--allow-unix-socket`);
+//!    (`--allow-unix-socket`); with every socket, deny again the well-known container-daemon and
+//!    VM sockets ([`DAEMON_SOCKETS`]): each is a way out of every fence;
 //! 4. allow the sidecar's ports (after 2, so a DNS stub on port 53 stays reachable);
 //! 5. deny other processes' arguments and environment (`kern.procargs*`) and process details;
 //! 6. deny the system resolver: its Unix socket, then every Mach service it publishes. Nothing
@@ -26,6 +27,70 @@ use std::fmt::Write;
 /// The socket of macOS's system resolver (the `dns_sd` client library's `MDNS_UDS_SERVERPATH`,
 /// `/var/run/mDNSResponder`, as the sandbox sees it after resolving the `/var` symlink).
 pub const SYSTEM_RESOLVER_SOCKET: &str = "/private/var/run/mDNSResponder";
+
+/// A Unix socket of a container daemon or VM manager that the section denies when it allows
+/// every other socket (no `--allow-unix-socket`): whoever can talk to one can start a container
+/// or VM with the host's network (`docker run --network host ...`), outside every fence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DaemonSocket {
+    /// One path, exactly (`path-literal`).
+    Literal {
+        /// The socket's path.
+        path: &'static str,
+        /// Whose socket it is, as the comment on the generated line.
+        what: &'static str,
+    },
+    /// Every path the regular expression matches (`regex`): a socket under any user's home
+    /// directory, which the section cannot know.
+    Regex {
+        /// An SBPL (POSIX extended) regular expression on the socket's path.
+        regex: &'static str,
+        /// Whose socket it is, as the comment on the generated line.
+        what: &'static str,
+    },
+}
+
+/// The well-known container-daemon and VM sockets on macOS, in the order the section denies them
+/// (docs/sbpl.md has where each comes from). `/var` is a symlink to `/private/var`: both
+/// spellings are denied.
+pub const DAEMON_SOCKETS: [DaemonSocket; 9] = [
+    DaemonSocket::Literal {
+        path: "/var/run/docker.sock",
+        what: "Docker's system socket (Docker Desktop, OrbStack, Colima, podman-mac-helper link it here)",
+    },
+    DaemonSocket::Literal {
+        path: "/private/var/run/docker.sock",
+        what: "the same socket, as the sandbox sees /var",
+    },
+    DaemonSocket::Regex {
+        regex: "^/.*/\\.docker/run/docker\\.sock$",
+        what: "Docker Desktop's per-user socket (~/.docker/run/docker.sock)",
+    },
+    DaemonSocket::Regex {
+        regex: "^/.*/\\.colima/.*docker\\.sock$",
+        what: "Colima's Docker socket (~/.colima/PROFILE/docker.sock)",
+    },
+    DaemonSocket::Regex {
+        regex: "^/.*/\\.orbstack/run/docker\\.sock$",
+        what: "OrbStack's Docker socket (~/.orbstack/run/docker.sock)",
+    },
+    DaemonSocket::Regex {
+        regex: "^/.*/\\.lima/.*sock$",
+        what: "Lima's VM sockets (~/.lima/INSTANCE/sock/docker.sock, ha.sock, ssh.sock)",
+    },
+    DaemonSocket::Regex {
+        regex: "^/.*/podman\\.sock$",
+        what: "Podman's API socket (~/.local/share/containers/podman/machine/.../podman.sock)",
+    },
+    DaemonSocket::Regex {
+        regex: "^/.*/podman-machine-[^/]*$",
+        what: "Podman machine's API sockets ($TMPDIR/podman/podman-machine-default-api.sock)",
+    },
+    DaemonSocket::Regex {
+        regex: "^/.*/\\.rd/docker\\.sock$",
+        what: "Rancher Desktop's Docker socket (~/.rd/docker.sock)",
+    },
+];
 
 /// A Mach service of the system resolver (mDNSResponder) that the section denies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,8 +134,9 @@ pub enum Loopback {
 /// Which Unix sockets the job may connect to (the system resolver's never).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UnixSockets {
-    /// Every socket but the system resolver's: the job's own, and whatever else the host runs
-    /// (a container daemon's socket included: docs/sbpl.md).
+    /// Every socket but the system resolver's and the well-known container-daemon and VM
+    /// sockets ([`DAEMON_SOCKETS`]): the job's own, and whatever else the host runs (a daemon
+    /// socket at an unusual path included: docs/sbpl.md).
     All,
     /// Only sockets under these absolute paths (`--allow-unix-socket`, a subpath each).
     Under(Vec<String>),
@@ -180,8 +246,9 @@ fn header(section: &Section, deny: &[std::ops::RangeInclusive<u16>]) -> String {
     };
     let unix = match &section.unix_sockets {
         UnixSockets::All => {
-            "every socket but the system resolver's (no --allow-unix-socket: a container\n\
-             ;;   daemon's socket too, docs/sbpl.md)"
+            "every socket but the system resolver's and the well-known container-daemon and\n\
+             ;;   VM sockets (no --allow-unix-socket: a daemon's socket at another path stays open,\n\
+             ;;   docs/sbpl.md; --allow-unix-socket with the job's directories is recommended)"
                 .to_owned()
         }
         UnixSockets::Under(paths) => format!(
@@ -206,11 +273,32 @@ fn header(section: &Section, deny: &[std::ops::RangeInclusive<u16>]) -> String {
 
 fn unix_sockets(out: &mut String, sockets: &UnixSockets) {
     match sockets {
-        UnixSockets::All => rule(
-            out,
-            "(allow network-outbound (remote unix-socket))",
-            "Unix sockets: the job's own (the resolver's is denied below)",
-        ),
+        UnixSockets::All => {
+            rule(
+                out,
+                "(allow network-outbound (remote unix-socket))",
+                "Unix sockets: the job's own (the resolver's is denied below)",
+            );
+            out.push_str(
+                ";; A container daemon's or VM's socket starts what no fence holds (docker run --network host).\n",
+            );
+            for socket in DAEMON_SOCKETS {
+                match socket {
+                    DaemonSocket::Literal { path, what } => rule(
+                        out,
+                        &format!(
+                            "(deny network-outbound (remote unix-socket (path-literal \"{path}\")))"
+                        ),
+                        what,
+                    ),
+                    DaemonSocket::Regex { regex, what } => rule(
+                        out,
+                        &format!("(deny network-outbound (regex #\"{regex}\"))"),
+                        what,
+                    ),
+                }
+            }
+        }
         UnixSockets::Under(paths) => {
             for path in paths {
                 rule(

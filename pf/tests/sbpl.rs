@@ -4,7 +4,10 @@
 //! There is no macOS in CI, so this is what checks that the section's order holds.
 #![allow(clippy::unwrap_used)]
 
-use pf::sbpl::{Loopback, RESOLVER_SERVICES, SYSTEM_RESOLVER_SOCKET, Section, UnixSockets, render};
+use pf::sbpl::{
+    DAEMON_SOCKETS, DaemonSocket, Loopback, RESOLVER_SERVICES, SYSTEM_RESOLVER_SOCKET, Section,
+    UnixSockets, render,
+};
 
 /// One s-expression: a list, a bare atom, or a string literal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,7 +18,8 @@ enum Sexp {
 }
 
 /// Parses SBPL text into its top-level forms: `;` comments to the end of the line, strings with
-/// backslash escapes, `#"..."` regex literals read as strings.
+/// backslash escapes, `#"..."` regex literals read as strings with their backslashes kept (a
+/// regex literal's backslash is the regex's own).
 fn parse(text: &str) -> Result<Vec<Sexp>, String> {
     let chars: Vec<char> = text.chars().collect();
     let mut at = 0;
@@ -61,10 +65,10 @@ fn form(chars: &[char], at: &mut usize) -> Result<Sexp, String> {
             }
         }
         ')' => Err(format!("unexpected ) at {at}")),
-        '"' => string(chars, at),
+        '"' => string(chars, at, true),
         '#' if chars.get(*at + 1) == Some(&'"') => {
             *at += 1;
-            string(chars, at)
+            string(chars, at, false)
         }
         _ => {
             let start = *at;
@@ -77,7 +81,7 @@ fn form(chars: &[char], at: &mut usize) -> Result<Sexp, String> {
     }
 }
 
-fn string(chars: &[char], at: &mut usize) -> Result<Sexp, String> {
+fn string(chars: &[char], at: &mut usize, escapes: bool) -> Result<Sexp, String> {
     *at += 1;
     let mut text = String::new();
     loop {
@@ -87,7 +91,7 @@ fn string(chars: &[char], at: &mut usize) -> Result<Sexp, String> {
                 *at += 1;
                 return Ok(Sexp::Str(text));
             }
-            Some('\\') => {
+            Some('\\') if escapes => {
                 text.push(*chars.get(*at + 1).ok_or("dangling backslash")?);
                 *at += 2;
             }
@@ -199,6 +203,12 @@ fn filter_matches(filter: &Sexp, op: &Op) -> bool {
         _ => panic!("a string belongs at {i} of {filter:?}"),
     };
     match (atom(0), op) {
+        // A path filter on network-outbound matches a Unix socket's path (Apple's older
+        // application.sb: `(allow network-outbound (regex #"^/private/tmp/launch-..."))`).
+        (Some("regex"), Op::UnixSocket(path)) => {
+            regex::Regex::new(string(1)).unwrap().is_match(path)
+        }
+        (Some("regex"), Op::Connect { .. }) => false,
         (Some("require-not"), _) => {
             assert_eq!(items.len(), 2, "{filter:?}");
             !filter_matches(&items[1], op)
@@ -735,6 +745,17 @@ fn docs_give_a_source_for_every_denied_name() {
             "the row for {name} cites no source release: {row}"
         );
     }
+    for socket in DAEMON_SOCKETS {
+        let name = match socket {
+            DaemonSocket::Literal { path, .. } => path,
+            DaemonSocket::Regex { regex, .. } => regex,
+        };
+        assert!(
+            doc.lines()
+                .any(|l| l.starts_with("| `") && l.contains(&format!("`{name}`"))),
+            "docs/sbpl.md has no table row for {name}"
+        );
+    }
     for name in TRUST_SERVICES {
         assert!(
             doc.contains(&format!("`{name}`")),
@@ -884,10 +905,16 @@ fn a_job_reaches_its_own_sidecar_and_sockets_and_nothing_of_its_siblings() {
             Some(true),
         ),
         (
-            "any socket",
+            "a socket of the job's",
             UnixSockets::All,
-            Op::UnixSocket("/var/run/docker.sock"),
+            Op::UnixSocket("/private/tmp/job-1/pg/.s.PGSQL.5432"),
             Some(true),
+        ),
+        (
+            "Docker's socket",
+            UnixSockets::All,
+            Op::UnixSocket("/private/var/run/docker.sock"),
+            Some(false),
         ),
         (
             "resolver",
@@ -991,6 +1018,135 @@ fn a_job_reaches_its_own_sidecar_and_sockets_and_nothing_of_its_siblings() {
             }
         ),
         None
+    );
+}
+
+/// Where each well-known daemon socket lives on a real Mac, one path per [`DAEMON_SOCKETS`] entry
+/// at least, and sockets of the job's that must stay open without `--allow-unix-socket`.
+const DAEMON_PATHS: [&str; 12] = [
+    "/var/run/docker.sock",
+    "/private/var/run/docker.sock",
+    "/Users/ci/.docker/run/docker.sock",
+    "/Users/ci/.colima/default/docker.sock",
+    "/Users/ci/.colima/work/docker.sock",
+    "/Users/ci/.orbstack/run/docker.sock",
+    "/Users/ci/.lima/default/sock/docker.sock",
+    "/Users/ci/.lima/colima/ha.sock",
+    "/Users/ci/.local/share/containers/podman/machine/qemu/podman.sock",
+    "/private/var/folders/xy/abc/T/podman/podman-machine-default-api.sock",
+    "/private/var/run/podman/podman.sock",
+    "/Users/ci/.rd/docker.sock",
+];
+const JOB_SOCKETS: [&str; 4] = [
+    "/private/tmp/job-1/pg/.s.PGSQL.5432",
+    "/private/var/folders/xy/abc/T/tmp.x/redis.sock",
+    "/Users/ci/work/job-1/docker-compose.yml.sock",
+    "/Users/ci/.ssh/agent.sock",
+];
+
+/// Without `--allow-unix-socket` the job's own sockets stay open and every well-known container
+/// daemon's and VM's socket is closed, whatever the base profile allows; with it, only the given
+/// paths are open (a daemon's socket under one of them too: the launcher chose it).
+#[test]
+fn container_daemon_sockets_are_closed_by_default() {
+    let base = format!("{ALLOW_RESOLVER}(allow network-outbound (remote unix-socket))\n");
+    for loopback in [Loopback::Open, Loopback::SidecarOnly] {
+        let text = render(&options(loopback, Some(5353))).unwrap();
+        let profile = rules(&parse(&format!("{base}{text}")).unwrap());
+        for path in DAEMON_PATHS {
+            assert_eq!(
+                evaluate(&profile, &Op::UnixSocket(path)),
+                Some(false),
+                "{path}:\n{text}"
+            );
+        }
+        for path in JOB_SOCKETS {
+            assert_eq!(
+                evaluate(&profile, &Op::UnixSocket(path)),
+                Some(true),
+                "{path}:\n{text}"
+            );
+        }
+        // Each denied line matches at least one real path, and comes after the allow of every
+        // socket (later rules win).
+        let allow = profile
+            .iter()
+            .rposition(|r| {
+                r.allow
+                    && r.filters
+                        .iter()
+                        .any(|f| filter_matches(f, &Op::UnixSocket("/x")))
+            })
+            .unwrap();
+        for socket in DAEMON_SOCKETS {
+            let (line, what) = match socket {
+                DaemonSocket::Literal { path, what } => {
+                    (format!("(path-literal \"{path}\")"), what)
+                }
+                DaemonSocket::Regex { regex, what } => (format!("(regex #\"{regex}\")"), what),
+            };
+            let at = text
+                .lines()
+                .find(|l| l.contains(&line))
+                .unwrap_or_else(|| panic!("no line for {line}:\n{text}"));
+            assert!(
+                at.starts_with("(deny network-outbound") && at.ends_with(&format!(" ; {what}")),
+                "{at}"
+            );
+            let rule = &rules(&parse(at).unwrap())[0];
+            assert!(
+                DAEMON_PATHS.iter().any(|p| rule
+                    .filters
+                    .iter()
+                    .any(|f| filter_matches(f, &Op::UnixSocket(p)))),
+                "{at} matches no known socket"
+            );
+            assert!(
+                JOB_SOCKETS.iter().all(|p| !rule
+                    .filters
+                    .iter()
+                    .any(|f| filter_matches(f, &Op::UnixSocket(p)))),
+                "{at} closes a job's socket"
+            );
+        }
+        let first_daemon = profile
+            .iter()
+            .position(|r| {
+                !r.allow
+                    && r.filters
+                        .iter()
+                        .any(|f| filter_matches(f, &Op::UnixSocket(DAEMON_PATHS[0])))
+            })
+            .unwrap();
+        assert!(allow < first_daemon, "{text}");
+    }
+    // With --allow-unix-socket: only the paths given, and the job's choice is its own.
+    let under = Section {
+        unix_sockets: UnixSockets::under(vec![
+            "/private/tmp/job-1".into(),
+            "/Users/ci/.colima".into(),
+        ])
+        .unwrap(),
+        ..options(Loopback::Open, Some(5353))
+    };
+    let text = render(&under).unwrap();
+    let rules = rules(&parse(&format!("{ALLOW_ALL}{text}")).unwrap());
+    for (path, want) in [
+        (JOB_SOCKETS[0], true),
+        (JOB_SOCKETS[1], false),
+        ("/private/var/run/docker.sock", false),
+        ("/Users/ci/.docker/run/docker.sock", false),
+        ("/Users/ci/.colima/default/docker.sock", true),
+    ] {
+        assert_eq!(
+            evaluate(&rules, &Op::UnixSocket(path)),
+            Some(want),
+            "{path}:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("(regex "),
+        "no daemon denies with --allow-unix-socket:\n{text}"
     );
 }
 

@@ -87,8 +87,12 @@ fn nft_meaning(text: &str, uid: u32) -> Vec<Meaning> {
         let Some(rest) = line.strip_prefix(&format!("meta skuid {uid} ")) else {
             continue;
         };
-        // pf writes no ICMP rule for a user (it cannot match one): compared apart.
-        if rest.contains("l4proto icmp") || rest.contains("l4proto ipv6-icmp") {
+        // pf writes no ICMP or other-protocol rule for a user (it cannot match one): compared
+        // apart.
+        if rest.contains("l4proto icmp")
+            || rest.contains("l4proto ipv6-icmp")
+            || rest.contains("l4proto != ")
+        {
             continue;
         }
         let verdict = if rest.ends_with(" accept") {
@@ -159,6 +163,69 @@ fn icmp_is_closed_for_the_user_by_nft_and_pf_says_it_cannot() {
         "egressd_601",
     );
     assert!(!nft_open.contains("l4proto icmp"), "{nft_open}");
+}
+
+/// Every other IP protocol (SCTP, UDP-Lite, raw IP) is refused off loopback too, both families,
+/// after the TCP/UDP and ICMP rules, and never ICMP itself: `--allow-icmp` leaves ICMP open and
+/// still closes the rest. In `--mode lan`, to the special ranges only, as its TCP and UDP. pf
+/// cannot match them by user and says so.
+#[test]
+fn every_other_ip_protocol_is_closed_by_nft_and_pf_says_it_cannot() {
+    let v4 = "meta skuid 601 meta l4proto != { tcp, udp, icmp } ip daddr != 127.0.0.0/8 reject";
+    let v6 = "meta skuid 601 meta l4proto != { tcp, udp, ipv6-icmp } ip6 daddr != ::1 reject";
+    for icmp in [Icmp::Closed, Icmp::Open] {
+        let mut options = options(GOLDEN_UID, UidRange::Service);
+        options.icmp = icmp;
+        let nft = pf::nft::render(
+            &Plan::new(&Policy::builtin(), &options).unwrap(),
+            "egressd_601",
+        );
+        let lines: Vec<&str> = nft.lines().map(str::trim).collect();
+        let at4 = lines.iter().position(|l| *l == v4);
+        let at6 = lines.iter().position(|l| *l == v6);
+        let (Some(at4), Some(at6)) = (at4, at6) else {
+            panic!("{icmp:?}: no other-protocol rules\n{nft}");
+        };
+        // After every TCP/UDP rule (first match wins: the loopback passes come first anyway).
+        let last_tcp_udp = lines
+            .iter()
+            .rposition(|l| l.contains("l4proto tcp") || l.contains("l4proto { tcp, udp }"))
+            .unwrap();
+        assert!(last_tcp_udp < at4 && at4 < at6, "{nft}");
+        assert!(
+            nft.contains("# other:  every other IP protocol from this user (SCTP, UDP-Lite, raw IP...) is refused\n#         everywhere (loopback excepted)."),
+            "{nft}"
+        );
+    }
+    let lan = Options {
+        mode: Mode::Lan,
+        ..options(GOLDEN_UID, UidRange::Service)
+    };
+    let nft = pf::nft::render(&Plan::new(&Policy::builtin(), &lan).unwrap(), "egressd_601");
+    for line in [
+        "meta skuid 601 meta l4proto != { tcp, udp, icmp } ip daddr != 127.0.0.0/8 ip daddr @special4 reject",
+        "meta skuid 601 meta l4proto != { tcp, udp, ipv6-icmp } ip6 daddr != ::1 ip6 daddr @special6 reject",
+    ] {
+        assert!(nft.lines().any(|l| l.trim() == line), "{line}\n{nft}");
+    }
+    assert!(
+        nft.contains("is refused\n#         to the special ranges (loopback excepted)."),
+        "{nft}"
+    );
+    let pf = pf::pf::render(&plan(GOLDEN_UID), pf::pf::DEFAULT_ANCHOR);
+    assert!(
+        pf.contains("# other:  IP protocols but TCP and UDP (SCTP, raw IP...) NOT closed by user"),
+        "{pf}"
+    );
+    for line in pf
+        .lines()
+        .filter(|l| l.starts_with("pass ") || l.starts_with("block "))
+    {
+        assert!(
+            line.contains("proto { tcp udp }") || line.contains("proto tcp"),
+            "{line}"
+        );
+    }
 }
 
 #[test]

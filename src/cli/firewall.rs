@@ -111,7 +111,9 @@ pub struct SbplArgs {
     pub deny_loopback_port: Vec<RangeInclusive<u16>>,
     /// Allow Unix-socket connects only under PATH (repeatable; a subpath, as the sandbox sees it:
     /// /private/tmp/..., /private/var/...). Without it the job may connect to every Unix socket
-    /// but the system resolver's, a container daemon's included (docs/sbpl.md).
+    /// but the system resolver's and the well-known container-daemon and VM sockets (Docker,
+    /// Colima, OrbStack, Lima, Podman, Rancher Desktop); a daemon's socket elsewhere stays open
+    /// (docs/sbpl.md).
     #[arg(long, value_name = "PATH")]
     pub allow_unix_socket: Vec<String>,
     /// Write the section to FILE instead of stdout.

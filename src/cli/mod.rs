@@ -93,8 +93,8 @@ pub enum Command {
     /// and its Mach services (com.apple.dnssd.service and mDNSResponder's others); trust services
     /// that TLS certificate checks need are left alone. Loopback is open by default (CI jobs call
     /// their own servers); --loopback sidecar closes it but for egressd. Unix sockets are open but
-    /// for the resolver's; --allow-unix-socket PATH keeps them to the job's own directories (a
-    /// container daemon's socket is a way out). Append the section at the end of the profile; see
+    /// for the resolver's and the well-known container-daemon and VM sockets; --allow-unix-socket
+    /// PATH keeps them to the job's own directories (a daemon's socket is a way out). Append the section at the end of the profile; see
     /// docs/sbpl.md and docs/launcher.md.
     ///
     /// Exit status: 0 on success, 2 for bad input.

@@ -82,7 +82,9 @@ impl Prober {
 /// sends and awaits an echo; `dns ADDR` sends a DNS query and awaits any answer; `icmp IP` pings
 /// once (iputils `ping`, through a ping socket); `environ PID NEEDLE` reads another process's
 /// environment from /proc: "ok" if it holds NEEDLE, "absent" if not, "missing" if there is no
-/// such process here, "refused" if reading it is not permitted.
+/// such process here, "refused" if reading it is not permitted; `udplite ADDR` sends one UDP-Lite
+/// datagram (IP protocol 136, which a user may send without privilege) through python3: "sent",
+/// or "refused" if the kernel refused it (a firewall rule on output fails the send with EPERM).
 pub fn probe_once(spec: &str) -> String {
     use std::io::ErrorKind;
     let (proto, addr) = spec.split_once(' ').unwrap();
@@ -98,6 +100,9 @@ pub fn probe_once(spec: &str) -> String {
     }
     if proto == "icmp" {
         return ping(addr);
+    }
+    if proto == "udplite" {
+        return udplite(addr);
     }
     let addr: SocketAddr = addr.parse().unwrap();
     let patience = Duration::from_secs(3);
@@ -177,5 +182,38 @@ fn ping(ip: &str) -> String {
         "timeout".into()
     } else {
         format!("error:{}", text.trim().replace('\n', " | "))
+    }
+}
+
+/// One UDP-Lite datagram to `addr` (no answer awaited: nothing in std speaks UDP-Lite, so python3
+/// sends it).
+fn udplite(addr: &str) -> String {
+    const SEND: &str = r#"import socket, sys
+host, port = sys.argv[1].rsplit(':', 1)
+host = host.strip('[]')
+family = socket.AF_INET6 if ':' in host else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM, 136)
+try:
+    s.sendto(b'probe', (host, int(port)))
+    print('sent')
+except PermissionError:
+    print('refused')
+except OSError as e:
+    print('error:%s' % e)
+"#;
+    // The system's python3: one on PATH may be a shim under root's home that this user cannot
+    // run (pyenv).
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    match Command::new(python).args(["-c", SEND, addr]).output() {
+        Ok(out) if !out.stdout.is_empty() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Ok(out) => format!(
+            "error:{python}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => format!("error:{python}: {e}"),
     }
 }
