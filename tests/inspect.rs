@@ -643,21 +643,22 @@ fn a_refused_connect_to_an_inspected_name_is_answered_inside_tls() {
     }
 }
 
-/// The reason egressd gives a refused CONNECT to origin.test on a port its rule does not name.
-const PORT_REFUSAL: &str = "Forbidden by egressd: port-not-allowed port 1";
+/// The reason egressd gives a refused CONNECT to origin.test on a port its rule does not name
+/// (2: not 1, which fetch refuses to ask for at all, as a "bad port").
+const PORT_REFUSAL: &str = "Forbidden by egressd: port-not-allowed port 2";
 
 #[test]
 #[ignore = "needs curl: run by .ci/run"]
 fn curl_shows_a_refusal_answered_inside_tls() {
     let world = World::start();
     let env = ProxyEnv::from_ready(&world.sidecar.ready);
-    let run = curl_env(&env, "https://origin.test:1/");
+    let run = curl_env(&env, "https://origin.test:2/");
     // `-i` shows the CONNECT's 200, then the answer inside TLS.
     let inside = format!("\r\n\r\nHTTP/1.1 403 {PORT_REFUSAL}\r\n");
     assert!(run.stdout.contains(&inside), "{run:?}");
     assert!(
         run.stdout
-            .contains("egressd: 403 Forbidden: origin.test:1: "),
+            .contains("egressd: 403 Forbidden: origin.test:2: "),
         "{run:?}"
     );
 }
@@ -667,12 +668,12 @@ fn curl_shows_a_refusal_answered_inside_tls() {
 fn git_shows_a_refusal_answered_inside_tls() {
     let world = World::start();
     let env = ProxyEnv::from_ready(&world.sidecar.ready);
-    let run = git_ls_remote(&env, "https://origin.test:1/repo.git");
+    let run = git_ls_remote(&env, "https://origin.test:2/repo.git");
     assert_ne!(run.code, 0, "{run:?}");
     // git prints a text/plain error body as `remote:` lines.
     assert!(
         run.stderr
-            .contains("remote: egressd: 403 Forbidden: origin.test:1: "),
+            .contains("remote: egressd: 403 Forbidden: origin.test:2: "),
         "{run:?}"
     );
 }
@@ -688,14 +689,14 @@ fn wget_with_the_documented_wgetrc_line_shows_a_refusal_answered_inside_tls() {
         "wgetrc",
         &format!("ca_certificate = {bundle}\n"),
     );
-    let run = wget_with_rc(&env, "https://origin.test:1/", &rc);
+    let run = wget_with_rc(&env, "https://origin.test:2/", &rc);
     assert!(
         run.stderr.contains(&format!("ERROR 403: {PORT_REFUSAL}")),
         "{run:?}"
     );
     // Without the line wget trusts none of the env block's variables: a certificate error.
     let empty = write(world.dir.path(), "empty-wgetrc", "");
-    let untrusted = wget_with_rc(&env, "https://origin.test:1/", &empty);
+    let untrusted = wget_with_rc(&env, "https://origin.test:2/", &empty);
     assert!(!untrusted.stderr.contains("ERROR 403"), "{untrusted:?}");
     assert!(untrusted.stderr.contains("certificate"), "{untrusted:?}");
 }
@@ -705,7 +706,7 @@ fn wget_with_the_documented_wgetrc_line_shows_a_refusal_answered_inside_tls() {
 fn python_urllib_shows_a_refusal_answered_inside_tls() {
     let world = World::start();
     let env = ProxyEnv::from_ready(&world.sidecar.ready);
-    let run = python_urlopen(&env, "https://origin.test:1/");
+    let run = python_urlopen(&env, "https://origin.test:2/");
     let parts: Vec<&str> = run.stdout.splitn(4, '|').collect();
     assert_eq!(
         parts[..3],
@@ -713,7 +714,7 @@ fn python_urllib_shows_a_refusal_answered_inside_tls() {
         "{run:?}"
     );
     assert!(
-        parts[3].starts_with("egressd: 403 Forbidden: origin.test:1: "),
+        parts[3].starts_with("egressd: 403 Forbidden: origin.test:2: "),
         "{run:?}"
     );
 }
@@ -724,13 +725,13 @@ fn cargo_shows_a_refusal_answered_inside_tls() {
     let world = World::start();
     let env = ProxyEnv::from_ready(&world.sidecar.ready);
     let home = tempfile::tempdir().unwrap();
-    let run = cargo_search(&env, "https://origin.test:1/index/", home.path());
+    let run = cargo_search(&env, "https://origin.test:2/index/", home.path());
     assert_ne!(run.code, 0, "{run:?}");
     // cargo prints the status and the body of a failed index request.
     assert!(run.stderr.contains("got 403"), "{run:?}");
     assert!(
         run.stderr
-            .contains("egressd: 403 Forbidden: origin.test:1: "),
+            .contains("egressd: 403 Forbidden: origin.test:2: "),
         "{run:?}"
     );
 }
@@ -740,7 +741,7 @@ fn cargo_shows_a_refusal_answered_inside_tls() {
 fn node_fetch_shows_a_refusal_answered_inside_tls() {
     let world = World::start();
     let env = ProxyEnv::from_ready(&world.sidecar.ready);
-    let run = node_fetch(&env, "https://origin.test:1/");
+    let run = node_fetch(&env, "https://origin.test:2/");
     assert_eq!(run.code, 0, "{run:?}");
     let parts: Vec<&str> = run.stdout.splitn(4, '|').collect();
     assert_eq!(
@@ -749,7 +750,7 @@ fn node_fetch_shows_a_refusal_answered_inside_tls() {
         "{run:?}"
     );
     assert!(
-        parts[3].starts_with("egressd: 403 Forbidden: origin.test:1: "),
+        parts[3].starts_with("egressd: 403 Forbidden: origin.test:2: "),
         "{run:?}"
     );
 }

@@ -103,7 +103,8 @@ pub(crate) fn answer(
             (Inside::Tls(name), Some(inspect)) => {
                 let io = TokioIo::new(upgraded);
                 let accepted =
-                    crate::inspect::accept(io, &name, &inspect, header_read_timeout).await;
+                    crate::inspect::accept(io, &name, &inspect, header_read_timeout, crate::inspect::Alpn::Http1Only)
+                        .await;
                 match accepted {
                     Ok(tls) => builder.serve_connection(TokioIo::new(tls), refusal).await,
                     Err(ended) => {

@@ -126,7 +126,7 @@ impl CertificateAuthority {
     }
 
     /// The TLS server configuration presenting a leaf certificate for `name` (a canonical DNS
-    /// name), minted now or taken from the cache. HTTP/1.1 is the only protocol offered (ALPN).
+    /// name), minted now or taken from the cache. It offers h2, then HTTP/1.1 (ALPN).
     pub(crate) fn server_config(&self, name: &str) -> Result<Arc<ServerConfig>, CaError> {
         {
             let leaves = self.leaves.lock().unwrap_or_else(|p| p.into_inner());

@@ -125,7 +125,15 @@ pub(crate) fn spawn(
             bytes: audit.bytes.clone(),
         };
         let limits = &shared.config.limits;
-        let tls = match accept(io, &name, &inspect, limits.header_read_timeout).await {
+        let tls = match accept(
+            io,
+            &name,
+            &inspect,
+            limits.header_read_timeout,
+            Alpn::Offered,
+        )
+        .await
+        {
             Ok(tls) => tls,
             Err(ended) => {
                 tracing::info!(target = %name, reason = ended.code(), "inspected session refused");
@@ -225,12 +233,22 @@ pub(crate) fn spawn(
     });
 }
 
+/// What a session's TLS offers the client by ALPN.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Alpn {
+    /// HTTP/2 when the client offers it, else HTTP/1.1: an inspected session.
+    Offered,
+    /// HTTP/1.1 only: a refusal answered inside TLS, served as one HTTP/1.1 response.
+    Http1Only,
+}
+
 /// The TLS handshake with the client, after its SNI was checked against the CONNECT host.
 pub(crate) async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
     io: IO,
     name: &DomainName,
     inspect: &InspectConfig,
     timeout: std::time::Duration,
+    alpn: Alpn,
 ) -> Result<tokio_rustls::server::TlsStream<IO>, Ended> {
     let handshake = async {
         let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
@@ -241,10 +259,15 @@ pub(crate) async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
             Some(Ok(sni)) if sni == *name => {}
             Some(_) => return Err(Ended::SniMismatch),
         }
-        let config = inspect.ca.server_config(name.as_str()).map_err(|error| {
+        let mut config = inspect.ca.server_config(name.as_str()).map_err(|error| {
             tracing::error!(%error, "cannot mint a leaf certificate");
             Ended::ClientTls
         })?;
+        if alpn == Alpn::Http1Only {
+            let mut http1 = (*config).clone();
+            http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+            config = Arc::new(http1);
+        }
         start
             .into_stream(config)
             .await
