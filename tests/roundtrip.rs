@@ -169,7 +169,10 @@ fn round_trip() {
         let sidecar = sidecar(&start, &audit, &[]);
         assert_eq!(sidecar.ready["mode"], "report");
         let seen = Job { sidecar: &sidecar }.run();
+        // The sidecar is killed at the end of this block: every event the suggestion reads must
+        // be written first, the stub's query included (it is written after its answer is sent).
         request_events(&audit, 7);
+        dns_events(&audit, 1);
         seen
     };
     assert_eq!(

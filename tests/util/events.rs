@@ -27,6 +27,11 @@ pub fn socks_events(path: &Path, count: usize) -> Vec<serde_json::Value> {
     wait_for_events(path, audit::Socks::MESSAGE, count)
 }
 
+/// [`request_events`] for the DNS stub's query events.
+pub fn dns_events(path: &Path, count: usize) -> Vec<serde_json::Value> {
+    wait_for_events(path, audit::DnsQuery::MESSAGE, count)
+}
+
 fn wait_for_events(path: &Path, message: &str, count: usize) -> Vec<serde_json::Value> {
     let read = || std::fs::read_to_string(path).unwrap_or_default();
     let deadline = Instant::now() + PATIENCE;

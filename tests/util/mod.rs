@@ -44,7 +44,7 @@ pub use cases::{AMBIGUOUS_IPV4, builtin_refused, lan_hosts, refused_on_loopback}
 pub use clients::{Client, dig, python_urllib};
 pub use dns::{FakeDns, Zone};
 pub use env_clients::EnvClient;
-pub use events::{events_of, request_events, socks_events};
+pub use events::{dns_events, events_of, request_events, socks_events};
 pub use exchange::{connect_tcp, exchange, request_head};
 pub use gated_dns::GatedDns;
 pub use h2::{H2Origin, h2_fetch, h2_session};
