@@ -170,6 +170,13 @@ impl Audit {
         self.verdict = Verdict::Challenge;
     }
 
+    /// What was relayed after the status was sent broke off for `reason` (an origin's frame
+    /// egressd could not follow, say): an error, with the status that was sent.
+    pub fn broke_off(&mut self, reason: &'static str) {
+        self.verdict = Verdict::Error;
+        self.reason = reason;
+    }
+
     /// The request ended with `failure`.
     pub fn failed(&mut self, failure: &Failure) {
         if self.verdict == Verdict::WouldDeny && !failure.is_refusal() {

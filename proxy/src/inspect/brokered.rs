@@ -229,23 +229,97 @@ pub(crate) fn scrub_headers(headers: &mut HeaderMap, swapped: &[Swapped]) {
     }
 }
 
+/// Where `needle` first occurs in `haystack` at or after `from`: the one matcher that every
+/// scrubbing here (headers, bodies, WebSocket frames) uses.
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|at| from + at)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    find(haystack, needle, 0).is_some()
 }
 
 fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(haystack.len());
     let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
+    while let Some(at) = find(haystack, needle, i) {
+        out.extend_from_slice(&haystack[i..at]);
+        out.extend_from_slice(with);
+        i = at + needle.len();
+    }
+    out.extend_from_slice(&haystack[i..]);
+    out
+}
+
+/// How many bytes of a stream must wait for the next ones before they can be passed on: one
+/// fewer than the longest value, so that a value split across two pieces is whole in one of them.
+fn held_back<'a>(values: impl IntoIterator<Item = &'a Bytes>) -> usize {
+    values
+        .into_iter()
+        .map(|v| v.len().saturating_sub(1))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Scrubbing in place, for bytes whose length must not change (a WebSocket frame's payload,
+/// whose length its header has already said): each occurrence of a real value becomes as many
+/// filler bytes. The filler is one ASCII byte that is in no value (`*` unless a value holds it),
+/// so text stays valid UTF-8 (a value is a whole UTF-8 string, so it starts and ends on character
+/// boundaries), and no value can be made of filler and the bytes around it: a scrubbed stream
+/// holds no value.
+#[derive(Clone)]
+pub(crate) struct Masker {
+    values: Vec<Bytes>,
+    filler: u8,
+}
+
+impl Masker {
+    pub(crate) fn new(swapped: &[Swapped]) -> Self {
+        let values: Vec<Bytes> = swapped.iter().map(|s| s.real.clone()).collect();
+        // A value is a header value: visible ASCII, space and tab, never NUL; NUL is the last
+        // resort for values that hold every other candidate.
+        let filler = std::iter::once(b'*')
+            .chain(0x21..=0x7e)
+            .find(|byte| values.iter().all(|v| !v.contains(byte)))
+            .unwrap_or(0);
+        Self { values, filler }
+    }
+
+    /// How many bytes at the end of a stream must wait for the next ones (see [`held_back`]).
+    pub(crate) fn held_back(&self) -> usize {
+        held_back(&self.values)
+    }
+
+    /// A masker for `values`, for tests elsewhere.
+    #[cfg(test)]
+    pub(crate) fn of(values: &[&'static str]) -> Self {
+        let swapped: Vec<Swapped> = values
+            .iter()
+            .map(|v| Swapped {
+                real: Bytes::from_static(v.as_bytes()),
+                placeholder: Bytes::from_static(b"PH"),
+            })
+            .collect();
+        Self::new(&swapped)
+    }
+
+    /// Overwrites every occurrence of a value in `bytes` with filler.
+    pub(crate) fn mask(&self, bytes: &mut [u8]) {
+        for value in &self.values {
+            let mut from = 0;
+            while let Some(at) = find(bytes, value, from) {
+                bytes[at..at + value.len()].fill(self.filler);
+                from = at + value.len();
+            }
         }
     }
-    out
 }
 
 /// A response body with every real value replaced by its placeholder, also across frames: the
@@ -263,11 +337,7 @@ pub(crate) struct Redacting<B> {
 
 impl<B> Redacting<B> {
     pub(crate) fn new(inner: B, swapped: Vec<Swapped>) -> Self {
-        let keep = swapped
-            .iter()
-            .map(|s| s.real.len().saturating_sub(1))
-            .max()
-            .unwrap_or(0);
+        let keep = held_back(swapped.iter().map(|s| &s.real));
         Self {
             inner,
             swapped,
@@ -543,6 +613,33 @@ value_env = "NET"
         assert_eq!(trailers["x-echo"], "PLACEHOLDER_API");
         assert_eq!(trailers.len(), 1);
         assert_eq!(&collected.to_bytes()[..], b"body real-api-");
+    }
+
+    #[test]
+    fn masking_keeps_the_length_and_leaves_no_value() {
+        let cases: [(&[&'static str], &str, &str); 5] = [
+            (
+                &["SECRET"],
+                "a SECRET and SECRETSECRET.",
+                "a ****** and ************.",
+            ),
+            (&["SECRET"], "SECRE", "SECRE"),
+            // The filler is in no value: a value of stars and the byte before it cannot be
+            // rebuilt from filler.
+            (&["a***"], "aa***", "a!!!!"),
+            (&["ab", "b*"], "abb*", "!!!!"),
+            (&["é-secret"], "é é-secret é", "é ********* é"),
+        ];
+        for (values, input, want) in cases {
+            let mut bytes = input.as_bytes().to_vec();
+            Masker::of(values).mask(&mut bytes);
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                want,
+                "{values:?} {input}"
+            );
+        }
+        assert_eq!(Masker::of(&["12345", "ab"]).held_back(), 4);
     }
 
     /// A body of the given frames.

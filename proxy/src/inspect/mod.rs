@@ -15,7 +15,8 @@
 //!    to the same address), HTTP/2 or HTTP/1.1 as the origin agrees; `flow`: HTTP/2's memory
 //!    bounds on both sides.
 //! 4. `brokered`: credential placeholders in, real values out of responses.
-//! 5. `websocket`: an upgrade the origin accepts, relayed frame bytes both ways.
+//! 5. `websocket`: an upgrade the origin accepts, relayed frame bytes both ways (`frames`: the
+//!    origin's scrubbed of brokered values, when the upgrade carried one).
 //!
 //! What it does not do: upgrades other than WebSocket over HTTP/1.1 (`Upgrade` is hop-by-hop and
 //! removed; no extended CONNECT over HTTP/2), or inspect anything a rule does not mark.
@@ -24,6 +25,7 @@ pub(crate) mod brokered;
 mod ca;
 pub(crate) mod config;
 mod flow;
+mod frames;
 mod request;
 mod session;
 mod upstream;

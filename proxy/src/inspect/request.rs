@@ -37,6 +37,9 @@ enum Refusal {
     CredentialUnavailable(Arc<CredentialRule>),
     /// The origin answered a request that carried a real value in a coding egressd cannot scrub.
     Encoded(Encoded),
+    /// The origin accepted a WebSocket that carried a real value with an extension (compression)
+    /// egressd did not offer: its frames could not be scrubbed.
+    Extension,
     /// `CONNECT` (or another authority-form request) inside the session: there is nothing to
     /// tunnel to from here, and the origin would read it as a request for `/`.
     Tunnel,
@@ -50,13 +53,15 @@ impl Refusal {
             Self::Exfiltration(..) => "credential-exfiltration",
             Self::CredentialUnavailable(_) => "credential-unavailable",
             Self::Tunnel => "connect-in-session",
-            Self::Encoded(_) => "credential-encoding",
+            Self::Encoded(_) | Self::Extension => "credential-encoding",
         }
     }
 
     fn status(&self) -> StatusCode {
         match self {
-            Self::CredentialUnavailable(_) | Self::Encoded(_) => StatusCode::BAD_GATEWAY,
+            Self::CredentialUnavailable(_) | Self::Encoded(_) | Self::Extension => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::Tunnel => StatusCode::METHOD_NOT_ALLOWED,
             _ => StatusCode::FORBIDDEN,
         }
@@ -83,6 +88,10 @@ impl Refusal {
                 "the origin answered a request that carried a brokered credential in {coding} \
                  coding, which egressd cannot scrub of the credential (it asked for identity)"
             ),
+            Self::Extension => "the origin accepted a WebSocket that carried a brokered \
+                 credential with an extension (compression) egressd did not offer, whose frames \
+                 egressd cannot scrub of the credential"
+                .to_owned(),
             Self::Tunnel => "CONNECT and other authority-form requests are not served inside an \
                  inspected session; send requests for paths (GET /path) on it"
                 .to_owned(),
@@ -124,7 +133,7 @@ impl Refusal {
     /// The label for the rule header: the allow rule, or the credential.
     fn rule_label(&self) -> Option<String> {
         match self {
-            Self::HostMismatch | Self::Tunnel | Self::Encoded(_) => None,
+            Self::HostMismatch | Self::Tunnel | Self::Encoded(_) | Self::Extension => None,
             Self::Request(_, decision) => decision.rule.as_ref().map(|r| r.label().to_string()),
             Self::Exfiltration(credential, _) | Self::CredentialUnavailable(credential) => {
                 Some(credential.label())
@@ -266,6 +275,8 @@ pub(crate) async fn handle(
         );
         headers.remove(header::RANGE);
         headers.remove(header::IF_RANGE);
+        // A WebSocket goes without compression, so that its frames can be scrubbed too.
+        headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
     }
     if let Ok(host) = HeaderValue::from_str(&session.authority) {
         headers.insert(header::HOST, host);
@@ -348,6 +359,16 @@ fn switch(
         );
         return refuse(&mut audit, &destination, failure);
     };
+    if !swapped.is_empty()
+        && response
+            .headers()
+            .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+    {
+        // RFC 6455 §9.1: an extension the client did not offer is the origin's error; it would
+        // hide the value from the scrubbing.
+        tracing::warn!(%destination, "the origin agreed a WebSocket extension egressd did not offer; refused");
+        return Refusal::Extension.respond(&mut audit, &destination);
+    }
     let origin = hyper::upgrade::on(&mut response);
     let (mut parts, _) = response.into_parts();
     if !swapped.is_empty() {
@@ -358,7 +379,7 @@ fn switch(
     strip_egressd_headers(&mut parts.headers);
     scrub_headers(&mut parts.headers, swapped);
     websocket::restore_upgrade(&mut parts.headers);
-    let relay = Relay::new(client, origin, audit, destination);
+    let relay = Relay::new(client, origin, audit, destination, swapped.to_vec());
     *session
         .relay
         .lock()

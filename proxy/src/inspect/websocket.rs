@@ -2,14 +2,20 @@
 //! HTTP/1.1) is decided like any request of the session (`request.rs`: Host, the name under the
 //! policy of now, `methods`, `paths`, placeholders, credentials in, attribution), and goes to the
 //! origin with its upgrade headers put back. When the origin answers `101` with
-//! `Upgrade: websocket`, the client gets that `101` and the frames are relayed both ways as they
-//! are (compressed or not: the extensions are the two ends' business) with the tunnel idle
-//! timeout; the request's audit event is written when the relay ends, with the frames' bytes.
+//! `Upgrade: websocket`, the client gets that `101` and the frames are relayed both ways with
+//! the tunnel idle timeout; the request's audit event is written when the relay ends, with the
+//! bytes written each way.
 //!
-//! What it does not do: look into the frames (a brokered value an origin echoes in a message is
-//! not scrubbed: docs/tls.md says so), relay any other upgrade (`Upgrade: h2c` and the like are
-//! hop-by-hop headers, removed, and the request goes on as a plain one), or WebSocket over
-//! HTTP/2 (RFC 8441's extended CONNECT).
+//! How the frames go depends on the upgrade request. Without a brokered credential they go as
+//! they are (compressed or not: the extensions are the two ends' business). With one, the
+//! request went without `Sec-WebSocket-Extensions` (no compression: `request.rs`), and the
+//! origin's frames are scrubbed of the value on their way (`frames.rs`); the client's go as they
+//! are (they carry nothing of the value: the client never had it).
+//!
+//! What it does not do: relay any other upgrade (`Upgrade: h2c` and the like are hop-by-hop
+//! headers, removed, and the request goes on as a plain one), or WebSocket over HTTP/2 (RFC 8441's
+//! extended CONNECT: the HTTP/2 server never sends `SETTINGS_ENABLE_CONNECT_PROTOCOL`, so
+//! clients open an HTTP/1.1 connection for it).
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -17,6 +23,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::audit::Audit;
+use crate::inspect::brokered::{Masker, Swapped};
+use crate::inspect::frames::{FrameError, FrameScrubber, Scrubbed};
 use crate::limits::Limits;
 use crate::tunnel::{self, TunnelEnd};
 
@@ -74,6 +82,8 @@ pub(crate) struct Relay {
     origin: OnUpgrade,
     audit: Audit,
     destination: String,
+    /// The values the upgrade request carried: the origin's frames are scrubbed of them.
+    swapped: Vec<Swapped>,
 }
 
 impl Relay {
@@ -82,23 +92,27 @@ impl Relay {
         origin: OnUpgrade,
         audit: Audit,
         destination: String,
+        swapped: Vec<Swapped>,
     ) -> Self {
         Self {
             client,
             origin,
             audit,
             destination,
+            swapped,
         }
     }
 
-    /// Moves frames both ways until both sides have closed, one fails, or nothing has moved for
-    /// the tunnel idle timeout; then the request's audit event is written.
+    /// Moves frames both ways (the origin's scrubbed, when the upgrade carried a brokered
+    /// value) until both sides have closed, one fails, or nothing has moved for the tunnel idle
+    /// timeout; then the request's audit event is written.
     pub(crate) async fn run(self, limits: &Limits) {
         let Self {
             client,
             origin,
-            audit,
+            mut audit,
             destination,
+            swapped,
         } = self;
         let (client, origin) = match tokio::join!(client, origin) {
             (Ok(client), Ok(origin)) => (client, origin),
@@ -109,13 +123,30 @@ impl Relay {
         };
         let (client, origin) = (TokioIo::new(client), TokioIo::new(origin));
         let idle = limits.tunnel_idle_timeout;
-        match tunnel::run(client, origin, &audit.bytes, idle, BUFFER).await {
+        let end = if swapped.is_empty() {
+            tunnel::run(client, origin, &audit.bytes, idle, BUFFER).await
+        } else {
+            let scrubber = FrameScrubber::new(Masker::new(&swapped));
+            let origin = Scrubbed::new(origin, scrubber, BUFFER);
+            tunnel::run(client, origin, &audit.bytes, idle, BUFFER).await
+        };
+        match end {
             TunnelEnd::Closed => {}
             TunnelEnd::Idle => {
                 tracing::debug!(%destination, "WebSocket closed after the idle timeout")
             }
             TunnelEnd::Error(error) => {
-                tracing::debug!(%destination, %error, "WebSocket ended with an error")
+                let frame = error.get_ref().and_then(|e| e.downcast_ref::<FrameError>());
+                if let Some(frame) = frame {
+                    tracing::warn!(
+                        %destination,
+                        %frame,
+                        "the origin sent a WebSocket frame egressd cannot scrub; closed"
+                    );
+                    audit.broke_off("upstream-error");
+                } else {
+                    tracing::debug!(%destination, %error, "WebSocket ended with an error")
+                }
             }
         }
         drop(audit);
