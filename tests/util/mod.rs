@@ -55,7 +55,7 @@ pub use parent::RecordingParent;
 pub use policies::{NO_RESOLVER, loopback_policy};
 pub use probe::{Prober, probe_once};
 pub use proxy_env::{ProxyEnv, output_within};
-pub use py_peers::{PeerProcess, grpc_client, websocket_client};
+pub use py_peers::{PeerProcess, grpc_client, websocket_client, websocket_spy_client};
 pub use refusal_clients::{
     cargo_search, curl_env, git_ls_remote, node_fetch, npm_install, pip_download, python_urlopen,
     wget, wget_with_rc,

@@ -104,6 +104,147 @@ async def main():
 asyncio.run(main())
 "#;
 
+/// The WebSocket origin that echoes the `Authorization` it was sent everywhere a frame can hold
+/// it: a text message, a binary one, a text message in fragments that split the value (after
+/// `Bearer ` and five more characters), a ping's payload and the close reason (code 4002). Its
+/// log line: the path, the `Authorization` and `Sec-WebSocket-Extensions` it got, the extensions
+/// agreed.
+const WS_ECHO_ORIGIN: &str = r#"
+import json, ssl, sys, asyncio
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+cert, key, log = sys.argv[1:4]
+
+async def handler(ws):
+    headers = ws.request.headers
+    auth = headers.get("Authorization", "")
+    entry = {
+        "path": ws.request.path,
+        "authorization": auth,
+        "offered_extensions": headers.get("Sec-WebSocket-Extensions"),
+        "extensions": [e.name for e in ws.protocol.extensions],
+    }
+    try:
+        await ws.send(f"text echo: {auth}")
+        await ws.send(b"\x00\xffbinary " + auth.encode())
+        split = len("Bearer ") + 5
+        await ws.send([f"frag: {auth[:split]}", f"{auth[split:]} end"])
+        await ws.ping(auth.encode())
+        await ws.close(4002, f"bye {auth}")
+    except ConnectionClosed:
+        pass
+    await ws.wait_closed()
+    with open(log, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+async def main():
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    async with serve(handler, "127.0.0.1", 0, ssl=context) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+
+asyncio.run(main())
+"#;
+
+/// A WebSocket origin that breaks the protocol, written by hand: it accepts every upgrade, and on
+/// a path ending in `/extension` names `permessage-deflate` in its `101` though nobody offered
+/// it; on one ending in `/rsv` it then sends a text frame with RSV1 set. It keeps the connection
+/// until the peer closes it. Its log line, at once: the path and the `Sec-WebSocket-Extensions`
+/// it got.
+const WS_RAW_ORIGIN: &str = r#"
+import asyncio, base64, hashlib, json, ssl, sys
+
+cert, key, log = sys.argv[1:4]
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+async def handle(reader, writer):
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    path = head[0].split(" ")[1]
+    headers = {}
+    for line in head[1:]:
+        if ": " in line:
+            name, value = line.split(": ", 1)
+            headers[name.lower()] = value
+    digest = hashlib.sha1((headers.get("sec-websocket-key", "") + GUID).encode()).digest()
+    response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + base64.b64encode(digest).decode() + "\r\n")
+    if path.endswith("/extension"):
+        response += "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    writer.write((response + "\r\n").encode())
+    if path.endswith("/rsv"):
+        writer.write(b"\xc1\x05hello")
+    await writer.drain()
+    entry = {"path": path, "offered_extensions": headers.get("sec-websocket-extensions")}
+    with open(log, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+    try:
+        await reader.read()
+    except Exception:
+        pass
+    writer.close()
+
+async def main():
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Future()
+
+asyncio.run(main())
+"#;
+
+/// The WebSocket client that records every frame it receives: `URL COMPRESSION [HEADER...]`.
+/// It reads messages until the origin closes, and prints the extensions agreed, the messages,
+/// the frames (opcode name, FIN, payload; bytes as Latin-1) and the close received.
+const WS_SPY_CLIENT: &str = r#"
+import asyncio, json, sys
+from websockets.asyncio.client import connect, ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame
+
+url, compression, *hs = sys.argv[1:]
+headers = [tuple(h.split(": ", 1)) for h in hs]
+frames = []
+
+class Spy(ClientConnection):
+    def process_event(self, event):
+        # The handshake's response comes this way too.
+        if isinstance(event, Frame):
+            frames.append([event.opcode.name, event.fin, bytes(event.data).decode("latin-1")])
+        super().process_event(event)
+
+async def main():
+    out = {}
+    try:
+        async with connect(url, additional_headers=headers, create_connection=Spy,
+                           compression=None if compression == "none" else "deflate",
+                           open_timeout=20, close_timeout=20, ping_interval=None) as ws:
+            out["extensions"] = [e.name for e in ws.protocol.extensions]
+            messages = []
+            try:
+                async for message in ws:
+                    if isinstance(message, bytes):
+                        message = message.decode("latin-1")
+                    messages.append(message)
+            except ConnectionClosed:
+                pass
+            out["messages"] = messages
+            rcvd = ws.protocol.close_rcvd
+            out["close_received"] = [rcvd.code, rcvd.reason] if rcvd else None
+    except InvalidStatus as e:
+        out["status"] = e.response.status_code
+        out["reason"] = e.response.headers.get("x-egressd-reason", "")
+    except Exception as e:
+        out["error"] = repr(e)
+    out["frames"] = frames
+    print(json.dumps(out))
+
+asyncio.run(main())
+"#;
+
 /// A peer process, killed on drop.
 pub struct PeerProcess {
     child: Child,
@@ -155,6 +296,16 @@ impl PeerProcess {
     /// The WebSocket origin for `names`.
     pub fn websocket_origin(ca: &TestCa, names: &[&str]) -> Self {
         Self::start_python(WS_ORIGIN, ca, names)
+    }
+
+    /// The WebSocket origin that echoes the credential it gets in every frame ([`WS_ECHO_ORIGIN`]).
+    pub fn websocket_echo_origin(ca: &TestCa, names: &[&str]) -> Self {
+        Self::start_python(WS_ECHO_ORIGIN, ca, names)
+    }
+
+    /// The WebSocket origin that breaks the protocol ([`WS_RAW_ORIGIN`]).
+    pub fn websocket_raw_origin(ca: &TestCa, names: &[&str]) -> Self {
+        Self::start_python(WS_RAW_ORIGIN, ca, names)
     }
 
     /// The first `count` JSON lines of the peer's log, waiting for them (up to [`PATIENCE`]).
@@ -238,6 +389,20 @@ pub fn websocket_client(
     let mut args = vec![url, compression, closer];
     args.extend_from_slice(headers);
     python_client(WS_CLIENT, env, &args)
+}
+
+/// The frame-recording WebSocket client ([`WS_SPY_CLIENT`]): `url`, offering
+/// permessage-deflate or not, with `headers`.
+pub fn websocket_spy_client(
+    env: &serde_json::Value,
+    url: &str,
+    deflate: bool,
+    headers: &[&str],
+) -> serde_json::Value {
+    let compression = if deflate { "deflate" } else { "none" };
+    let mut args = vec![url, compression];
+    args.extend_from_slice(headers);
+    python_client(WS_SPY_CLIENT, env, &args)
 }
 
 /// The gRPC origin (grpcio, no `.proto`: generic handlers on raw bytes), service `test.Echo`:
