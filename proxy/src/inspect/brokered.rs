@@ -78,7 +78,8 @@ struct Entry {
     value: Option<Bytes>,
 }
 
-/// A value put into a request, and its placeholder: what the response is scrubbed of.
+/// A value put into a request, and what the response gets in its place: its placeholder, or
+/// filler of its length when the placeholder shares bytes with a value ([`scrubbed_as`]).
 #[derive(Clone)]
 pub(crate) struct Swapped {
     real: Bytes,
@@ -153,6 +154,10 @@ impl Brokered {
                     });
                 }
             }
+        }
+        let values: Vec<Bytes> = swapped.iter().map(|s| s.real.clone()).collect();
+        for swap in &mut swapped {
+            swap.placeholder = scrubbed_as(&swap.real, &swap.placeholder, &values);
         }
         Ok(swapped)
     }
@@ -229,6 +234,36 @@ pub(crate) fn scrub_headers(headers: &mut HeaderMap, swapped: &[Swapped]) {
     }
 }
 
+/// What a response gets in place of `real`: its placeholder, unless the placeholder could make
+/// a value again with the bytes around it (it holds a value, or one of its ends is the start or
+/// the end of a value: `XPH` with the placeholder `PH` would turn `XXPH` into `XPH`); then filler
+/// of the value's length, which is in no value ([`filler`]).
+fn scrubbed_as(real: &Bytes, placeholder: &Bytes, values: &[Bytes]) -> Bytes {
+    let rebuilds = values.iter().any(|value| {
+        contains(placeholder, value)
+            || contains(value, placeholder)
+            || (1..value.len().min(placeholder.len() + 1)).any(|n| {
+                value.ends_with(&placeholder[..n])
+                    || value.starts_with(&placeholder[placeholder.len() - n..])
+            })
+    });
+    if rebuilds {
+        Bytes::from(vec![filler(values); real.len()])
+    } else {
+        placeholder.clone()
+    }
+}
+
+/// A byte in no value, for filler: `*` unless a value holds it. A value is a header value
+/// (visible ASCII, space and tab, never NUL); NUL is the last resort for values that hold every
+/// other candidate.
+fn filler(values: &[Bytes]) -> u8 {
+    std::iter::once(b'*')
+        .chain(0x21..=0x7e)
+        .find(|byte| values.iter().all(|v| !v.contains(byte)))
+        .unwrap_or(0)
+}
+
 /// Where `needle` first occurs in `haystack` at or after `from`: the one matcher that every
 /// scrubbing here (headers, bodies, WebSocket frames) uses.
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -283,12 +318,7 @@ pub(crate) struct Masker {
 impl Masker {
     pub(crate) fn new(swapped: &[Swapped]) -> Self {
         let values: Vec<Bytes> = swapped.iter().map(|s| s.real.clone()).collect();
-        // A value is a header value: visible ASCII, space and tab, never NUL; NUL is the last
-        // resort for values that hold every other candidate.
-        let filler = std::iter::once(b'*')
-            .chain(0x21..=0x7e)
-            .find(|byte| values.iter().all(|v| !v.contains(byte)))
-            .unwrap_or(0);
+        let filler = filler(&values);
         Self { values, filler }
     }
 
@@ -547,6 +577,36 @@ value_env = "NET"
         let body = Redacting::new(Frames(chunks.into_iter()), swapped);
         let out = body.collect().await.unwrap().to_bytes();
         assert_eq!(&out[..], b"echo: PH and PH end");
+    }
+
+    /// A placeholder that shares bytes with its value would rebuild the value from the bytes
+    /// around it; such a value is replaced by filler of its length instead.
+    #[tokio::test]
+    async fn a_placeholder_that_could_rebuild_the_value_gives_way_to_filler() {
+        let values = [Bytes::from_static(b"XPH")];
+        for (placeholder, filler) in [
+            ("PH", true),  // the end of the value: "XXPH" would become "XPH"
+            ("PHX", true), // its end is the start of the value
+            ("HXP", true), // its start is the end of the value
+            ("X", true),   // inside the value
+            ("ZZ", false),
+        ] {
+            let got = scrubbed_as(&values[0], &Bytes::from(placeholder), &values);
+            let want: &[u8] = if filler {
+                b"***"
+            } else {
+                placeholder.as_bytes()
+            };
+            assert_eq!(&got[..], want, "{placeholder}");
+        }
+        let swapped = vec![Swapped {
+            real: values[0].clone(),
+            placeholder: scrubbed_as(&values[0], &Bytes::from_static(b"PH"), &values),
+        }];
+        let chunks = ["XX", "PH XXP", "H"];
+        let body = Redacting::new(Frames(chunks.into_iter()), swapped);
+        let out = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&out[..], b"X*** X***");
     }
 
     fn swapped_api() -> Vec<Swapped> {
