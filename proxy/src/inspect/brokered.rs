@@ -293,12 +293,19 @@ fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     out
 }
 
-/// How many bytes of a stream must wait for the next ones before they can be passed on: one
-/// fewer than the longest value, so that a value split across two pieces is whole in one of them.
-fn held_back<'a>(values: impl IntoIterator<Item = &'a Bytes>) -> usize {
+/// How many bytes at the end of `bytes` must wait for the next ones before they can be passed
+/// on: the longest end of `bytes` that is the start of a value (shorter than the value; a whole
+/// one was scrubbed already). A value that a later piece completes begins there, so nothing
+/// before it can be part of one; and the bytes of a stream that cannot begin a value (an event
+/// stream's closing blank line, say) are not held back at all.
+fn held_back<'a>(bytes: &[u8], values: impl IntoIterator<Item = &'a Bytes>) -> usize {
     values
         .into_iter()
-        .map(|v| v.len().saturating_sub(1))
+        .filter_map(|value| {
+            (1..value.len().min(bytes.len() + 1))
+                .rev()
+                .find(|&n| bytes.ends_with(&value[..n]))
+        })
         .max()
         .unwrap_or(0)
 }
@@ -322,9 +329,9 @@ impl Masker {
         Self { values, filler }
     }
 
-    /// How many bytes at the end of a stream must wait for the next ones (see [`held_back`]).
-    pub(crate) fn held_back(&self) -> usize {
-        held_back(&self.values)
+    /// How many bytes at the end of `bytes` must wait for the next ones (see [`held_back`]).
+    pub(crate) fn held_back(&self, bytes: &[u8]) -> usize {
+        held_back(bytes, &self.values)
     }
 
     /// A masker for `values`, for tests elsewhere.
@@ -360,19 +367,16 @@ pub(crate) struct Redacting<B> {
     inner: B,
     swapped: Vec<Swapped>,
     carry: BytesMut,
-    keep: usize,
     pending: Option<Frame<Bytes>>,
     finished: bool,
 }
 
 impl<B> Redacting<B> {
     pub(crate) fn new(inner: B, swapped: Vec<Swapped>) -> Self {
-        let keep = held_back(swapped.iter().map(|s| &s.real));
         Self {
             inner,
             swapped,
             carry: BytesMut::new(),
-            keep,
             pending: None,
             finished: false,
         }
@@ -412,7 +416,8 @@ where
                     Ok(data) => {
                         this.carry.extend_from_slice(&data);
                         this.redact();
-                        let ready = this.carry.len().saturating_sub(this.keep);
+                        let ready = this.carry.len()
+                            - held_back(&this.carry, this.swapped.iter().map(|s| &s.real));
                         if ready > 0 {
                             let out = this.carry.split_to(ready).freeze();
                             return Poll::Ready(Some(Ok(Frame::data(out))));
@@ -699,7 +704,62 @@ value_env = "NET"
                 "{values:?} {input}"
             );
         }
-        assert_eq!(Masker::of(&["12345", "ab"]).held_back(), 4);
+        let masker = Masker::of(&["12345", "ab"]);
+        for (bytes, held) in [
+            ("x1234", 4),
+            ("x123", 3),
+            ("xa", 1),
+            ("1a", 1),
+            ("x12345", 0),
+            ("data: {}\n\n", 0),
+            ("", 0),
+            ("1", 1),
+        ] {
+            assert_eq!(masker.held_back(bytes.as_bytes()), held, "{bytes}");
+        }
+    }
+
+    /// A stream that goes quiet after each event (server-sent events from an API on a brokered
+    /// host) gets each event whole at once: only an end that could begin a value waits.
+    #[test]
+    fn an_event_is_passed_on_whole_while_the_stream_goes_quiet() {
+        let swapped = swapped_api();
+        let mut body = Redacting::new(ThenQuiet(Some("data: {\"delta\": \"hi\"}\n\n")), swapped);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("the event waits for more");
+        };
+        assert_eq!(frame.into_data().unwrap(), "data: {\"delta\": \"hi\"}\n\n");
+        let mut body = Redacting::new(ThenQuiet(Some("data: real-api")), swapped_api());
+        let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("nothing went");
+        };
+        assert_eq!(frame.into_data().unwrap(), "data: ");
+        assert!(
+            Pin::new(&mut body).poll_frame(&mut cx).is_pending(),
+            "the start of the value waits for what follows it"
+        );
+    }
+
+    /// One data frame, then nothing yet.
+    struct ThenQuiet(Option<&'static str>);
+
+    impl Body for ThenQuiet {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            match self.0.take() {
+                Some(data) => {
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(data.as_bytes())))))
+                }
+                None => Poll::Pending,
+            }
+        }
     }
 
     /// A body of the given frames.

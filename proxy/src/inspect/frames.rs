@@ -16,9 +16,10 @@
 //! - each control frame's payload on its own: a close frame's reason (its code is left alone),
 //!   a ping's or pong's payload.
 //!
-//! Memory is bounded: a payload streams through, and at most one byte fewer than the longest
-//! value waits for the bytes after it. The last bytes of a fragment that is not its message's
-//! last wait for the first bytes of the next fragment (or the message's end, or the origin's),
+//! Memory is bounded: a payload streams through, and only its last bytes that begin a value (at
+//! most one byte fewer than the longest value) wait for the bytes after them. Those last bytes
+//! of a fragment that is not its message's last wait for the next fragment's first bytes (or
+//! the message's end, or the origin's),
 //! and so does what follows them: the next fragment's header and any control frame the origin
 //! sends between the fragments (a ping there reaches the client once the next fragment has
 //! begun). At most [`MAX_WAITING`] bytes of frames wait so; more ends the relay. A frame header
@@ -84,7 +85,6 @@ enum Reading {
 /// The origin→client byte stream, frame by frame, with every value masked.
 pub(crate) struct FrameScrubber {
     masker: Masker,
-    keep: usize,
     header: [u8; 10],
     have: usize,
     reading: Reading,
@@ -103,7 +103,6 @@ pub(crate) struct FrameScrubber {
 impl FrameScrubber {
     pub(crate) fn new(masker: Masker) -> Self {
         Self {
-            keep: masker.held_back(),
             masker,
             header: [0; 10],
             have: 0,
@@ -143,7 +142,7 @@ impl FrameScrubber {
                     if done {
                         self.end_data(fin, out);
                     } else {
-                        self.release(self.held.len().saturating_sub(self.keep), out);
+                        self.release_all_but_held_back(out);
                     }
                 }
                 Reading::Control { remaining, close } => {
@@ -243,7 +242,7 @@ impl FrameScrubber {
         if length == 0 {
             self.end_data(fin, out);
         } else {
-            self.release(self.held.len().saturating_sub(self.keep), out);
+            self.release_all_but_held_back(out);
         }
         Ok(())
     }
@@ -256,7 +255,7 @@ impl FrameScrubber {
             // The message is whole: nothing after it can complete a value in it.
             self.release(self.held.len(), out);
         } else {
-            self.release(self.held.len().saturating_sub(self.keep), out);
+            self.release_all_but_held_back(out);
         }
     }
 
@@ -272,7 +271,7 @@ impl FrameScrubber {
             self.masker.mask(scrubbed);
         }
         self.wait(frame)?;
-        self.release(self.held.len().saturating_sub(self.keep), out);
+        self.release_all_but_held_back(out);
         Ok(())
     }
 
@@ -284,6 +283,12 @@ impl FrameScrubber {
         }
         self.waiting.push_back((self.held.len(), bytes));
         Ok(())
+    }
+
+    /// Writes what of `held` can no longer be part of a value: all but its end that begins one.
+    fn release_all_but_held_back(&mut self, out: &mut Vec<u8>) {
+        let upto = self.held.len() - self.masker.held_back(&self.held);
+        self.release(upto, out);
     }
 
     /// Writes the first `upto` bytes of `held`, and the frame bytes queued among them.
@@ -533,9 +538,9 @@ mod tests {
         let mut scrubber = scrubber();
         let mut out = Vec::new();
         scrubber.feed(&head, &mut out).unwrap();
-        // The fragment's header and its bytes that cannot start the value went; its last
-        // bytes (one fewer than the value) and the ping behind them wait.
-        assert_eq!(out, [&first[..2], b"abcd"].concat());
+        // The fragment's header and its bytes that cannot be part of the value went; its last
+        // bytes, which begin the value, and the ping behind them wait.
+        assert_eq!(out, [&first[..2], b"abcdefghij "].concat());
         scrubber.feed(&tail, &mut out).unwrap();
         let frames = frames_of(&out);
         assert_eq!(
