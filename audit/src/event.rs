@@ -7,7 +7,7 @@ use std::time::Duration;
 use policy::Rule;
 
 use crate::fields as f;
-use crate::json::{Object, millis};
+use crate::json::Object;
 
 /// An audit event: a kind (the line's `message`) and its fields.
 pub trait Event {
@@ -132,7 +132,7 @@ impl Event for Request<'_> {
         out.u64(f::STATUS, u64::from(self.status));
         out.u64(f::BYTES_UP, self.bytes_up);
         out.u64(f::BYTES_DOWN, self.bytes_down);
-        out.f64(f::DURATION_MS, millis(self.duration));
+        out.millis(f::DURATION_MS, self.duration);
         out.str(
             f::RESPONSE_END,
             self.response_end.map_or("", ResponseEnd::as_str),
@@ -196,7 +196,7 @@ impl Event for Socks<'_> {
         }
         out.u64(f::BYTES_UP, self.bytes_up);
         out.u64(f::BYTES_DOWN, self.bytes_down);
-        out.f64(f::DURATION_MS, millis(self.duration));
+        out.millis(f::DURATION_MS, self.duration);
     }
 }
 
@@ -256,7 +256,7 @@ impl Event for DnsQuery<'_> {
         out.u64(f::STRIPPED, self.stripped as u64);
         out.bool(f::CACHED, self.cached);
         if let Some(upstream) = self.upstream {
-            out.f64(f::UPSTREAM_MS, millis(upstream));
+            out.millis(f::UPSTREAM_MS, upstream);
         }
     }
 }

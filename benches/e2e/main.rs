@@ -270,8 +270,16 @@ async fn run(plan: &Plan) -> Report {
             Row::new(&format!("HTTP p50, {concurrency} conn"), "ms"),
             Row::new(&format!("HTTP p99, {concurrency} conn"), "ms"),
             Row::new(&format!("proxy CPU per request, {concurrency} conn"), "µs"),
+            Row::new(
+                &format!("proxy user CPU per request, {concurrency} conn"),
+                "µs",
+            ),
+            Row::new(
+                &format!("proxy system CPU per request, {concurrency} conn"),
+                "µs",
+            ),
         ];
-        let mut samples: Vec<(&str, Vec<[f64; 4]>)> = Vec::new();
+        let mut samples: Vec<(&str, Vec<[f64; 6]>)> = Vec::new();
         for _ in 0..plan.rounds {
             let mut direct = load::http(Via::Direct, origin, concurrency, plan.duration).await;
             push(
@@ -281,22 +289,29 @@ async fn run(plan: &Plan) -> Report {
                     direct.rate(),
                     direct.percentile_ms(0.5),
                     direct.percentile_ms(0.99),
-                    // No proxy: no proxy CPU (the row stays empty for direct).
+                    // No proxy: no proxy CPU (the rows stay empty for direct).
+                    f64::NAN,
+                    f64::NAN,
                     f64::NAN,
                 ],
             );
             for proxy in &proxies {
-                let cpu = proxy.cpu_secs();
+                let [user, system] = proxy.cpu_split_secs();
                 let mut s = load::http(proxy.via(), origin, concurrency, plan.duration).await;
-                let cpu_us = proxy.cpu_us_per_op(cpu, s.ops);
+                let [user_after, system_after] = proxy.cpu_split_secs();
+                let per_op = |secs: f64| secs * 1e6 / s.ops.max(1) as f64;
+                let (user_us, system_us) =
+                    (per_op(user_after - user), per_op(system_after - system));
                 let figure = if s.errors > s.ops {
-                    [0.0; 4]
+                    [0.0; 6]
                 } else {
                     [
                         s.rate(),
                         s.percentile_ms(0.5),
                         s.percentile_ms(0.99),
-                        cpu_us,
+                        user_us + system_us,
+                        user_us,
+                        system_us,
                     ]
                 };
                 push(&mut samples, proxy.name, figure);

@@ -46,7 +46,17 @@ impl Peer {
 
     /// CPU seconds used by the process and its children so far.
     pub fn cpu_secs(&self) -> f64 {
-        tree(self.pid()).iter().map(|pid| cpu_secs(*pid)).sum()
+        let [user, system] = self.cpu_split_secs();
+        user + system
+    }
+
+    /// The same, split: user time (the program's own code) and system time (the kernel's work
+    /// on its behalf: syscalls, the TCP stack), in seconds.
+    pub fn cpu_split_secs(&self) -> [f64; 2] {
+        tree(self.pid()).iter().fold([0.0; 2], |[u, s], pid| {
+            let [pu, ps] = cpu_split_secs(*pid);
+            [u + pu, s + ps]
+        })
     }
 
     /// CPU microseconds per operation since a [`Peer::cpu_secs`] reading of `since`.
@@ -485,14 +495,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// utime + stime of a process, in seconds (USER_HZ is 100 on Linux).
+/// utime + stime of a process, in seconds.
 pub fn cpu_secs(pid: u32) -> f64 {
+    let [user, system] = cpu_split_secs(pid);
+    user + system
+}
+
+/// utime and stime of a process, in seconds (USER_HZ is 100 on Linux).
+pub fn cpu_split_secs(pid: u32) -> [f64; 2] {
     let ticks = |n| {
         stat_field(pid, n)
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    (ticks(14) + ticks(15)) as f64 / 100.0
+    [ticks(14) as f64 / 100.0, ticks(15) as f64 / 100.0]
 }
 
 /// Busy and total CPU time of the whole machine so far, in ticks (the first line of

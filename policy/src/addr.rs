@@ -112,10 +112,47 @@ pub(crate) enum Ipv4Literal {
 /// parts, each decimal, octal (leading `0`) or hex (`0x`), the last filling the remaining bytes)
 /// is [`Ipv4Literal::Ambiguous`], with the address that parser reads.
 pub(crate) fn parse_ipv4_literal(host: &str) -> Ipv4Literal {
+    // The usual spelling, read without the general parser's allocations: every request to an
+    // address goes through here.
+    if let Some(addr) = plain_ipv4(host) {
+        return Ipv4Literal::Addr(addr);
+    }
     match whatwg_ipv4(host) {
         Ipv4Literal::Addr(addr) if !is_plain_dotted_decimal(host) => Ipv4Literal::Ambiguous(addr),
         other => other,
     }
+}
+
+/// `a.b.c.d` as [`is_plain_dotted_decimal`] has it, each part at most 255: the address; `None`
+/// for anything else (which the general parser then reads). One pass over the bytes.
+fn plain_ipv4(host: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut part = 0;
+    // The current part's value and digit count.
+    let (mut value, mut digits) = (0u16, 0);
+    for &b in host.as_bytes() {
+        match b {
+            b'0'..=b'9' => {
+                // A leading zero is plain only alone; more than three digits never are.
+                if digits == 3 || (digits == 1 && value == 0) {
+                    return None;
+                }
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && part < 3 => {
+                *octets.get_mut(part)? = u8::try_from(value).ok()?;
+                part += 1;
+                (value, digits) = (0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if digits == 0 || part != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// `a.b.c.d`, four decimal parts without leading zeros (a lone `0` is fine), no trailing dot.
@@ -225,6 +262,62 @@ pub(crate) fn parse_ipv6_literal(host: &str) -> Option<Ipv6Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shortcut reads only what the general parser reads the same way.
+    #[test]
+    fn plain_addresses_read_as_the_general_parser_reads_them() {
+        let mut inputs: Vec<String> = [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "0x7f.0.0.1",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.-4",
+            "1.2.3.+4",
+            "1.2.3.4a",
+            "",
+            "10.0.0.00",
+            "100.200.300.4",
+            "1.2.3.999",
+            "9.9.9.9",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for a in [0, 1, 9, 10, 99, 100, 199, 255, 256, 999] {
+            inputs.push(format!("{a}.{a}.0.{a}"));
+        }
+        // Every spelling of up to 7 of these characters.
+        let alphabet = b"01259.";
+        for len in 1..=7u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                let mut text = String::new();
+                for _ in 0..len {
+                    text.push(char::from(alphabet[n % alphabet.len()]));
+                    n /= alphabet.len();
+                }
+                inputs.push(text);
+            }
+        }
+        for input in &inputs {
+            let general = match whatwg_ipv4(input) {
+                Ipv4Literal::Addr(addr) if !is_plain_dotted_decimal(input) => {
+                    Ipv4Literal::Ambiguous(addr)
+                }
+                other => other,
+            };
+            assert_eq!(parse_ipv4_literal(input), general, "{input}");
+            if let Some(addr) = plain_ipv4(input) {
+                assert_eq!(general, Ipv4Literal::Addr(addr), "{input}");
+            }
+        }
+    }
 
     #[test]
     fn ipv4_literal_forms() {

@@ -156,15 +156,32 @@ impl Rule {
 pub struct RuleLabel<'a>(&'a Rule);
 
 impl fmt::Display for RuleLabel<'_> {
+    /// `allow[0] line 9`, written in pieces: an audit event carries it for every request, and
+    /// the pieces cost a fraction of a `write!`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}[{}] line {}",
-            self.0.kind.table(),
-            self.0.index,
-            self.0.line
-        )
+        f.write_str(self.0.kind.table())?;
+        f.write_str("[")?;
+        write_decimal(f, self.0.index)?;
+        f.write_str("] line ")?;
+        write_decimal(f, self.0.line)
     }
+}
+
+/// `n` in decimal, as `{}` writes it.
+fn write_decimal(f: &mut fmt::Formatter<'_>, mut n: usize) -> fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // A digit: `n % 10` is below 10.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits are UTF-8.
+    f.write_str(std::str::from_utf8(&digits[start..]).unwrap_or_default())
 }
 
 impl fmt::Display for Rule {
@@ -360,4 +377,34 @@ pub(crate) fn sha256_hex(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_labels_read_as_written() {
+        for (kind, index, line, want) in [
+            (RuleKind::Allow, 0, 9, "allow[0] line 9"),
+            (RuleKind::Deny, 10, 1234, "deny[10] line 1234"),
+            (
+                RuleKind::CarveOut,
+                usize::MAX,
+                100,
+                "danger_carve_out[18446744073709551615] line 100",
+            ),
+        ] {
+            let rule = Rule {
+                kind,
+                index,
+                line,
+                matcher: Matcher::Cidr("10.0.0.0/8".parse().unwrap()),
+                ports: PortSet::Any,
+                inspect: None,
+            };
+            assert_eq!(rule.label().to_string(), want);
+            assert_eq!(format!("{}", rule.label()), want);
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! emitted as one [`audit::Request`] event when dropped (so byte counts and duration are final);
 //! for the SOCKS listener, one [`audit::Socks`] event, with the reply code sent for a status.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +35,8 @@ pub struct Caller {
 /// One request's audit record; emitted when dropped.
 pub struct Audit {
     caller: Caller,
-    method: String,
+    /// The method (or SOCKS command): a standard one borrowed, not allocated for each request.
+    method: Cow<'static, str>,
     target: String,
     resolved: Option<SocketAddr>,
     verdict: Verdict,
@@ -60,7 +62,7 @@ impl Audit {
     pub fn new(caller: Caller, method: &str, target: String) -> Self {
         Self {
             caller,
-            method: method.to_owned(),
+            method: method_text(method),
             target,
             resolved: None,
             verdict: Verdict::Error,
@@ -86,7 +88,7 @@ impl Audit {
 
     /// The SOCKS request was read: its command and destination.
     pub fn requested(&mut self, command: &str, target: String) {
-        command.clone_into(&mut self.method);
+        self.method = method_text(command);
         self.target = target;
     }
 
@@ -200,6 +202,17 @@ impl Audit {
     }
 }
 
+/// A method's (or SOCKS command's) text: the standard ones, and none yet, without an allocation.
+fn method_text(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 11] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "BIND", "",
+    ];
+    match KNOWN.iter().find(|known| **known == method) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(method.to_owned()),
+    }
+}
+
 impl Drop for Audit {
     fn drop(&mut self) {
         if self.verdict == Verdict::Allow
@@ -208,7 +221,7 @@ impl Drop for Audit {
             self.verdict = Verdict::Error;
             self.reason = failure.reason_code();
         }
-        let kind = match (self.socks, self.method.as_str()) {
+        let kind = match (self.socks, &*self.method) {
             (Some(_), _) => metrics::Kind::Socks,
             (None, "CONNECT") => metrics::Kind::Tunnel,
             (None, _) => metrics::Kind::Request,

@@ -14,7 +14,7 @@ use crate::context::{Connection, Generation};
 use crate::error::{Failure, failure_in};
 use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
 use crate::respond::refuse;
-use crate::target::{canonical_uri, loggable_uri, target_of};
+use crate::target::{canonicalize, host_header, loggable_uri, target_of};
 use crate::upload::{Upload, await_response};
 
 pub(crate) async fn forward(
@@ -81,10 +81,12 @@ pub(crate) async fn forward(
     // client's: a parent that reads a spelling differently must not reach another address, and
     // the origin connection pool keys connections by it (with the client's userinfo in it, each
     // `http://x@host/` would get connections of its own).
-    *req.uri_mut() = match canonical_uri(&target, req.uri()) {
-        Ok(uri) => uri,
-        Err(failure) => return refuse(&mut audit, &uri_text, failure),
-    };
+    if let Err(failure) = canonicalize(&target, req.uri_mut()) {
+        return refuse(&mut audit, &uri_text, failure);
+    }
+    if let Some(host) = host_header(req.uri()) {
+        req.headers_mut().insert(header::HOST, host);
+    }
     let (parts, body) = req.into_parts();
     let limits = &config.limits;
     let attribution = generation.attribution.clone();

@@ -5,7 +5,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use policy::{HeaderTemplate, HeaderVars};
 
 /// Headers that describe one hop and never travel further. `Connection` may name more.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
@@ -19,15 +19,37 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers, including every header named in `Connection`. `Transfer-Encoding`
 /// is left for hyper, which owns message framing on both sides.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
+    // One pass over the names first: a message carries few of these (often none, or only the
+    // proxy credential), and each removal hashes its name. Only those present are removed, in
+    // the same order as ever (a removal moves the last header into the gap).
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
+    // `Connection` and `Proxy-Connection` (the first two) name more.
+    if present[0] || present[1] {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .chain(headers.get_all("proxy-connection").iter())
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+    }
+    for (name, _) in HOP_BY_HOP
         .iter()
-        .chain(headers.get_all("proxy-connection").iter())
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        .zip(present)
+        .filter(|(_, present)| *present)
+    {
         headers.remove(name);
     }
 }
@@ -161,6 +183,56 @@ mod tests {
         h.insert("accept", HeaderValue::from_static("*/*"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+    }
+
+    /// Removing only the hop-by-hop headers present leaves the others in the order removing
+    /// every one of them (absent ones too) left them.
+    #[test]
+    fn stripping_keeps_the_order_of_the_full_removal() {
+        let all = [
+            "connection",
+            "proxy-connection",
+            "keep-alive",
+            "proxy-authorization",
+            "te",
+            "upgrade",
+            "trailer",
+            "proxy-authenticate",
+        ];
+        for mask in 0u32..(1 << all.len()) {
+            let mut h = HeaderMap::new();
+            h.insert("accept", HeaderValue::from_static("*/*"));
+            for (i, name) in all.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    h.insert(*name, HeaderValue::from_static("x-named, keep-alive"));
+                }
+                h.append(
+                    HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                    HeaderValue::from_static("1"),
+                );
+            }
+            h.insert("x-named", HeaderValue::from_static("1"));
+            h.insert("host", HeaderValue::from_static("example.test"));
+            let mut old = h.clone();
+            let named: Vec<HeaderName> = old
+                .get_all(header::CONNECTION)
+                .iter()
+                .chain(old.get_all("proxy-connection").iter())
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+                .collect();
+            for name in named.iter().chain(HOP_BY_HOP.iter()) {
+                old.remove(name);
+            }
+            strip_hop_by_hop(&mut h);
+            let order = |m: &HeaderMap| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(order(&h), order(&old), "mask {mask:#b}");
+        }
     }
 
     #[test]
