@@ -11,11 +11,16 @@ fn queries_that_arrive_during_start_up_are_answered_after_the_readiness_line() {
     // A DNS port known before egressd starts, so that queries reach it from the moment it is
     // bound: they wait in the socket until the readiness line is out, and are answered after it
     // (audit events go to stdout, where the readiness line must come first).
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The stub binds the port for UDP and TCP: one free for both, on a loopback address no
+    // other test uses (a TCP port another test's client holds on 127.0.0.1 made the bind fail).
+    let host = "127.0.31.7";
+    let port = (0..20)
+        .find_map(|_| {
+            let udp = std::net::UdpSocket::bind((host, 0)).ok()?;
+            let port = udp.local_addr().ok()?.port();
+            std::net::TcpListener::bind((host, port)).ok().map(|_| port)
+        })
+        .expect("a port free for UDP and TCP");
     let dir = tempfile::tempdir().unwrap();
     let policy = write(
         dir.path(),
@@ -35,12 +40,12 @@ fn queries_that_arrive_during_start_up_are_answered_after_the_readiness_line() {
             && std::time::Instant::now() < deadline
             && sent < 100_000
         {
-            let _ = socket.send_to(query, ("127.0.0.1", port));
+            let _ = socket.send_to(query, (host, port));
             sent += 1;
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
     });
-    let dns = format!("127.0.0.1:{port}");
+    let dns = format!("{host}:{port}");
     let mut sidecar = Sidecar::start(&[
         "--policy",
         policy.to_str().unwrap(),
