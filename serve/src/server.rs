@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -69,6 +69,9 @@ struct Inner {
     shutdown: CancellationToken,
     over_limit: AtomicBool,
     reserve: Reserve,
+    /// The most tracked tasks seen open just after an accept since [`Server::take_peak`]
+    /// last read it.
+    peak: AtomicUsize,
 }
 
 /// What was left when draining ended.
@@ -101,6 +104,7 @@ impl Server {
                 shutdown,
                 over_limit: AtomicBool::new(false),
                 reserve: Reserve::new(reserve),
+                peak: AtomicUsize::new(0),
             }),
         }
     }
@@ -113,6 +117,14 @@ impl Server {
     /// The shutdown signal.
     pub fn shutdown(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// The most tracked tasks open at once since the last call (at least as many as are open
+    /// now), and starts again from now: a burst that opened and closed between two samples of
+    /// [`Server::tasks`] still shows here.
+    pub fn take_peak(&self) -> usize {
+        let open = self.inner.tasks.len();
+        self.inner.peak.swap(open, Ordering::Relaxed).max(open)
     }
 
     /// Accepts from `listener` until shutdown, handing each connection to `handler` on a tracked
@@ -182,6 +194,7 @@ impl Server {
                     inner
                         .tasks
                         .spawn(handler.clone().serve(conn).instrument(span));
+                    inner.peak.fetch_max(inner.tasks.len(), Ordering::Relaxed);
                 }
                 Err(_) => {
                     if !inner.over_limit.swap(true, Ordering::Relaxed) {
@@ -366,6 +379,30 @@ mod tests {
             async move { server.serve("test", listener, Terse).await }
         });
         assert_eq!(greeting(&mut client).await, "busy");
+        server.shutdown().cancel();
+        serving.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_peak_counts_connections_that_closed_before_it_was_read() {
+        let (mut first, first_server) = pair();
+        let (mut second, second_server) = pair();
+        let listener = Scripted {
+            script: Mutex::new(VecDeque::from([Ok(first_server), Ok(second_server)])),
+        };
+        let server = Server::new(4, CancellationToken::new());
+        let serving = tokio::spawn({
+            let server = server.clone();
+            async move { server.serve("test", listener, Greeter).await }
+        });
+        assert_eq!(greeting(&mut first).await, "ok");
+        assert_eq!(greeting(&mut second).await, "ok");
+        drop((first, second));
+        while !server.tasks().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(server.take_peak(), 2);
+        assert_eq!(server.take_peak(), 0, "read again: from now on");
         server.shutdown().cancel();
         serving.await.unwrap().unwrap();
     }
