@@ -174,6 +174,58 @@ fn a_dns_tcp_query_is_answered_while_descriptors_stay_exhausted() {
     drop(keeper.join().unwrap());
 }
 
+/// Out of descriptors, and kept out (the connections holding them never send a request, and the
+/// head timeout is longer than the test): a client of the proxy waiting in the listen queue is
+/// told 503 `proxy-resources` and audited, not left in silence.
+#[test]
+fn a_proxy_client_is_answered_while_descriptors_stay_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit_log = dir.path().join("audit.jsonl");
+    let policy = write(dir.path(), "p.toml", &loopback_policy(&[9], ""));
+    let mut sidecar = Sidecar::start_with_nofile(
+        NOFILE,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--header-read-timeout",
+            "1h",
+            "--audit-log",
+            audit_log.to_str().unwrap(),
+        ],
+    );
+    let held = starve(&sidecar, sidecar.proxy());
+    let mut client = TcpStream::connect(sidecar.proxy()).unwrap();
+    let me = client.local_addr().unwrap().to_string();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut response = String::new();
+    client
+        .read_to_string(&mut response)
+        .expect("an answer, not silence");
+    assert!(
+        response.starts_with("HTTP/1.1 503 "),
+        "{response}\n{}",
+        sidecar.stderr.text()
+    );
+    assert!(
+        response.contains("\r\nx-egressd-reason: proxy-resources\r\n"),
+        "{response}"
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let event = loop {
+        let events = request_events(&audit_log, 1);
+        if let Some(event) = events.into_iter().find(|e| e[audit::fields::CLIENT] == me) {
+            break event;
+        }
+        assert!(Instant::now() < deadline, "no audit event for {me}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(event[audit::fields::STATUS], 503, "{event}");
+    assert_eq!(event[audit::fields::REASON], "proxy-resources", "{event}");
+    assert_eq!(event[audit::fields::DECISION], "error", "{event}");
+    assert!(sidecar.try_wait().is_none());
+    drop(held);
+}
+
 #[test]
 fn sigterm_drains_dns_lookups_in_flight() {
     let upstream = GatedDns::start();

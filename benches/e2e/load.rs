@@ -345,11 +345,17 @@ where
     total
 }
 
-/// Reads one response head and its Content-Length body; `buf` keeps any bytes that follow.
+/// Reads one `200` response head and its Content-Length body; `buf` keeps any bytes that follow.
 async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+    read_response_of(stream, buf, "200").await
+}
+
+/// [`read_response`] for a response of `status`.
+async fn read_response_of(stream: &mut TcpStream, buf: &mut Vec<u8>, status: &str) -> Option<()> {
     let head = read_head(stream, buf).await?;
     let text = std::str::from_utf8(&head).ok()?;
-    if !text.starts_with("HTTP/1.1 200") && !text.starts_with("HTTP/1.0 200") {
+    let code = text.split(' ').nth(1)?;
+    if !text.starts_with("HTTP/1.") || code != status {
         return None;
     }
     let length = text
@@ -416,6 +422,20 @@ pub async fn open_idle_keepalives(
     open_idle(proxy, request, Answer::Response, count).await
 }
 
+/// Opens `count` keep-alive connections to the proxy, each after one `GET` the policy refuses
+/// (`10.0.0.1`, a special range: a whole 403 answered without dialing), and keeps them open
+/// and idle; returns them.
+pub async fn open_idle_refused(proxy: SocketAddr, auth: &str, count: usize) -> Vec<TcpStream> {
+    let request = format!("GET http://10.0.0.1/ HTTP/1.1\r\nHost: 10.0.0.1\r\n{auth}\r\n");
+    open_idle(proxy, request, Answer::Refused, count).await
+}
+
+/// Opens `count` connections to the proxy that send nothing, and keeps them open; returns them.
+/// egressd closes them after its header read timeout (10 s by default): hold them for less.
+pub async fn open_silent(proxy: SocketAddr, count: usize) -> Vec<TcpStream> {
+    open_idle(proxy, String::new(), Answer::Nothing, count).await
+}
+
 /// What a connection of [`open_idle`] waits for before it counts as open.
 #[derive(Clone, Copy)]
 enum Answer {
@@ -423,6 +443,10 @@ enum Answer {
     Head,
     /// A whole `200` response.
     Response,
+    /// A whole `403` response.
+    Refused,
+    /// Nothing: the connection is open once connected (it sends nothing either).
+    Nothing,
 }
 
 /// Opens `count` connections to the proxy, 64 at a time, each sending `request` and reading the
@@ -444,6 +468,9 @@ async fn open_idle(
                 let request = request.clone();
                 tokio::spawn(async move {
                     let mut s = TcpStream::connect(proxy).await.ok()?;
+                    if request.is_empty() {
+                        return Some(s);
+                    }
                     s.write_all(request.as_bytes()).await.ok()?;
                     let mut buf = Vec::new();
                     match answer {
@@ -452,6 +479,10 @@ async fn open_idle(
                             head.starts_with(b"HTTP/1.1 200").then_some(s)
                         }
                         Answer::Response => read_response(&mut s, &mut buf).await.map(|()| s),
+                        Answer::Refused => {
+                            read_response_of(&mut s, &mut buf, "403").await.map(|()| s)
+                        }
+                        Answer::Nothing => Some(s),
                     }
                 })
             })

@@ -43,6 +43,8 @@ struct Plan {
     idle_tunnels: usize,
     /// Idle tunnels and as many idle keep-alive connections opened at once, then closed.
     burst: usize,
+    /// Inspected TLS sessions opened at once, then closed.
+    sessions: usize,
     /// Idle egressd instances running at once, for their total PSS.
     instances: usize,
     startups: usize,
@@ -73,6 +75,7 @@ impl Plan {
                 bulk_bytes: 128 << 20,
                 idle_tunnels: 1000,
                 burst: 1000,
+                sessions: 250,
                 instances: 20,
                 startups: 5,
                 dns_concurrency: 32,
@@ -93,6 +96,7 @@ impl Plan {
                 // 5,000 tunnels (two sockets each in egressd) and 5,000 keep-alive connections
                 // (one each, and a few pooled origin connections) fit the 20,000 files.
                 burst: 5000,
+                sessions: 1000,
                 instances: 100,
                 startups: 20,
                 dns_concurrency: 32,
@@ -525,6 +529,14 @@ async fn run(plan: &Plan) -> Report {
             burst(plan, &peer, origin, echo, &mut rows).await;
         }
         report.extend(rows);
+        let mut rows = session_burst_rows(plan.sessions);
+        let (tls_origin, origin_ca) = tls::origin(1024).await;
+        for build in &builds {
+            let peer = tls::egressd(build, tls_origin, &origin_ca);
+            let client = tls::client(&origin_ca, &peer);
+            session_burst(plan, &peer, &client, tls_origin.port(), &mut rows).await;
+        }
+        report.extend(rows);
     }
     report
 }
@@ -560,7 +572,14 @@ async fn idle_tunnels(
     drop(tunnels);
 }
 
-fn burst_rows(n: usize) -> [Row; 8] {
+/// How long after a burst's connections close its RSS is read: egressd gives memory back once
+/// its open connections have stayed low for 3 s (counted once a second; `heap::Burst`).
+const AFTER_BURST: Duration = Duration::from_secs(5);
+
+/// Bursts of tunnels and keep-alive connections in a row, the first included.
+const BURSTS: usize = 3;
+
+fn burst_rows(n: usize) -> [Row; 12] {
     [
         Row::new("burst: RSS before", "MiB"),
         Row::new(
@@ -569,54 +588,154 @@ fn burst_rows(n: usize) -> [Row; 8] {
         ),
         Row::new("burst: RSS per idle keep-alive connection", "KiB"),
         Row::new("burst: RSS per idle tunnel", "KiB"),
-        Row::new("burst: RSS 2 s after all closed", "MiB"),
+        Row::new("burst: RSS 5 s after all closed", "MiB"),
         Row::new("burst: growth kept after closing", "share"),
         Row::new("burst: RSS after 1 s of light load (1 conn)", "MiB"),
         Row::new("burst: growth kept after light load", "share"),
+        Row::new(
+            &format!("burst: RSS 5 s after burst {BURSTS} of {BURSTS}"),
+            "MiB",
+        ),
+        Row::new(
+            &format!("burst: growth kept after burst {BURSTS} of {BURSTS}"),
+            "share",
+        ),
+        Row::new(
+            &format!("burst: {n} refused (403) keep-alive, growth kept"),
+            "share",
+        ),
+        Row::new(
+            &format!("burst: {n} connections sending nothing, growth kept"),
+            "share",
+        ),
     ]
 }
 
+/// The share of a burst's growth (`peak` over `before`) still held at `rss`. A share of zero is
+/// a perfect figure, not a missing one: never below a hair above it.
+fn kept(before: f64, peak: f64, rss: f64) -> f64 {
+    ((rss - before) / (peak - before)).max(1e-3)
+}
+
 /// Memory after a burst: `plan.burst` idle tunnels, then as many idle keep-alive connections
-/// (each after one request), all held at once, then all closed. A sidecar should give the
-/// memory back once they are gone.
+/// (each after one request), all held at once, then all closed; a sidecar should give the
+/// memory back once they are gone. Then the same twice more (no ratchet), and bursts of
+/// connections that got only a 403, or sent nothing.
 async fn burst(
     plan: &Plan,
     egressd: &peers::Peer,
     origin: std::net::SocketAddr,
     echo: std::net::SocketAddr,
-    rows: &mut [Row; 8],
+    rows: &mut [Row; 12],
 ) {
     let settle = Duration::from_millis(500);
     tokio::time::sleep(settle).await;
     let before = egressd.rss_mib();
-    let tunnels = load::open_idle_tunnels(egressd.addr, egressd.auth, echo, plan.burst).await;
-    tokio::time::sleep(settle).await;
-    let with_tunnels = egressd.rss_mib();
-    let keepalives =
-        load::open_idle_keepalives(egressd.addr, egressd.auth, origin, plan.burst).await;
+    let name = egressd.name;
+    let per_kib = |mib: f64| mib * 1024.0 / plan.burst.max(1) as f64;
+    let mut first_peak = 0.0;
+    for round in 1..=BURSTS {
+        let tunnels = load::open_idle_tunnels(egressd.addr, egressd.auth, echo, plan.burst).await;
+        tokio::time::sleep(settle).await;
+        let with_tunnels = egressd.rss_mib();
+        let keepalives =
+            load::open_idle_keepalives(egressd.addr, egressd.auth, origin, plan.burst).await;
+        tokio::time::sleep(settle).await;
+        let peak = egressd.rss_mib();
+        let complete = tunnels.len() == plan.burst && keepalives.len() == plan.burst;
+        drop((tunnels, keepalives));
+        tokio::time::sleep(AFTER_BURST).await;
+        let after = egressd.rss_mib();
+        if round == 1 {
+            first_peak = peak;
+            rows[0].set(name, before);
+            rows[1].set(name, if complete { peak } else { 0.0 });
+            rows[2].set(name, per_kib(peak - with_tunnels));
+            rows[3].set(name, per_kib(with_tunnels - before));
+            rows[4].set(name, after);
+            rows[5].set(name, kept(before, peak, after));
+            // An allocator may return memory only on its next calls: a sidecar that goes on
+            // serving lightly after a burst.
+            load::http(egressd.via(), origin, 1, Duration::from_secs(1)).await;
+            tokio::time::sleep(settle).await;
+            let light = egressd.rss_mib();
+            rows[6].set(name, light);
+            rows[7].set(name, kept(before, peak, light));
+        } else if round == BURSTS {
+            rows[8].set(name, after);
+            rows[9].set(name, kept(before, first_peak, after));
+        }
+    }
+    let start = egressd.rss_mib();
+    let refused = load::open_idle_refused(egressd.addr, egressd.auth, plan.burst).await;
     tokio::time::sleep(settle).await;
     let peak = egressd.rss_mib();
-    let complete = tunnels.len() == plan.burst && keepalives.len() == plan.burst;
-    drop((tunnels, keepalives));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = egressd.rss_mib();
-    let per_kib = |mib: f64| mib * 1024.0 / plan.burst.max(1) as f64;
-    let name = egressd.name;
-    rows[0].set(name, before);
-    rows[1].set(name, if complete { peak } else { 0.0 });
-    rows[2].set(name, per_kib(peak - with_tunnels));
-    rows[3].set(name, per_kib(with_tunnels - before));
-    rows[4].set(name, after);
-    // A share of zero is a perfect figure, not a missing one: never below a hair above it.
-    let kept = |rss: f64| ((rss - before) / (peak - before)).max(1e-3);
-    rows[5].set(name, kept(after));
-    // An allocator may return memory only on its next calls: a sidecar that goes on serving
-    // lightly after a burst.
-    load::http(egressd.via(), origin, 1, Duration::from_secs(1)).await;
+    let complete = refused.len() == plan.burst;
+    drop(refused);
+    tokio::time::sleep(AFTER_BURST).await;
+    rows[10].set(
+        name,
+        if complete {
+            kept(start, peak, egressd.rss_mib())
+        } else {
+            0.0
+        },
+    );
+    let start = egressd.rss_mib();
+    let silent = load::open_silent(egressd.addr, plan.burst).await;
     tokio::time::sleep(settle).await;
-    let light = egressd.rss_mib();
-    rows[6].set(name, light);
-    rows[7].set(name, kept(light));
+    let peak = egressd.rss_mib();
+    let complete = silent.len() == plan.burst;
+    drop(silent);
+    tokio::time::sleep(AFTER_BURST).await;
+    rows[11].set(
+        name,
+        if complete {
+            kept(start, peak, egressd.rss_mib())
+        } else {
+            0.0
+        },
+    );
+}
+
+fn session_burst_rows(n: usize) -> [Row; 4] {
+    [
+        Row::new(
+            &format!("burst: RSS with {n} idle inspected sessions"),
+            "MiB",
+        ),
+        Row::new("burst: RSS per idle inspected session", "KiB"),
+        Row::new("burst: inspected sessions, RSS 5 s after all closed", "MiB"),
+        Row::new("burst: inspected sessions, growth kept", "share"),
+    ]
+}
+
+/// Memory after a burst of `plan.sessions` inspected TLS sessions (each after one request),
+/// held at once, then closed.
+async fn session_burst(
+    plan: &Plan,
+    egressd: &peers::Peer,
+    client: &tokio_rustls::TlsConnector,
+    port: u16,
+    rows: &mut [Row; 4],
+) {
+    let settle = Duration::from_millis(500);
+    // The first session mints the leaf and fills the caches: baseline, not burst.
+    drop(tls::open_idle_sessions(egressd, client, port, 1).await);
+    tokio::time::sleep(settle).await;
+    let before = egressd.rss_mib();
+    let sessions = tls::open_idle_sessions(egressd, client, port, plan.sessions).await;
+    tokio::time::sleep(settle).await;
+    let peak = egressd.rss_mib();
+    let complete = sessions.len() == plan.sessions;
+    drop(sessions);
+    tokio::time::sleep(AFTER_BURST).await;
+    let after = egressd.rss_mib();
+    let name = egressd.name;
+    rows[0].set(name, if complete { peak } else { 0.0 });
+    rows[1].set(name, (peak - before) * 1024.0 / plan.sessions.max(1) as f64);
+    rows[2].set(name, after);
+    rows[3].set(name, kept(before, peak, after));
 }
 
 /// Total PSS of many idle instances, default and with `--threads 0`.

@@ -185,6 +185,43 @@ async fn sessions(
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Opens `count` inspected sessions through `egressd`, 64 at a time, each after one `GET`
+/// answered inside it, and keeps them open and idle; returns those that got their answer.
+pub async fn open_idle_sessions(
+    egressd: &Peer,
+    tls: &TlsConnector,
+    port: u16,
+    count: usize,
+) -> Vec<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut open = Vec::with_capacity(count);
+    let mut remaining = count;
+    while remaining > 0 {
+        let n = remaining.min(64);
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let tls = tls.clone();
+                let peer = PeerRef {
+                    addr: egressd.addr,
+                    auth: egressd.auth,
+                };
+                tokio::spawn(async move {
+                    let mut s = session_at(&peer, &tls, INSPECTED, port).await?;
+                    let get = format!("GET / HTTP/1.1\r\nHost: {INSPECTED}:{port}\r\n\r\n");
+                    s.write_all(get.as_bytes()).await.ok()?;
+                    response(&mut s, &mut Vec::new()).await.map(|_| s)
+                })
+            })
+            .collect();
+        for handle in handles {
+            if let Ok(Some(session)) = handle.await {
+                open.push(session);
+            }
+        }
+        remaining -= n;
+    }
+    open
+}
+
 /// What a worker needs of the egressd peer.
 struct PeerRef {
     addr: SocketAddr,

@@ -28,6 +28,16 @@ impl Burst {
         Self::default()
     }
 
+    /// Records that up to `peak` connections were open at some moment since the last sample: a
+    /// burst that opened and closed between two samples counts as one seen, and when it is no
+    /// drain, the quiet time starts again.
+    pub fn saw_peak(&mut self, peak: usize) {
+        self.peak = self.peak.max(peak);
+        if peak > self.peak / PEAK_DIVISOR {
+            self.low_since = None;
+        }
+    }
+
     /// Records that `open` connections were open at `now`. True when now is the time to release
     /// free memory: at least [`MIN_CLOSED`] connections have closed since the peak, at most a
     /// quarter of the peak is still open, and that has held for [`QUIET`]. The watch then starts
@@ -93,6 +103,24 @@ mod tests {
             vec![]
         );
         assert_eq!(releases(&[4000, 1000, 1000, 1000, 1000]), vec![4]);
+    }
+
+    #[test]
+    fn a_burst_between_two_samples_is_seen_by_its_peak_and_delays_the_quiet_time() {
+        let start = Instant::now();
+        let at = |second: u64| start + Duration::from_secs(second);
+        let mut burst = Burst::new();
+        assert!(!burst.observe(at(0), 0));
+        // 1,000 connections opened and closed within the second before the next sample.
+        burst.saw_peak(1000);
+        let released: Vec<u64> = (1..=5).filter(|&s| burst.observe(at(s), 0)).collect();
+        assert_eq!(released, vec![4]);
+        // Low since second 5; another short burst at 6 starts the quiet time again.
+        assert!(!burst.observe(at(5), 0));
+        burst.saw_peak(1000);
+        assert!(!burst.observe(at(6), 0));
+        assert!(!burst.observe(at(8), 0));
+        assert!(burst.observe(at(9), 0));
     }
 
     #[test]

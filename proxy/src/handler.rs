@@ -23,7 +23,7 @@ use crate::config::ProxyConfig;
 use crate::context::{Connection, Generation, Shared};
 use crate::error::Failure;
 use crate::inspect::Secrets;
-use crate::respond::{OVERLOADED, OVERLOADED_STATUS, refuse};
+use crate::respond::{EXHAUSTED, OVERLOADED, OVERLOADED_STATUS, refuse};
 use crate::socks::Socks;
 use crate::target::{loggable_authority, loggable_uri};
 
@@ -79,6 +79,21 @@ impl Proxy {
 
     fn caller(&self, peer: Peer) -> Caller {
         self.shared.caller(peer)
+    }
+
+    /// Writes `answer` (a whole response) without reading the request, within two seconds at
+    /// most, closes, and audits it as an error for `reason`.
+    async fn turn_away<Io: AsyncWrite + Unpin>(
+        &self,
+        mut io: Io,
+        peer: Peer,
+        answer: &'static [u8],
+        reason: &'static str,
+    ) {
+        let mut audit = Audit::new(self.caller(peer), "", String::new());
+        audit.failed_with(OVERLOADED_STATUS, reason);
+        let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(answer)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
     }
 }
 
@@ -136,11 +151,13 @@ where
     }
 
     /// Says 503 without reading the request, within two seconds at most, and audits it.
-    async fn overloaded(self, mut io: Io, peer: Peer) {
-        let mut audit = Audit::new(self.caller(peer), "", String::new());
-        audit.failed_with(OVERLOADED_STATUS, "overloaded");
-        let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(OVERLOADED)).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+    async fn overloaded(self, io: Io, peer: Peer) {
+        self.turn_away(io, peer, OVERLOADED, "overloaded").await;
+    }
+
+    /// Out of descriptors: says 503 `proxy-resources` as [`Handler::overloaded`] says its 503.
+    async fn exhausted(self, io: Io, peer: Peer) {
+        self.turn_away(io, peer, EXHAUSTED, "proxy-resources").await;
     }
 }
 

@@ -18,8 +18,12 @@ pub const RULE_HEADER: &str = "x-egressd-rule";
 /// Sent, without reading the request, to a connection over the limit.
 pub(crate) const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable by egressd: overloaded\r\nContent-Type: text/plain; charset=utf-8\r\n\
 x-egressd-reason: overloaded\r\nConnection: close\r\nContent-Length: 38\r\n\r\negressd: too many connections, retry\r\n";
-/// The status of [`OVERLOADED`].
+/// The status of [`OVERLOADED`] and [`EXHAUSTED`].
 pub(crate) const OVERLOADED_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+/// Sent, without reading the request, to a connection accepted with the serve loop's reserve
+/// descriptor while egressd is out of descriptors: the reason a dial that finds none gets.
+pub(crate) const EXHAUSTED: &[u8] = b"HTTP/1.1 503 Service Unavailable by egressd: out of descriptors\r\nContent-Type: text/plain; charset=utf-8\r\n\
+x-egressd-reason: proxy-resources\r\nConnection: close\r\nContent-Length: 44\r\n\r\negressd: out of descriptors, retry shortly\r\n";
 
 /// Records `failure` in the audit record and builds the client's response.
 pub(crate) fn refuse(audit: &mut Audit, target: &str, failure: Failure) -> Response<ResponseBody> {

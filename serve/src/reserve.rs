@@ -1,9 +1,9 @@
 //! One descriptor held back for the moment the process runs out. While descriptors are exhausted
 //! a connection waits in the listen queue, its client hears nothing, and the accept loop can only
-//! pause and try again: a DNS client over TCP sees silence for as long as the shortage lasts.
+//! pause and try again: a DNS or proxy client sees silence for as long as the shortage lasts.
 //! Giving the reserve up lets the loop accept one waiting connection and tell it (the handler's
-//! [`crate::Handler::overloaded`]: the DNS stub's SERVFAIL) instead; the descriptor is taken back once
-//! that connection has closed. The same trick as nginx's and libev's idle descriptor.
+//! [`crate::Handler::exhausted`]: the DNS stub's SERVFAIL, the proxy's 503) instead; the
+//! descriptor is taken back once that connection has closed. The same trick as nginx's and libev's idle descriptor.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

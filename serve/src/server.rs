@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -46,6 +46,13 @@ pub trait Handler<Io>: Clone + Send + Sync + 'static {
         let _ = (io, peer);
         std::future::ready(())
     }
+
+    /// A connection accepted with the reserve descriptor while the process is out of
+    /// descriptors ([`Server::with_reserve`]): say so briefly (bounded in time), or just close
+    /// it. This default answers as [`Handler::overloaded`] does.
+    fn exhausted(self, io: Io, peer: Peer) -> impl Future<Output = ()> + Send + 'static {
+        self.overloaded(io, peer)
+    }
 }
 
 /// One server: a connection limit, a shutdown signal and the tasks to drain, shared by every
@@ -62,6 +69,9 @@ struct Inner {
     shutdown: CancellationToken,
     over_limit: AtomicBool,
     reserve: Reserve,
+    /// The most tracked tasks seen open just after an accept since [`Server::take_peak`]
+    /// last read it.
+    peak: AtomicUsize,
 }
 
 /// What was left when draining ended.
@@ -79,8 +89,8 @@ impl Server {
     }
 
     /// [`Server::new`], keeping one descriptor in reserve: out of descriptors, the connections
-    /// waiting are accepted one at a time with it and handed to [`Handler::overloaded`], so each
-    /// is told (the DNS stub's SERVFAIL) rather than left waiting in silence.
+    /// waiting are accepted one at a time with it and handed to [`Handler::exhausted`], so each
+    /// is told (the DNS stub's SERVFAIL, the proxy's 503) rather than left waiting in silence.
     pub fn with_reserve(max_connections: usize, shutdown: CancellationToken) -> Self {
         Self::build(max_connections, shutdown, true)
     }
@@ -94,6 +104,7 @@ impl Server {
                 shutdown,
                 over_limit: AtomicBool::new(false),
                 reserve: Reserve::new(reserve),
+                peak: AtomicUsize::new(0),
             }),
         }
     }
@@ -106,6 +117,14 @@ impl Server {
     /// The shutdown signal.
     pub fn shutdown(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// The most tracked tasks open at once since the last call (at least as many as are open
+    /// now), and starts again from now: a burst that opened and closed between two samples of
+    /// [`Server::tasks`] still shows here.
+    pub fn take_peak(&self) -> usize {
+        let open = self.inner.tasks.len();
+        self.inner.peak.swap(open, Ordering::Relaxed).max(open)
     }
 
     /// Accepts from `listener` until shutdown, handing each connection to `handler` on a tracked
@@ -175,6 +194,7 @@ impl Server {
                     inner
                         .tasks
                         .spawn(handler.clone().serve(conn).instrument(span));
+                    inner.peak.fetch_max(inner.tasks.len(), Ordering::Relaxed);
                 }
                 Err(_) => {
                     if !inner.over_limit.swap(true, Ordering::Relaxed) {
@@ -201,7 +221,7 @@ impl Server {
         let inner = self.inner.clone();
         let span = tracing::debug_span!("conn", client.addr = %peer);
         tracing::debug!(parent: &span, "out of descriptors: turning a waiting connection away");
-        let rejection = handler.clone().overloaded(io, peer);
+        let rejection = handler.clone().exhausted(io, peer);
         self.inner.reserve.turning_away();
         self.inner.tasks.spawn(
             async move {
@@ -251,7 +271,8 @@ mod tests {
         }
     }
 
-    /// Answers "ok" to every connection, or "busy" when over the limit.
+    /// Answers "ok" to every connection, "busy" when over the limit, "none" when out of
+    /// descriptors.
     #[derive(Clone)]
     struct Greeter;
 
@@ -261,6 +282,24 @@ mod tests {
             // Hold the connection until the peer closes, like a keep-alive client.
             let mut rest = Vec::new();
             let _ = conn.io.read_to_end(&mut rest).await;
+        }
+
+        async fn overloaded(self, mut io: DuplexStream, _: Peer) {
+            let _ = io.write_all(b"busy").await;
+        }
+
+        async fn exhausted(self, mut io: DuplexStream, _: Peer) {
+            let _ = io.write_all(b"none").await;
+        }
+    }
+
+    /// Says only "busy": out of descriptors too, by [`Handler::exhausted`]'s default.
+    #[derive(Clone)]
+    struct Terse;
+
+    impl Handler<DuplexStream> for Terse {
+        async fn serve(self, conn: Conn<DuplexStream>) {
+            Greeter.serve(conn).await;
         }
 
         async fn overloaded(self, mut io: DuplexStream, _: Peer) {
@@ -319,8 +358,51 @@ mod tests {
             let server = server.clone();
             async move { server.serve("test", listener, Greeter).await }
         });
-        assert_eq!(greeting(&mut first).await, "busy");
-        assert_eq!(greeting(&mut second).await, "busy");
+        assert_eq!(greeting(&mut first).await, "none");
+        assert_eq!(greeting(&mut second).await, "none");
+        server.shutdown().cancel();
+        serving.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn out_of_descriptors_a_handler_without_its_own_answer_says_it_is_overloaded() {
+        let (mut client, server_side) = pair();
+        let listener = Scripted {
+            script: Mutex::new(VecDeque::from([
+                Err(io::Error::from_raw_os_error(libc::EMFILE)),
+                Ok(server_side),
+            ])),
+        };
+        let server = Server::with_reserve(4, CancellationToken::new());
+        let serving = tokio::spawn({
+            let server = server.clone();
+            async move { server.serve("test", listener, Terse).await }
+        });
+        assert_eq!(greeting(&mut client).await, "busy");
+        server.shutdown().cancel();
+        serving.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_peak_counts_connections_that_closed_before_it_was_read() {
+        let (mut first, first_server) = pair();
+        let (mut second, second_server) = pair();
+        let listener = Scripted {
+            script: Mutex::new(VecDeque::from([Ok(first_server), Ok(second_server)])),
+        };
+        let server = Server::new(4, CancellationToken::new());
+        let serving = tokio::spawn({
+            let server = server.clone();
+            async move { server.serve("test", listener, Greeter).await }
+        });
+        assert_eq!(greeting(&mut first).await, "ok");
+        assert_eq!(greeting(&mut second).await, "ok");
+        drop((first, second));
+        while !server.tasks().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(server.take_peak(), 2);
+        assert_eq!(server.take_peak(), 0, "read again: from now on");
         server.shutdown().cancel();
         serving.await.unwrap().unwrap();
     }

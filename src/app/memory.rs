@@ -1,5 +1,5 @@
 //! Memory back after a burst: once a second, the connections open on the proxy and the DNS
-//! stub's servers are counted; when [`heap::Burst`] says a burst is over, the allocator's free
+//! stub's servers are counted, with the most open at once since the last count; when [`heap::Burst`] says a burst is over, the allocator's free
 //! memory is released on a blocking thread (it holds the allocator's locks for a few
 //! milliseconds; never on a request's path). docs/benchmarks.md has what it returns and costs.
 
@@ -23,6 +23,8 @@ pub async fn watch(servers: Vec<Server>, shutdown: CancellationToken) {
                 // Tracked tasks: connections, the tunnels and inspected sessions that outlive
                 // them, DNS lookups in flight.
                 let open = servers.iter().map(|s| s.tasks().len()).sum();
+                // A burst shorter than a sample still shows by its peak.
+                burst.saw_peak(servers.iter().map(Server::take_peak).sum());
                 if burst.observe(now.into_std(), open) {
                     release(open).await;
                 }

@@ -74,9 +74,11 @@ impl App {
         handle.policy(&info.sha256, info.mode.as_str());
         let resolver = generations.resolver(policy);
         let shutdown = CancellationToken::new();
-        let proxy_server = Server::new(settings.proxy.limits.max_connections, shutdown.clone());
-        // The stub's TCP clients are told SERVFAIL when descriptors run out, never left in silence; the
-        // proxy's wait in the listen queue for a descriptor to free, as they always did.
+        // Out of descriptors, clients waiting in a listen queue are told, never left in silence:
+        // the proxy's (and SOCKS's) get a 503 `proxy-resources` (SOCKS: no acceptable method),
+        // the stub's TCP clients SERVFAIL. Each server keeps one descriptor in reserve for that.
+        let proxy_server =
+            Server::with_reserve(settings.proxy.limits.max_connections, shutdown.clone());
         let dns_server = Server::with_reserve(settings.stub.max_tcp_connections, shutdown.clone());
         let metrics_server = Server::new(metrics::MAX_ACCEPTED, shutdown.clone());
         let mut loops = Loops::new();

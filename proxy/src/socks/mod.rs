@@ -56,6 +56,20 @@ impl Socks {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
+
+    /// Tells the client no method is acceptable, closes, and audits it as an error for `reason`.
+    async fn turn_away<Io: AsyncWrite + Unpin>(
+        &self,
+        mut io: Io,
+        peer: Peer,
+        reason: &'static str,
+    ) {
+        let mut audit = Audit::socks(self.shared.caller(peer), "", String::new());
+        audit.failed_with(StatusCode::SERVICE_UNAVAILABLE, reason);
+        let refusal = wire::method_selection(wire::METHOD_UNACCEPTABLE);
+        let _ = tokio::time::timeout(REFUSAL_WRITE, io.write_all(&refusal)).await;
+        let _ = tokio::time::timeout(REFUSAL_WRITE, io.shutdown()).await;
+    }
 }
 
 impl<Io> Handler<Io> for Socks
@@ -145,12 +159,13 @@ where
 
     /// Over the connection limit: tells the client no method is acceptable (`0xFF`, the one
     /// answer a SOCKS5 client reads before anything else) and closes; audited `overloaded`.
-    async fn overloaded(self, mut io: Io, peer: Peer) {
-        let mut audit = Audit::socks(self.shared.caller(peer), "", String::new());
-        audit.failed_with(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
-        let refusal = wire::method_selection(wire::METHOD_UNACCEPTABLE);
-        let _ = tokio::time::timeout(REFUSAL_WRITE, io.write_all(&refusal)).await;
-        let _ = tokio::time::timeout(REFUSAL_WRITE, io.shutdown()).await;
+    async fn overloaded(self, io: Io, peer: Peer) {
+        self.turn_away(io, peer, "overloaded").await;
+    }
+
+    /// Out of descriptors: the same answer, audited `proxy-resources`.
+    async fn exhausted(self, io: Io, peer: Peer) {
+        self.turn_away(io, peer, "proxy-resources").await;
     }
 }
 
