@@ -93,15 +93,9 @@ fn bursts<T>(what: &str, pid: u32, mut burst: impl FnMut() -> Vec<T>) {
     }
 }
 
-#[test]
-#[ignore = "needs 10,000 descriptors for each side: run by .ci/run"]
-fn memory_comes_back_after_bursts_of_keep_alive_connections() {
-    raise_nofile();
-    let origin = Origin::start(Behaviour::Answer);
-    let port = origin.addr.port();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write(dir.path(), "policy.toml", &loopback_policy(&[port], ""));
-    let sidecar = Sidecar::start_with_nofile(
+/// An egressd under `policy` with room for a burst of [`CONNECTIONS`], logging only warnings.
+fn burst_sidecar(policy: &std::path::Path) -> Sidecar {
+    Sidecar::start_with_nofile(
         (CONNECTIONS + 2_000) as u32,
         &[
             "--policy",
@@ -111,7 +105,18 @@ fn memory_comes_back_after_bursts_of_keep_alive_connections() {
             "--log-level",
             "warn",
         ],
-    );
+    )
+}
+
+#[test]
+#[ignore = "needs 10,000 descriptors for each side: run by .ci/run"]
+fn memory_comes_back_after_bursts_of_keep_alive_connections() {
+    raise_nofile();
+    let origin = Origin::start(Behaviour::Answer);
+    let port = origin.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", &loopback_policy(&[port], ""));
+    let sidecar = burst_sidecar(&policy);
     let proxy = sidecar.proxy();
     let authority = format!("origin.test:{port}");
     let request = request_head("GET", &format!("http://{authority}/"), &authority, &[]);
@@ -140,17 +145,7 @@ fn memory_comes_back_after_bursts_of_refused_and_silent_connections() {
     raise_nofile();
     let dir = tempfile::tempdir().unwrap();
     let policy = write(dir.path(), "policy.toml", &loopback_policy(&[9], ""));
-    let sidecar = Sidecar::start_with_nofile(
-        (CONNECTIONS + 2_000) as u32,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--max-connections",
-            &(CONNECTIONS + 1_000).to_string(),
-            "--log-level",
-            "warn",
-        ],
-    );
+    let sidecar = burst_sidecar(&policy);
     let proxy = sidecar.proxy();
     let request = request_head("GET", "http://10.0.0.1/", "10.0.0.1", &[]);
     let mut first = connect_tcp(proxy);

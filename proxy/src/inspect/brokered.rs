@@ -724,14 +724,14 @@ value_env = "NET"
     #[test]
     fn an_event_is_passed_on_whole_while_the_stream_goes_quiet() {
         let swapped = swapped_api();
-        let mut body = Redacting::new(ThenQuiet(Some("data: {\"delta\": \"hi\"}\n\n")), swapped);
+        let mut body = Redacting::new(ThenQuiet::data("data: {\"delta\": \"hi\"}\n\n"), swapped);
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) else {
             panic!("the event waits for more");
         };
         assert_eq!(frame.into_data().unwrap(), "data: {\"delta\": \"hi\"}\n\n");
-        let mut body = Redacting::new(ThenQuiet(Some("data: real-api")), swapped_api());
+        let mut body = Redacting::new(ThenQuiet::data("data: real-api"), swapped_api());
         let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) else {
             panic!("nothing went");
         };
@@ -742,8 +742,16 @@ value_env = "NET"
         );
     }
 
-    /// One data frame, then nothing yet.
-    struct ThenQuiet(Option<&'static str>);
+    /// A body of the given frames, then nothing yet: it neither ends nor goes on.
+    struct ThenQuiet(Listed);
+
+    impl ThenQuiet {
+        fn data(text: &'static str) -> Self {
+            Self(Listed(
+                vec![Frame::data(Bytes::from_static(text.as_bytes()))].into_iter(),
+            ))
+        }
+    }
 
     impl Body for ThenQuiet {
         type Data = Bytes;
@@ -751,13 +759,11 @@ value_env = "NET"
 
         fn poll_frame(
             mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
+            cx: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            match self.0.take() {
-                Some(data) => {
-                    Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(data.as_bytes())))))
-                }
-                None => Poll::Pending,
+            match Pin::new(&mut self.0).poll_frame(cx) {
+                Poll::Ready(None) => Poll::Pending,
+                other => other,
             }
         }
     }
