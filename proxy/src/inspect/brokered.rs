@@ -218,19 +218,14 @@ pub(crate) fn scrub_headers(headers: &mut HeaderMap, swapped: &[Swapped]) {
     for name in named {
         headers.remove(name);
     }
+    let masker = Masker::new(swapped);
     for value in headers.values_mut() {
-        let mut bytes = value.as_bytes().to_vec();
-        let mut changed = false;
-        for swap in swapped {
-            if contains(&bytes, &swap.real) {
-                bytes = replace(&bytes, &swap.real, &swap.placeholder);
-                changed = true;
-            }
+        if masker.occurrences(value.as_bytes()).is_empty() {
+            continue;
         }
-        if changed {
-            *value = HeaderValue::from_bytes(&bytes)
-                .unwrap_or_else(|_| HeaderValue::from_static("redacted"));
-        }
+        let bytes = masker.replace(value.as_bytes());
+        *value = HeaderValue::from_bytes(&bytes)
+            .unwrap_or_else(|_| HeaderValue::from_static("redacted"));
     }
 }
 
@@ -294,8 +289,8 @@ fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 }
 
 /// How many bytes at the end of `bytes` must wait for the next ones before they can be passed
-/// on: the longest end of `bytes` that is the start of a value (shorter than the value; a whole
-/// one was scrubbed already). A value that a later piece completes begins there, so nothing
+/// on: the longest end of `bytes` that is the start of a value (shorter than the value: a whole
+/// one is an occurrence, [`Masker::releasable`]). A value that a later piece completes begins there, so nothing
 /// before it can be part of one; and the bytes of a stream that cannot begin a value (an event
 /// stream's closing blank line, say) are not held back at all.
 fn held_back<'a>(bytes: &[u8], values: impl IntoIterator<Item = &'a Bytes>) -> usize {
@@ -310,28 +305,39 @@ fn held_back<'a>(bytes: &[u8], values: impl IntoIterator<Item = &'a Bytes>) -> u
         .unwrap_or(0)
 }
 
-/// Scrubbing in place, for bytes whose length must not change (a WebSocket frame's payload,
-/// whose length its header has already said): each occurrence of a real value becomes as many
-/// filler bytes. The filler is one ASCII byte that is in no value (`*` unless a value holds it),
-/// so text stays valid UTF-8 (a value is a whole UTF-8 string, so it starts and ends on character
-/// boundaries), and no value can be made of filler and the bytes around it: a scrubbed stream
-/// holds no value.
+/// What a response is scrubbed of: every occurrence of a real value, found in the bytes as the
+/// origin sent them (all values at once, so that one value inside or overlapping another is
+/// found whole), becomes its placeholder ([`Masker::replace`], for headers and bodies) or as
+/// many filler bytes ([`Masker::mask`], for bytes whose length must not change: a WebSocket
+/// frame's payload, whose length its header has already said). Occurrences that overlap (two
+/// values, or one value twice) become filler over all their bytes.
+///
+/// The filler is one ASCII byte that is in no value (`*` unless a value holds it), so text stays
+/// valid UTF-8 (a value is a whole UTF-8 string, so it starts and ends on character boundaries),
+/// and no value can be made of filler and the bytes around it: a scrubbed stream holds no value.
 #[derive(Clone)]
 pub(crate) struct Masker {
     values: Vec<Bytes>,
+    /// What each value becomes in [`Masker::replace`] (its placeholder, or filler:
+    /// [`scrubbed_as`]).
+    replacements: Vec<Bytes>,
     filler: u8,
 }
+
+/// Where a value occurs in scrubbed bytes: `Some(i)` for one occurrence of value `i`, `None`
+/// for overlapping occurrences merged into one range.
+type Occurrence = (std::ops::Range<usize>, Option<usize>);
 
 impl Masker {
     pub(crate) fn new(swapped: &[Swapped]) -> Self {
         let values: Vec<Bytes> = swapped.iter().map(|s| s.real.clone()).collect();
+        let replacements = swapped.iter().map(|s| s.placeholder.clone()).collect();
         let filler = filler(&values);
-        Self { values, filler }
-    }
-
-    /// How many bytes at the end of `bytes` must wait for the next ones (see [`held_back`]).
-    pub(crate) fn held_back(&self, bytes: &[u8]) -> usize {
-        held_back(bytes, &self.values)
+        Self {
+            values,
+            replacements,
+            filler,
+        }
     }
 
     /// A masker for `values`, for tests elsewhere.
@@ -347,15 +353,64 @@ impl Masker {
         Self::new(&swapped)
     }
 
-    /// Overwrites every occurrence of a value in `bytes` with filler.
-    pub(crate) fn mask(&self, bytes: &mut [u8]) {
-        for value in &self.values {
+    /// Every occurrence of every value in `bytes`, in order, overlapping ones merged.
+    fn occurrences(&self, bytes: &[u8]) -> Vec<Occurrence> {
+        let mut found: Vec<(usize, usize, usize)> = Vec::new();
+        for (index, value) in self.values.iter().enumerate() {
             let mut from = 0;
             while let Some(at) = find(bytes, value, from) {
-                bytes[at..at + value.len()].fill(self.filler);
-                from = at + value.len();
+                found.push((at, at + value.len(), index));
+                from = at + 1;
             }
         }
+        found.sort_unstable();
+        let mut merged: Vec<Occurrence> = Vec::with_capacity(found.len());
+        for (start, end, index) in found {
+            match merged.last_mut() {
+                Some((range, which)) if start < range.end => {
+                    range.end = range.end.max(end);
+                    *which = None;
+                }
+                _ => merged.push((start..end, Some(index))),
+            }
+        }
+        merged
+    }
+
+    /// How many of the first bytes of `bytes` (a stream's bytes not yet passed on, as the
+    /// origin sent them) can be scrubbed and passed on now: all but its end that begins a value
+    /// (see [`held_back`]), and never part of an occurrence: one that reaches into that end
+    /// waits whole with it.
+    pub(crate) fn releasable(&self, bytes: &[u8]) -> usize {
+        let upto = bytes.len() - held_back(bytes, &self.values);
+        self.occurrences(bytes)
+            .into_iter()
+            .find(|(range, _)| range.start < upto && upto < range.end)
+            .map_or(upto, |(range, _)| range.start)
+    }
+
+    /// Overwrites every occurrence of a value in `bytes` with filler.
+    pub(crate) fn mask(&self, bytes: &mut [u8]) {
+        for (range, _) in self.occurrences(bytes) {
+            bytes[range].fill(self.filler);
+        }
+    }
+
+    /// `bytes` with every occurrence of a value replaced: one value's by its replacement,
+    /// overlapping ones by filler.
+    pub(crate) fn replace(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut at = 0;
+        for (range, which) in self.occurrences(bytes) {
+            out.extend_from_slice(&bytes[at..range.start]);
+            match which.and_then(|i| self.replacements.get(i)) {
+                Some(replacement) => out.extend_from_slice(replacement),
+                None => out.resize(out.len() + range.len(), self.filler),
+            }
+            at = range.end;
+        }
+        out.extend_from_slice(&bytes[at..]);
+        out
     }
 }
 
@@ -366,6 +421,8 @@ impl Masker {
 pub(crate) struct Redacting<B> {
     inner: B,
     swapped: Vec<Swapped>,
+    masker: Masker,
+    /// What the origin sent that is not passed on yet, as it sent it.
     carry: BytesMut,
     pending: Option<Frame<Bytes>>,
     finished: bool,
@@ -375,6 +432,7 @@ impl<B> Redacting<B> {
     pub(crate) fn new(inner: B, swapped: Vec<Swapped>) -> Self {
         Self {
             inner,
+            masker: Masker::new(&swapped),
             swapped,
             carry: BytesMut::new(),
             pending: None,
@@ -382,13 +440,10 @@ impl<B> Redacting<B> {
         }
     }
 
-    fn redact(&mut self) {
-        for swap in &self.swapped {
-            if contains(&self.carry, &swap.real) {
-                let replaced = replace(&self.carry, &swap.real, &swap.placeholder);
-                self.carry = BytesMut::from(&replaced[..]);
-            }
-        }
+    /// The first `upto` bytes of what is carried, scrubbed.
+    fn release(&mut self, upto: usize) -> Bytes {
+        let bytes = self.carry.split_to(upto);
+        Bytes::from(self.masker.replace(&bytes))
     }
 }
 
@@ -415,11 +470,9 @@ where
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         this.carry.extend_from_slice(&data);
-                        this.redact();
-                        let ready = this.carry.len()
-                            - held_back(&this.carry, this.swapped.iter().map(|s| &s.real));
+                        let ready = this.masker.releasable(&this.carry);
                         if ready > 0 {
-                            let out = this.carry.split_to(ready).freeze();
+                            let out = this.release(ready);
                             return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
                     }
@@ -432,21 +485,19 @@ where
                             }
                             Err(other) => other,
                         };
-                        this.redact();
                         if this.carry.is_empty() {
                             return Poll::Ready(Some(Ok(other)));
                         }
                         this.pending = Some(other);
-                        let out = this.carry.split().freeze();
+                        let out = this.release(this.carry.len());
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                 },
                 Some(Err(error)) => return Poll::Ready(Some(Err(error))),
                 None => {
                     this.finished = true;
-                    this.redact();
                     if !this.carry.is_empty() {
-                        let out = this.carry.split().freeze();
+                        let out = this.release(this.carry.len());
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                 }
@@ -715,8 +766,45 @@ value_env = "NET"
             ("", 0),
             ("1", 1),
         ] {
-            assert_eq!(masker.held_back(bytes.as_bytes()), held, "{bytes}");
+            let bytes = bytes.as_bytes();
+            assert_eq!(masker.releasable(bytes), bytes.len() - held, "{bytes:?}");
         }
+    }
+
+    /// Values found together in the bytes as sent: one inside or overlapping another is found
+    /// whole, and an occurrence that reaches into the held end waits whole with it.
+    #[tokio::test]
+    async fn values_that_overlap_are_scrubbed_whole() {
+        let cases: [(&[&'static str], &str, &str); 3] = [
+            (
+                &["acme", "acme:pw-12345"],
+                "key acme:pw-12345 end",
+                "key ************* end",
+            ),
+            (&["abcd", "cdef"], "xabcdefx", "x******x"),
+            (&["abcd", "cdef"], "abcd cdef", "**** ****"),
+        ];
+        for (values, input, want) in cases {
+            let mut bytes = input.as_bytes().to_vec();
+            Masker::of(values).mask(&mut bytes);
+            assert_eq!(String::from_utf8(bytes).unwrap(), want, "{values:?}");
+        }
+        let masker = Masker::of(&["acme", "acme:pw"]);
+        assert_eq!(masker.replace(b"acme:pw and acme"), b"******* and PH");
+        // "cd" may begin "cdef", and "abcd" reaches into it: all of "abcd" waits.
+        assert_eq!(Masker::of(&["abcd", "cdef"]).releasable(b"xabcd"), 1);
+        // A body whose pieces end inside the shorter value.
+        let swapped: Vec<Swapped> = ["acme", "acme:pw-12345"]
+            .iter()
+            .map(|v| Swapped {
+                real: Bytes::from_static(v.as_bytes()),
+                placeholder: Bytes::from_static(b"PH"),
+            })
+            .collect();
+        let chunks = ["key acme", ":pw-123", "45 end acme."];
+        let body = Redacting::new(Frames(chunks.into_iter()), swapped);
+        let out = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&out[..], b"key ************* end PH.");
     }
 
     /// A stream that goes quiet after each event (server-sent events from an API on a brokered

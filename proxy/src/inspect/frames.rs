@@ -13,8 +13,9 @@
 //! header's length stays true:
 //! - the payloads of a message's data frames (text, binary, continuation) as one stream: a value
 //!   split across two frames of one message, or across two reads, is found;
-//! - each control frame's payload on its own: a close frame's reason (its code is left alone),
-//!   a ping's or pong's payload.
+//! - each control frame's payload on its own: a ping's or pong's, a close frame's code and
+//!   reason (no valid code holds a byte a value can, so a code changes only in a malformed
+//!   close whose first bytes begin a value).
 //!
 //! Memory is bounded: a payload streams through, and only its last bytes that begin a value (at
 //! most one byte fewer than the longest value) wait for the bytes after them. Those last bytes
@@ -41,7 +42,6 @@ const MAX_WAITING: usize = 64 * 1024;
 const FIN: u8 = 0x80;
 const RESERVED_BITS: u8 = 0x70;
 const MASKED: u8 = 0x80;
-const CLOSE: u8 = 0x8;
 
 /// Why a frame from the origin ended the relay.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -79,7 +79,7 @@ enum Reading {
     /// A data frame's payload.
     Data { remaining: u64, fin: bool },
     /// A control frame's payload, gathered in `control` after its header.
-    Control { remaining: usize, close: bool },
+    Control { remaining: usize },
 }
 
 /// The origin→client byte stream, frame by frame, with every value masked.
@@ -138,22 +138,20 @@ impl FrameScrubber {
                     let done = *remaining == 0;
                     self.held.extend_from_slice(&input[..take]);
                     input = &input[take..];
-                    self.masker.mask(&mut self.held);
                     if done {
                         self.end_data(fin, out);
                     } else {
                         self.release_all_but_held_back(out);
                     }
                 }
-                Reading::Control { remaining, close } => {
-                    let close = *close;
+                Reading::Control { remaining } => {
                     let take = (*remaining).min(input.len());
                     *remaining -= take;
                     let done = *remaining == 0;
                     self.control.extend_from_slice(&input[..take]);
                     input = &input[take..];
                     if done {
-                        self.end_control(close, out)?;
+                        self.end_control(out)?;
                     }
                 }
             }
@@ -164,7 +162,6 @@ impl FrameScrubber {
     /// The origin's stream ended: everything held is written, scrubbed of what it holds whole
     /// (a value whose end never came is not one). A partial header or control frame is dropped.
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
-        self.masker.mask(&mut self.held);
         self.release(self.held.len(), out);
     }
 
@@ -220,12 +217,9 @@ impl FrameScrubber {
             self.control = header;
             // At most 125: `header_length` checked it.
             let remaining = usize::try_from(length).unwrap_or(125);
-            self.reading = Reading::Control {
-                remaining,
-                close: opcode == CLOSE,
-            };
+            self.reading = Reading::Control { remaining };
             if remaining == 0 {
-                self.end_control(opcode == CLOSE, out)?;
+                self.end_control(out)?;
             }
             return Ok(());
         }
@@ -261,13 +255,14 @@ impl FrameScrubber {
 
     /// A control frame has all been read: scrubbed on its own, it is written after what the
     /// current message holds back.
-    fn end_control(&mut self, close: bool, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    fn end_control(&mut self, out: &mut Vec<u8>) -> Result<(), FrameError> {
         self.reading = Reading::Header;
-        // A control frame's header is two bytes (no extended length, no mask); a close frame's
-        // first two payload bytes are its status code.
-        let payload = if close { 4 } else { 2 };
+        // A control frame's header is two bytes (no extended length, no mask). A close frame's
+        // first two payload bytes are its status code, scrubbed with the rest: no valid code
+        // holds a byte a value can (a value is visible ASCII, space and tab), so only a
+        // malformed close whose "code" begins a value changes there.
         let mut frame = std::mem::take(&mut self.control);
-        if let Some(scrubbed) = frame.get_mut(payload..) {
+        if let Some(scrubbed) = frame.get_mut(2..) {
             self.masker.mask(scrubbed);
         }
         self.wait(frame)?;
@@ -275,24 +270,32 @@ impl FrameScrubber {
         Ok(())
     }
 
-    /// Queues frame bytes to go after all of `held`.
+    /// Queues frame bytes to go after all of `held`; bytes queued at the same place join the
+    /// last entry, so that empty frames cannot make the queue long.
     fn wait(&mut self, bytes: Vec<u8>) -> Result<(), FrameError> {
         self.waiting_bytes += bytes.len();
         if self.waiting_bytes > MAX_WAITING {
             return Err(FrameError::Waiting);
         }
-        self.waiting.push_back((self.held.len(), bytes));
+        let at = self.held.len();
+        match self.waiting.back_mut() {
+            Some((offset, queued)) if *offset == at => queued.extend_from_slice(&bytes),
+            _ => self.waiting.push_back((at, bytes)),
+        }
         Ok(())
     }
 
-    /// Writes what of `held` can no longer be part of a value: all but its end that begins one.
+    /// Writes what of `held` can no longer be part of a value: all but its end that begins one
+    /// ([`Masker::releasable`]).
     fn release_all_but_held_back(&mut self, out: &mut Vec<u8>) {
-        let upto = self.held.len() - self.masker.held_back(&self.held);
+        let upto = self.masker.releasable(&self.held);
         self.release(upto, out);
     }
 
-    /// Writes the first `upto` bytes of `held`, and the frame bytes queued among them.
+    /// Writes the first `upto` bytes of `held`, scrubbed, and the frame bytes queued among them.
+    /// `upto` is the end of `held` or what [`Masker::releasable`] says: no value reaches past it.
     fn release(&mut self, upto: usize, out: &mut Vec<u8>) {
+        self.masker.mask(&mut self.held[..upto]);
         let mut written = 0;
         while let Some((offset, _)) = self.waiting.front()
             && *offset <= upto
@@ -403,6 +406,8 @@ mod tests {
 
     use super::*;
 
+    const CLOSE: u8 = 0x8;
+
     const VALUE: &str = "SECRET-VALUE";
     const TEXT: u8 = 0x1;
     const BINARY: u8 = 0x2;
@@ -463,7 +468,14 @@ mod tests {
 
     /// Feeds `stream` in pieces of `piece` bytes, then ends it.
     fn scrub(stream: &[u8], piece: usize) -> Result<Vec<u8>, FrameError> {
-        let mut scrubber = scrubber();
+        scrub_with(scrubber(), stream, piece)
+    }
+
+    fn scrub_with(
+        mut scrubber: FrameScrubber,
+        stream: &[u8],
+        piece: usize,
+    ) -> Result<Vec<u8>, FrameError> {
         let mut out = Vec::new();
         for chunk in stream.chunks(piece) {
             scrubber.feed(chunk, &mut out)?;
@@ -473,6 +485,46 @@ mod tests {
     }
 
     const PIECES: [usize; 6] = [1, 2, 3, 7, 13, usize::MAX];
+
+    /// Two values, one the start of the other, in a message cut anywhere: the longer is masked
+    /// whole, never the shorter first and the rest of the longer passed on.
+    #[test]
+    fn a_value_inside_another_is_masked_whole_at_every_cut() {
+        let stream = [
+            frame(TEXT, false, b"key acm"),
+            frame(CONTINUATION, true, b"e:pw-12345 end"),
+        ]
+        .concat();
+        for piece in PIECES {
+            let masker = Masker::of(&["acme", "acme:pw-12345"]);
+            let out = scrub_with(FrameScrubber::new(masker), &stream, piece).unwrap();
+            let payloads: Vec<u8> = frames_of(&out).into_iter().flat_map(|f| f.2).collect();
+            assert_eq!(payloads, b"key ************* end", "{piece}");
+        }
+    }
+
+    /// Empty fragments behind a held tail join one queue entry: they cannot make it long.
+    #[test]
+    fn empty_fragments_behind_a_held_tail_take_one_entry() {
+        let mut scrubber = scrubber();
+        let mut out = Vec::new();
+        scrubber
+            .feed(&frame(TEXT, false, b"x SECRET"), &mut out)
+            .unwrap();
+        for _ in 0..1_000 {
+            scrubber
+                .feed(&frame(CONTINUATION, false, b""), &mut out)
+                .unwrap();
+        }
+        assert_eq!(scrubber.waiting.len(), 1);
+        scrubber
+            .feed(&frame(CONTINUATION, true, b"-VALUE"), &mut out)
+            .unwrap();
+        let frames = frames_of(&out);
+        assert_eq!(frames.len(), 1_002);
+        let payloads: Vec<u8> = frames.into_iter().flat_map(|f| f.2).collect();
+        assert_eq!(payloads, b"x ************");
+    }
 
     #[test]
     fn a_value_split_across_fragments_and_reads_is_masked() {
@@ -565,10 +617,13 @@ mod tests {
             frame(PING, true, b"SECRET-"),
             frame(PING, true, b"VALUE"),
             frame(CLOSE, true, &close),
+            // A malformed close whose "code" is the value's first bytes.
+            frame(CLOSE, true, b"SECRET-VALUE"),
         ]
         .concat();
         for piece in PIECES {
             let frames = frames_of(&scrub(&stream, piece).unwrap());
+            assert_eq!(frames[4].2, b"************");
             assert_eq!(frames[0].2, b"************");
             // Each control frame is its own: a value split across two is not one.
             assert_eq!(frames[1].2, b"SECRET-");
