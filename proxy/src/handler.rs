@@ -122,9 +122,13 @@ where
         });
         let service = {
             let connection = connection.clone();
+            // Each request's future boxed while it runs: hyper keeps the slot for the request
+            // in flight (allocated once per connection, for the connection's life) the size of
+            // this future, so inline it would hold 1.1 KiB more on every idle keep-alive
+            // connection (docs/benchmarks.md, "Idle connections after the redesign").
             service_fn(move |req| {
                 connection.exchange.begin();
-                handle(connection.clone(), req)
+                Box::pin(handle(connection.clone(), req))
             })
         };
         let mut http = builder
@@ -193,10 +197,9 @@ async fn respond(connection: &Connection, req: Request<Incoming>) -> Response<Re
         }
     }
     let generation = connection.shared.generation.load();
-    // Boxed, so that the slot hyper keeps for the request in flight (boxed once per connection,
-    // for the connection's life) holds a pointer, not the largest request's future: an idle
-    // keep-alive connection holds 4.6 KiB less (docs/benchmarks.md, "Idle connections after the
-    // redesign").
+    // Boxed, so that the request's future (boxed by the service, see `Proxy::serve`) holds a
+    // pointer, not the largest request's future (4.7 KiB; docs/benchmarks.md, "Idle connections
+    // after the redesign").
     if req.method() == Method::CONNECT {
         Box::pin(crate::connect::connect(connection, &generation, req)).await
     } else {
@@ -225,7 +228,7 @@ fn refuse_unauthorized(
     // No credential at all: the client may be waiting for this challenge to send it, on this
     // connection. Its record waits for the next request (or the connection's end).
     if challenge && let Ok(mut held) = connection.challenged.lock() {
-        *held = Some(audit);
+        *held = Some(Box::new(audit));
     }
     response
 }
