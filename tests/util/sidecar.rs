@@ -74,6 +74,15 @@ const CREDENTIAL_FLAGS: [&str; 3] = [
 ];
 
 impl Sidecar {
+    /// Asserts that none of `values` is in what egressd wrote so far to its audit log at
+    /// `audit` or to its stderr: a brokered or secret value never reaches a log.
+    pub fn assert_never_logged(&self, audit: &std::path::Path, values: &[&str]) {
+        let logs = std::fs::read_to_string(audit).unwrap_or_default() + &self.stderr.text();
+        for value in values {
+            assert!(!logs.contains(value), "{value:?} was logged:\n{logs}");
+        }
+    }
+
     /// Starts `egressd run ARGS...` and waits for its readiness line.
     pub fn start(args: &[&str]) -> Self {
         match Self::try_start(args) {
