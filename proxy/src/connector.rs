@@ -1,17 +1,15 @@
-//! The connector behind the origin connection pool: a new origin connection is opened by the
-//! router ([`Router::open`]: resolution and address checks for a name the caller already decided),
-//! or, with a parent proxy, to the parent.
+//! Opens the origin connections of the pool (`pool.rs`): to the origin through the router
+//! ([`Router::open`]: resolution and address checks for a target the caller already decided), or,
+//! with a parent proxy, to the parent.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
+use policy::Target;
 use tokio::net::TcpStream;
 
 use crate::error::Failure;
@@ -19,10 +17,6 @@ use crate::limits::Limits;
 use crate::parent::ParentProxy;
 use crate::route::Router;
 use crate::upload::Stalling;
-
-/// The address an origin connection reached; set in every response's extensions.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub SocketAddr);
 
 /// Opens origin connections for the pool.
 #[derive(Clone)]
@@ -33,59 +27,40 @@ pub enum Connector {
     Parent(ParentProxy, Limits),
 }
 
-/// A pooled origin (or parent proxy) connection; its writes are under [`Stalling`]'s clock.
+/// An origin (or parent proxy) connection; its writes are under [`Stalling`]'s clock.
 pub struct OriginIo {
     io: Stalling<TokioIo<TcpStream>>,
-    peer: SocketAddr,
-    via_parent: bool,
+    /// The address it reached: the origin's, or the parent's.
+    pub(crate) peer: SocketAddr,
 }
 
-impl tower::Service<Uri> for Connector {
-    type Response = OriginIo;
-    type Error = Failure;
-    type Future = Pin<Box<dyn Future<Output = Result<OriginIo, Failure>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
-        Poll::Ready(Ok(()))
+impl Connector {
+    /// Whether requests go to a parent proxy (in absolute form) rather than to the origin.
+    pub(crate) fn via_parent(&self) -> bool {
+        matches!(self, Connector::Parent(..))
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connector = self.clone();
-        Box::pin(async move {
-            match connector {
-                Connector::Parent(parent, limits) => Ok(OriginIo {
+    /// A new connection for requests to `target`, which the caller has decided.
+    pub(crate) async fn connect(&self, target: &Target) -> Result<OriginIo, Failure> {
+        match self {
+            Connector::Parent(parent, limits) => Ok(OriginIo {
+                io: Stalling::new(
+                    TokioIo::new(parent.dial(limits).await?),
+                    limits.upload_idle_timeout,
+                ),
+                peer: parent.addr,
+            }),
+            Connector::Direct(router) => {
+                let opened = router.open(target).await?;
+                Ok(OriginIo {
                     io: Stalling::new(
-                        TokioIo::new(parent.dial(&limits).await?),
-                        limits.upload_idle_timeout,
+                        TokioIo::new(opened.stream),
+                        router.limits.upload_idle_timeout,
                     ),
-                    peer: parent.addr,
-                    via_parent: true,
-                }),
-                Connector::Direct(router) => {
-                    let host = uri
-                        .host()
-                        .ok_or(Failure::BadRequest("request URI has no host"))?;
-                    let target = crate::target::target_of(&uri, host)?;
-                    let opened = router.open(&target).await?;
-                    Ok(OriginIo {
-                        io: Stalling::new(
-                            TokioIo::new(opened.stream),
-                            router.limits.upload_idle_timeout,
-                        ),
-                        peer: opened.addr,
-                        via_parent: false,
-                    })
-                }
+                    peer: opened.addr,
+                })
             }
-        })
-    }
-}
-
-impl Connection for OriginIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
-            .proxy(self.via_parent)
-            .extra(PeerAddr(self.peer))
+        }
     }
 }
 

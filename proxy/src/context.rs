@@ -4,11 +4,8 @@
 //! (`handler`), defined below both so that workers never import the dispatcher.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use audit::Sink;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use resolve::Resolver;
 use serve::Snapshot;
 use tokio::sync::OwnedSemaphorePermit;
@@ -20,13 +17,8 @@ use crate::config::ProxyConfig;
 use crate::connector::Connector;
 use crate::headers::Attribution;
 use crate::inspect::brokered::{Brokered, Secrets};
+use crate::pool::Pool;
 use crate::route::Router;
-use crate::upload::Upload;
-
-/// How long an idle pooled origin connection is kept.
-const POOL_IDLE: Duration = Duration::from_secs(90);
-/// Idle pooled connections kept per origin.
-const POOL_PER_HOST: usize = 32;
 
 /// What every connection of the proxy shares.
 pub(crate) struct Shared {
@@ -40,7 +32,8 @@ pub(crate) struct Shared {
 pub(crate) struct Generation {
     pub(crate) router: Arc<Router>,
     pub(crate) attribution: Arc<Attribution>,
-    pub(crate) client: Client<Connector, Upload>,
+    /// The origin connections of absolute-form requests.
+    pub(crate) pool: Pool,
     /// The policy's `[[credential]]` entries with their real values.
     pub(crate) brokered: Brokered,
 }
@@ -93,17 +86,10 @@ impl Generation {
             None => Connector::Direct(router.clone()),
             Some(parent) => Connector::Parent(parent.clone(), config.limits.clone()),
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            // Without a timer hyper-util never closes an idle pooled connection on its own.
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(POOL_PER_HOST)
-            .set_host(true)
-            .build(connector);
         Self {
             router,
             attribution,
-            client,
+            pool: Pool::new(connector),
             brokered,
         }
     }

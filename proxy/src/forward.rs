@@ -1,5 +1,6 @@
 //! Absolute-form requests (`GET http://host/path`): decided once, then sent over the generation's
-//! pooled client, whose connector resolves, checks and dials (or reaches the parent proxy).
+//! origin connections (`pool.rs`), whose connector resolves, checks and dials (or reaches the
+//! parent proxy).
 //! Hop-by-hop headers go in both directions; attribution headers replace the client's. The request
 //! body goes through `upload` (its idle timeout, and the response timeout that starts after it).
 
@@ -9,9 +10,8 @@ use hyper::body::Incoming;
 
 use crate::audit::Audit;
 use crate::body::{Counted, ResponseBody};
-use crate::connector::PeerAddr;
 use crate::context::{Connection, Generation};
-use crate::error::{Failure, failure_in};
+use crate::error::Failure;
 use crate::headers::{strip_egressd_headers, strip_hop_by_hop};
 use crate::respond::refuse;
 use crate::target::{canonicalize, host_header, loggable_uri, target_of};
@@ -91,13 +91,13 @@ pub(crate) async fn forward(
     let limits = &config.limits;
     let attribution = generation.attribution.clone();
     let (body, upload) = Upload::watched(body, &mut audit, limits, attribution);
-    let request = generation.client.request(Request::from_parts(parts, body));
-    let request = async { request.await.map_err(|error| failure_in(&error)) };
-    let response = match await_response(request, upload.as_deref(), limits).await {
+    let request = generation
+        .pool
+        .send(&target, Request::from_parts(parts, body));
+    let (response, peer) = match await_response(request, upload.as_deref(), limits).await {
         Err(failure) => return refuse(&mut audit, &uri_text, failure),
-        Ok(response) => response,
+        Ok(sent) => (sent.response, Some(sent.peer)),
     };
-    let peer = response.extensions().get::<PeerAddr>().map(|p| p.0);
     let decision = match &config.parent {
         None => generation.router.settle(decision, peer),
         Some(_) => decision,

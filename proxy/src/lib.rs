@@ -11,7 +11,7 @@
 //!
 //! The path of a request, file by file: `handler` (connection, dispatch; the generation in `context`) →
 //! `connect` or `forward` (with `upload` for the request body) → `route` (resolve, check, dial)
-//! or `parent` (chaining) → `tunnel` / the pooled client (`connector`) → `respond` for refusals,
+//! or `parent` (chaining) → `tunnel` / the origin connection pool (`pool`, dialing through `connector`) → `respond` for refusals,
 //! `audit` for the event. docs/architecture.md draws it. Between the client's socket and hyper
 //! sits `client_io`, which keeps hyper's own error responses off the wire; `edge` answers the
 //! requests hyper gave up on (heads too large or malformed, the HTTP/2 preface) instead.
@@ -47,6 +47,7 @@ mod inspect;
 mod limits;
 mod open;
 mod parent;
+mod pool;
 mod progress;
 mod refusal;
 mod refused_tunnel;

@@ -2,6 +2,7 @@
 //! their real values without waiting for them, and audit events are read back as typed fields.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use audit::{Recorded, Sink, fields as f};
@@ -50,6 +51,12 @@ fn proxy_kept(port: u16, limits: Limits) -> (DuplexStream, Recorded, Proxy) {
         ..ProxyConfig::default()
     };
     let proxy = Proxy::new(resolver, config, sink);
+    let client = client_of(&proxy);
+    (client, recorded, proxy)
+}
+
+/// A new client connection to `proxy`.
+fn client_of(proxy: &Proxy) -> DuplexStream {
     let (client, server_end) = tokio::io::duplex(64 * 1024);
     let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
     let conn = Conn {
@@ -60,7 +67,7 @@ fn proxy_kept(port: u16, limits: Limits) -> (DuplexStream, Recorded, Proxy) {
         tasks: TaskTracker::new(),
     };
     tokio::spawn(proxy.clone().serve(conn));
-    (client, recorded, proxy)
+    client
 }
 
 /// Reads until the peer closes (or 64 KiB).
@@ -147,16 +154,16 @@ async fn an_idle_pooled_origin_connection_is_closed_after_the_pool_idle_timeout(
     assert!(idle < Duration::from_secs(200), "closed after {idle:?}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn spellings_of_one_origin_share_its_pooled_connection() {
-    // Counts connections; answers every request on each, keeping it alive.
+/// An origin on loopback that answers every request `ok` after `delay`, keeping each connection
+/// alive (or closing it after one answer when `once`); counts the connections it accepted.
+async fn counting_origin(delay: Duration, once: bool) -> (u16, Arc<AtomicUsize>) {
     let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = origin.local_addr().unwrap().port();
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
     let counted = accepted.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = origin.accept().await {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            counted.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let mut head = Vec::new();
@@ -168,30 +175,78 @@ async fn spellings_of_one_origin_share_its_pooled_connection() {
                         }
                     }
                     head.clear();
+                    tokio::time::sleep(delay).await;
                     let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                    if stream.write_all(answer).await.is_err() {
+                    if stream.write_all(answer).await.is_err() || once {
                         return;
                     }
                 }
             });
         }
     });
-    let (mut client, _recorded, _proxy) = proxy_kept(port, Limits::DEFAULT);
+    (port, accepted)
+}
+
+/// Sends `request` and reads its `ok` response.
+async fn exchange(client: &mut DuplexStream, request: &str) -> Vec<u8> {
+    client.write_all(request.as_bytes()).await.unwrap();
     let mut buf = [0u8; 1024];
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\nok") {
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&response));
+        response.extend_from_slice(&buf[..n]);
+    }
+    response
+}
+
+#[tokio::test(start_paused = true)]
+async fn spellings_of_one_origin_share_its_pooled_connection() {
+    let (port, accepted) = counting_origin(Duration::ZERO, false).await;
+    let (mut client, _recorded, _proxy) = proxy_kept(port, Limits::DEFAULT);
     for spelling in ["user:one@127.0.0.1", "user:two@127.0.0.1", "127.0.0.1"] {
         let request = format!("GET http://{spelling}:{port}/ HTTP/1.1\r\nHost: x\r\n\r\n");
-        client.write_all(request.as_bytes()).await.unwrap();
-        let mut response = Vec::new();
-        while !response.ends_with(b"\r\n\r\nok") {
-            let n = client.read(&mut buf).await.unwrap();
-            assert!(n > 0, "{}", String::from_utf8_lossy(&response));
-            response.extend_from_slice(&buf[..n]);
-        }
+        let response = exchange(&mut client, &request).await;
         assert!(response.starts_with(b"HTTP/1.1 200"));
         // The origin connection goes back to the pool once the response has ended.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_origin_that_closed_its_idle_connection_gets_the_next_request_on_a_new_one() {
+    let (port, accepted) = counting_origin(Duration::ZERO, true).await;
+    let (mut client, recorded, _proxy) = proxy_kept(port, Limits::DEFAULT);
+    let request = format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    for _ in 0..3 {
+        let response = exchange(&mut client, &request).await;
+        assert!(response.starts_with(b"HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    let events = events(&recorded);
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(events.iter().all(|e| e[f::STATUS] == 200), "{events:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_at_once_get_a_connection_each_and_later_ones_reuse_them() {
+    // Each answer takes a second, so the two first requests overlap.
+    let (port, accepted) = counting_origin(Duration::from_secs(1), false).await;
+    let (mut one, _, proxy) = proxy_kept(port, Limits::DEFAULT);
+    let mut two = client_of(&proxy);
+    let request = format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (a, b) = tokio::join!(exchange(&mut one, &request), exchange(&mut two, &request));
+    assert!(a.starts_with(b"HTTP/1.1 200") && b.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..2 {
+        let (a, b) = tokio::join!(exchange(&mut one, &request), exchange(&mut two, &request));
+        assert!(a.starts_with(b"HTTP/1.1 200") && b.starts_with(b"HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(start_paused = true)]
