@@ -96,7 +96,9 @@ impl Pool {
         let key = key_of(req.uri());
         let (mut conn, mut reused) = match self.inner.checkout(key) {
             Some(conn) => (conn, true),
-            None => (self.inner.open(target, Arc::from(key)).await?, false),
+            // Boxed: dialing (resolution, the connect, the handshake) is a large future, and
+            // inline it would be copied with every request's future.
+            None => (Box::pin(self.inner.open(target, Arc::from(key))).await?, false),
         };
         if !self.inner.connector.via_parent() {
             // A parent proxy gets the absolute form; an origin, the path (RFC 9112 §3.2).
@@ -117,7 +119,7 @@ impl Pool {
                     // Unsent on a connection the origin had closed meanwhile: once more, anew.
                     Some(unsent) if reused => {
                         req = unsent;
-                        conn = self.inner.open(target, conn.key.clone()).await?;
+                        conn = Box::pin(self.inner.open(target, conn.key.clone())).await?;
                         reused = false;
                     }
                     _ => return Err(failure_in(error.error())),
