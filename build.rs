@@ -32,10 +32,10 @@ fn main() {
                 println!("cargo:rerun-if-changed={file}");
             }
         }
-        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            if let Some(file) = git(&["rev-parse", "--git-path", &branch]) {
-                println!("cargo:rerun-if-changed={file}");
-            }
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
+            && let Some(file) = git(&["rev-parse", "--git-path", &branch])
+        {
+            println!("cargo:rerun-if-changed={file}");
         }
     }
     let commit = commit

@@ -157,7 +157,10 @@ fn memory_comes_back_after_bursts_of_refused_and_silent_connections() {
         let counter = std::sync::atomic::AtomicUsize::new(0);
         let held: Vec<TcpStream> = open_many(CONNECTIONS, move || {
             let mut stream = connect_tcp(proxy);
-            if counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+            if counter
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .is_multiple_of(2)
+            {
                 assert_eq!(exchange(&mut stream, &request).status, 403);
             }
             stream

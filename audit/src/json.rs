@@ -229,9 +229,9 @@ impl<'a> Object<'a> {
         let fraction = micros % 1000;
         if fraction != 0 {
             let digits = [fraction / 100, fraction / 10 % 10, fraction % 10];
-            let places = if fraction % 100 == 0 {
+            let places = if fraction.is_multiple_of(100) {
                 1
-            } else if fraction % 10 == 0 {
+            } else if fraction.is_multiple_of(10) {
                 2
             } else {
                 3

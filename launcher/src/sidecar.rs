@@ -147,10 +147,10 @@ impl Sidecar {
     /// job ends, or while it runs: egressd that exited 4 while running left the sandbox without
     /// its proxy.
     pub fn try_exit(&mut self) -> Result<Option<Exit>, Error> {
-        if self.exit.is_none() {
-            if let Some(status) = self.child.try_wait().map_err(Error::Wait)? {
-                self.finish(status, false);
-            }
+        if self.exit.is_none()
+            && let Some(status) = self.child.try_wait().map_err(Error::Wait)?
+        {
+            self.finish(status, false);
         }
         Ok(self.exit.clone())
     }

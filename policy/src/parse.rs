@@ -395,10 +395,10 @@ fn rules(
             }
             (None, _) => default_ports.clone(),
         };
-        if let (RuleKind::CarveOut, Matcher::Cidr(net)) = (kind, &matcher) {
-            if !carve_out_is_valid(*net, &span, errors) {
-                continue;
-            }
+        if let (RuleKind::CarveOut, Matcher::Cidr(net)) = (kind, &matcher)
+            && !carve_out_is_valid(*net, &span, errors)
+        {
+            continue;
         }
         if !public_suffix_allowed(rule, kind, &matcher, &span, errors) {
             continue;

@@ -101,8 +101,9 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
-                // hyper stops polling a body that says it has ended.
-                if this.inner.is_end_stream() {
+                // hyper stops polling a body that says it has ended, and after its trailers,
+                // which are always the last frame.
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.end = Some(ResponseEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))

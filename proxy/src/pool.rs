@@ -5,8 +5,9 @@
 //! - **Keyed by the canonical authority** of the request sent on (`forward.rs` writes it), never by
 //!   the client's spelling: `http://x@host/` and `http://HOST:80/` share `host`'s connections.
 //! - **Back when the response has been read**: a response's body holds its connection ([`Leased`])
-//!   and returns it at its end; a body cut short (the client left, the origin stalled) leaves
-//!   the connection to hyper, which closes it.
+//!   and gives it back at its end. A body cut short (the client left, the origin stalled) gives
+//!   it back too: hyper then reads the rest of the response or closes the connection, and until
+//!   it can take a request it is never picked. A connection that failed is not given back.
 //! - **At most [`PER_HOST`] idle per key, each for at most [`IDLE`]**: a task runs while any
 //!   connection is idle and closes each at its time, so an origin named once is not held open
 //!   for ever.
@@ -14,8 +15,9 @@
 //!   origin may close an idle connection just as egressd picks it (HTTP/1.1 §9.3.1); the request
 //!   is retried only when hyper hands it back unsent.
 //!
-//! (hyper-util's pooled client did this before; this pool does only what egressd needs, and
-//! costs a third of its instructions per request: docs/benchmarks.md.)
+//! hyper-util's pooled client did this before. This pool does only what egressd needs (one hash
+//! of the key, no task per request, no oneshot, no futures moved): a keep-alive request costs
+//! 0.83x the instructions it did over that client (docs/benchmarks.md, "CPU per HTTP request").
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -98,7 +100,10 @@ impl Pool {
             Some(conn) => (conn, true),
             // Boxed: dialing (resolution, the connect, the handshake) is a large future, and
             // inline it would be copied with every request's future.
-            None => (Box::pin(self.inner.open(target, Arc::from(key))).await?, false),
+            None => (
+                Box::pin(self.inner.open(target, Arc::from(key))).await?,
+                false,
+            ),
         };
         if !self.inner.connector.via_parent() {
             // A parent proxy gets the absolute form; an origin, the path (RFC 9112 §3.2).
@@ -161,6 +166,7 @@ impl Inner {
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let kept = idle.by_key.entry(conn.key.clone()).or_default();
+        kept.retain(|k| !k.conn.sender.is_closed());
         if kept.len() >= PER_HOST {
             return;
         }
@@ -172,17 +178,27 @@ impl Inner {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             idle.reaping = true;
-            runtime.spawn(reap(Arc::downgrade(self)));
+            let reaping = Reaping {
+                pool: Arc::downgrade(self),
+                armed: true,
+            };
+            // Not under the lock: a runtime shutting down drops the task at once, and with it
+            // `reaping`, which takes the lock.
+            drop(idle);
+            runtime.spawn(reap(reaping));
         }
     }
 }
 
-/// Closes each idle connection [`IDLE`] after it was put back, while any is idle; ends with the
-/// pool.
-async fn reap(pool: Weak<Inner>) {
+/// Closes each idle connection [`IDLE`] after it was put back (at most a second late, so that
+/// many connections put back at different times cost one pass a second, not one each), while
+/// any is idle; ends with the pool.
+async fn reap(mut reaping: Reaping) {
     loop {
         let next = {
-            let Some(pool) = pool.upgrade() else { return };
+            let Some(pool) = reaping.pool.upgrade() else {
+                return;
+            };
             let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
             idle.by_key.retain(|_, kept| {
@@ -190,14 +206,36 @@ async fn reap(pool: Weak<Inner>) {
                 !kept.is_empty()
             });
             match idle.by_key.values().flatten().map(|k| k.since).min() {
-                Some(oldest) => oldest + IDLE,
+                Some(oldest) => (oldest + IDLE).max(now + Duration::from_secs(1)),
                 None => {
+                    // Under the lock: a connection put back from now on starts a new reaper.
                     idle.reaping = false;
+                    reaping.armed = false;
                     return;
                 }
             }
         };
         tokio::time::sleep_until(next).await;
+    }
+}
+
+/// The reaper's hold on its pool. Dropped while `armed` (the task was dropped with its runtime,
+/// run or not), it clears the pool's `reaping`, so a later connection put back starts another.
+struct Reaping {
+    pool: Weak<Inner>,
+    armed: bool,
+}
+
+impl Drop for Reaping {
+    fn drop(&mut self) {
+        if self.armed
+            && let Some(pool) = self.pool.upgrade()
+        {
+            pool.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .reaping = false;
+        }
     }
 }
 
@@ -253,7 +291,8 @@ impl Leased {
 
 impl Drop for Leased {
     fn drop(&mut self) {
-        // Ended or not: hyper closes a connection whose response was not read to its end.
+        // Ended or not: hyper reads the rest of a response not read to its end, or closes the
+        // connection; either way it is not picked before it can take a request.
         self.release();
     }
 }
@@ -268,9 +307,14 @@ impl Body for Leased {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            // hyper stops polling a body that says it has ended.
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            // hyper stops polling a body that says it has ended, and after its trailers (always
+            // the last frame).
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
+                self.release();
+            }
             Poll::Ready(None) => self.release(),
+            // The connection failed: it is not given back.
+            Poll::Ready(Some(Err(_))) => self.lease = None,
             _ => {}
         }
         polled

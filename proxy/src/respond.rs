@@ -63,10 +63,10 @@ pub(crate) fn failure_response(
             HeaderValue::from_static("Basic realm=\"egressd\""),
         );
     }
-    if let Some(rule) = failure.decision().and_then(|d| d.rule.as_ref()) {
-        if let Ok(value) = HeaderValue::from_str(&rule.label().to_string()) {
-            headers.insert(RULE_HEADER, value);
-        }
+    if let Some(rule) = failure.decision().and_then(|d| d.rule.as_ref())
+        && let Ok(value) = HeaderValue::from_str(&rule.label().to_string())
+    {
+        headers.insert(RULE_HEADER, value);
     }
     response
 }

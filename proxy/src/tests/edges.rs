@@ -666,6 +666,27 @@ async fn a_slow_body_that_keeps_coming_is_served_whole() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_chunked_body_with_trailers_is_audited_as_complete() {
+    let port = origin(|mut stream| async move {
+        read_head(&mut stream).await;
+        stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n\
+                  2\r\nab\r\n0\r\nx-sum: 2\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        read_forever(&mut stream).await;
+    })
+    .await;
+    let (response, _, event) = fetch_to_close(port).await;
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(response.ends_with("\r\n\r\n"), "{response}");
+    assert_eq!(event[f::RESPONSE_END], "complete", "{response}");
+    assert_eq!(event[f::BYTES_DOWN], 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_body_the_origin_cuts_short_is_audited_as_cut_by_the_origin() {
     // Content-Length says 1,000; 10 bytes come, then the origin closes.
     let by_length = origin(|mut stream| async move {
