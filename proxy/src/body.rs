@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::audit::Audit;
-use crate::upload::IdleTimer;
+use crate::upload::{IdleTimer, is_last};
 
 /// Why a response body failed: the origin's error, or [`Stalled`].
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -101,9 +101,7 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
-                // hyper stops polling a body that says it has ended, and after its trailers,
-                // which are always the last frame.
-                if frame.is_trailers() || this.inner.is_end_stream() {
+                if is_last(&frame, &this.inner) {
                     this.end = Some(ResponseEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))

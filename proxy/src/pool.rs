@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use crate::connector::Connector;
 use crate::error::{Failure, failure_in};
-use crate::upload::Upload;
+use crate::upload::{Upload, is_last};
 
 /// How long an idle origin connection is kept.
 pub(crate) const IDLE: Duration = Duration::from_secs(90);
@@ -307,11 +307,7 @@ impl Body for Leased {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            // hyper stops polling a body that says it has ended, and after its trailers (always
-            // the last frame).
-            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
-                self.release();
-            }
+            Poll::Ready(Some(Ok(frame))) if is_last(frame, &self.inner) => self.release(),
             Poll::Ready(None) => self.release(),
             // The connection failed: it is not given back.
             Poll::Ready(Some(Err(_))) => self.lease = None,

@@ -100,6 +100,13 @@ impl<B: Body> Upload<B> {
     }
 }
 
+/// True when `frame`, just polled from `body`, is its last: hyper stops polling a body that says
+/// it has ended, and after its trailers, which are always the last frame. Whatever marks a
+/// body's end (the upload sent, the response whole, its origin connection free) asks this.
+pub(crate) fn is_last<B: Body>(frame: &Frame<Bytes>, body: &B) -> bool {
+    frame.is_trailers() || body.is_end_stream()
+}
+
 /// An idle timeout for one side of a stream: started when a poll must wait, stopped when one
 /// makes progress, expired once the waits since the last progress reach the limit. The timer is
 /// allocated the first time a poll waits, and only re-armed after progress.
@@ -221,8 +228,7 @@ where
                     this.attribution.strip_lookalikes(trailers);
                 }
                 this.idle.moved();
-                // hyper stops polling once the body says it has ended.
-                if this.inner.is_end_stream() {
+                if is_last(&frame, &this.inner) {
                     this.finish();
                 }
                 Poll::Ready(Some(Ok(frame)))

@@ -514,6 +514,49 @@ async fn an_upload_the_client_stops_gets_408_after_the_upload_idle_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_upload_ending_in_trailers_starts_the_response_timeout() {
+    // Reads the chunked body up to its trailers' end, then never answers.
+    let port = origin(|mut stream| async move {
+        read_head(&mut stream).await;
+        let mut body = Vec::new();
+        let mut byte = [0u8; 1];
+        while !body.ends_with(b"x-sum: 2\r\n\r\n") {
+            if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            body.push(byte[0]);
+        }
+        read_forever(&mut stream).await;
+    })
+    .await;
+    let (client, recorded) = proxy_for(port);
+    let (mut reader, mut writer) = tokio::io::split(client);
+    writer
+        .write_all(post(port, "Transfer-Encoding: chunked\r\nTE: trailers").as_bytes())
+        .await
+        .unwrap();
+    writer
+        .write_all(b"2\r\nhi\r\n0\r\nx-sum: 2\r\n\r\n")
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let response = read_to_close(&mut reader).await;
+    let waited = sent.elapsed();
+    let timeout = Limits::DEFAULT.response_timeout;
+    assert!(
+        waited >= timeout && waited < timeout + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    tokio::task::yield_now().await;
+    assert_refused(
+        &(response, events(&recorded)),
+        504,
+        "upstream-timeout",
+        "response timed out",
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_response_timeout_runs_from_the_end_of_the_upload_to_the_whole_head() {
     // Reads the body, then drips its head one line every 10 s, forever.
     let port = origin(|mut stream| async move {
